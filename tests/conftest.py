@@ -1,0 +1,27 @@
+"""Shared fixtures. The real UCI Cleveland file is read from ../shared (never copied into the repo)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def cleveland_file() -> Path:
+    """Where the real Cleveland file is: $HEART_DATA_DIR, else ../shared/data/uci-heart-disease."""
+    base = Path(os.environ.get("HEART_DATA_DIR", ROOT.parent / "shared" / "data" / "uci-heart-disease"))
+    return base / "processed.cleveland.data"
+
+
+@pytest.fixture(scope="session")
+def cleveland_path() -> Path:
+    path = cleveland_file()
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the UCI Cleveland file is missing at {path}")
+        pytest.skip(f"UCI Cleveland file not found at {path} (set HEART_DATA_DIR)")
+    return path
