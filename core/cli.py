@@ -1,0 +1,230 @@
+"""Command line: python -m core {train,evaluate,predict,explain} --help
+
+Exit codes: 0 success; 2 bad input (one line on stderr naming the problem); 1 an internal fault (one
+line, no traceback, no patient values).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from core.errors import CoreError
+
+DATA_ENV = "HEART_DATA"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code 2, like every other bad input
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="Heart-disease risk engine (decision support, not a diagnosis).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def data_args(p):
+        p.add_argument("--data", help=f"cohort CSV (default: ${DATA_ENV} if set, else the synthetic demo cohort)")
+        p.add_argument("--target", help="outcome column (default: num for the Cleveland file)")
+        p.add_argument("--positive", metavar="RULE", help="rule making the outcome binary, e.g. '> 0', '== Yes'")
+        p.add_argument("--missing", choices=["impute", "drop"], default="impute",
+                       help="missing feature values: impute (median / most frequent of the training split) or drop rows")
+
+    def model_args(p):
+        p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
+        p.add_argument("--seed", type=int, help="random seed (default 42)")
+        p.add_argument("--hidden", help="hidden units per layer, e.g. 10,5 (default)")
+        p.add_argument("--activation", choices=["relu", "tanh", "sigmoid"])
+        p.add_argument("--optimizer", choices=["adam", "sgd"])
+        p.add_argument("--loss", choices=["bce", "mse"])
+        p.add_argument("--learning-rate", type=float)
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--dropout", type=float)
+        p.add_argument("--l2", type=float)
+        p.add_argument("--patience", type=int)
+        p.add_argument("--no-early-stopping", action="store_true")
+
+    p = sub.add_parser("train", help="train the MLP, save a bundle, print test metrics as JSON")
+    data_args(p)
+    model_args(p)
+    p.add_argument("--out", help="bundle directory to write (default: the model store, under --name)")
+    p.add_argument("--name", default="heart-mlp", help="model name in the store (default heart-mlp)")
+
+    p = sub.add_parser("evaluate", help="repeated stratified cross-validation: MLP vs logistic regression")
+    data_args(p)
+    model_args(p)
+    p.add_argument("--cv", default="5x5", help="folds x repeats (default 5x5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("predict", help="risk, band and top-3 reasons for every patient of a CSV")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--input", required=True, help="patients CSV (the model's feature columns)")
+    p.add_argument("--output", required=True, help="CSV to write: input columns + risk, risk_band, reason_1..3")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the reasons")
+
+    p = sub.add_parser("explain", help="SHAP attributions (probability scale) per patient, with the base value")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--input", required=True, help="patients CSV")
+    p.add_argument("--json", action="store_true", help="print JSON instead of CSV")
+    return parser
+
+
+def _config(args):
+    from core.model import TrainConfig
+    fields = {"epochs": args.epochs, "seed": args.seed, "activation": args.activation,
+              "optimizer": args.optimizer, "loss": args.loss, "learning_rate": args.learning_rate,
+              "batch_size": args.batch_size, "dropout": args.dropout, "l2": args.l2, "patience": args.patience}
+    values = {k: v for k, v in fields.items() if v is not None}
+    if args.hidden:
+        try:
+            values["hidden"] = tuple(int(x) for x in args.hidden.split(",") if x.strip())
+        except ValueError:
+            raise CoreError("--hidden takes whole numbers separated by commas, e.g. 10,5") from None
+    if args.no_early_stopping:
+        values["early_stopping"] = False
+    try:
+        return TrainConfig(**values)
+    except ValueError as exc:  # pydantic's message names the field and the rule
+        raise CoreError(f"bad model setting: {_first_line(exc)}") from None
+
+
+def _cohort(args):
+    from core.data import cohort_from_frame, load_cohort
+    source = args.data or os.environ.get(DATA_ENV)
+    if source:
+        if not Path(source).is_file():
+            raise CoreError(f"--data: no such file: {source}")
+        return load_cohort(source, target=args.target, positive_rule=args.positive, missing=args.missing)
+    from core.demo import DEMO_NAME, demo_cohort
+    from core.schema import cleveland_schema
+    return cohort_from_frame(demo_cohort(), cleveland_schema(), name=DEMO_NAME, synthetic=True, missing=args.missing)
+
+
+def _warn(problems) -> None:
+    for problem in problems:
+        print(f"warning: {problem.message}", file=sys.stderr)
+
+
+def cmd_train(args) -> int:
+    from core.model import save_bundle
+    from core.pipeline import train_on_cohort
+    cohort = _cohort(args)
+    _warn(cohort.problems)
+    config = _config(args)
+    result = train_on_cohort(cohort, config)
+
+    def write(directory):
+        save_bundle(result.model, directory, metrics=result.metrics, data_fingerprint=cohort.fingerprint,
+                    name=args.name, extra={"cohort": cohort.name, "synthetic": cohort.synthetic, "sizes": result.sizes})
+
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise CoreError(f"--out {out} exists and is not empty; choose a new directory (nothing is overwritten)")
+        write(out)
+    else:
+        from core.store import save_model
+        out = save_model(write, args.name)
+    print(json.dumps({"bundle": str(out), "cohort": cohort.name, "synthetic": cohort.synthetic,
+                      "sizes": result.sizes, "test_metrics": result.metrics}, indent=2, default=_json_default))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from core.evaluate import cross_validate
+    try:
+        n_splits, n_repeats = (int(x) for x in args.cv.lower().split("x"))
+    except ValueError:
+        raise CoreError("--cv takes FOLDSxREPEATS, e.g. 5x5") from None
+    if n_splits < 2 or n_repeats < 1:
+        raise CoreError("--cv needs at least 2 folds and 1 repeat")
+    cohort = _cohort(args)
+    _warn(cohort.problems)
+    result = cross_validate(cohort.df, cohort.y, cohort.schema, _config(args), n_splits=n_splits, n_repeats=n_repeats)
+    summary = result.summary
+    if args.json:
+        print(summary.to_json(orient="records", indent=2))
+    else:
+        print(f"{cohort.name}: {cohort.n} patients, {n_splits}-fold x {n_repeats} repeated stratified CV")
+        print(summary.to_string(index=False))
+    return 0
+
+
+def _read_patients(path: str, model):
+    from core.data import read_table
+    if not Path(path).is_file():
+        raise CoreError(f"--input: no such file: {path}")
+    table = read_table(path).df
+    missing = [name for name in model.schema.feature_names if name not in table.columns]
+    if missing:
+        raise CoreError(f"--input lacks columns the model needs: {', '.join(missing)}")
+    return table
+
+
+def cmd_predict(args) -> int:
+    from core.export import write_csv
+    from core.model import load_bundle
+    from core.risk import score_table
+    model = load_bundle(args.model)
+    table = _read_patients(args.input, model)
+    scored = score_table(model, table, lang=args.lang)
+    write_csv(scored, args.output)
+    print(f"wrote {len(scored)} patients to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from core.explain import explain
+    from core.model import load_bundle
+    model = load_bundle(args.model)
+    table = _read_patients(args.input, model)
+    pre = model.preprocessor_
+    expl = explain(pre, model.networks_, pre.encode(table), model.background_)
+    if args.json:
+        rows = [{"row": i + 1, "risk": float(expl.output[i]),
+                 "shap_values": dict(zip(expl.feature_names, map(float, expl.shap_values[i])))}
+                for i in range(len(table))]
+        print(json.dumps({"scale": "probability", "base_value": float(expl.base_value), "patients": rows}, indent=2))
+    else:
+        import pandas as pd
+        frame = pd.DataFrame(expl.shap_values, columns=expl.feature_names)
+        frame.insert(0, "risk", expl.output)
+        frame.insert(0, "base_value", expl.base_value)
+        print(frame.to_csv(index=False), end="")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain}
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def main(argv=None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeError) as exc:
+        print(f"error: {type(exc).__name__}: {getattr(exc, 'strerror', None) or 'cannot read or write a file'}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback; the type name helps a bug report without leaking values
+        print(f"internal error ({type(exc).__name__}); please report it", file=sys.stderr)
+        return 1

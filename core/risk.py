@@ -1,0 +1,136 @@
+"""One patient or a table of patients: risk, risk band, checks of the inputs and reasons in words.
+
+Risk bands follow the pre-test-probability categories of the ESC guideline on stable coronary artery
+disease (2013): below 15% low (no further test for CAD), 15-65% intermediate (non-invasive testing),
+above 65% high. They are configurable (``BandCutoffs``); the dashboard shows which are in force.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.errors import PatientError
+from core.explain import background_sample, explain, reasons
+from core.schema import Schema
+
+
+@dataclass(frozen=True)
+class BandCutoffs:
+    low: float = 0.15   # below: low
+    high: float = 0.65  # at or above: high
+
+    def __post_init__(self):
+        if not 0 < self.low < self.high < 1:
+            raise ValueError("band cut-offs must satisfy 0 < low < high < 1")
+
+
+def risk_band(risk: float | np.ndarray, cutoffs: BandCutoffs = BandCutoffs()):
+    """'low' / 'intermediate' / 'high' for a probability (or an array of them)."""
+    r = np.asarray(risk, dtype=float)
+    bands = np.where(r < cutoffs.low, "low", np.where(r >= cutoffs.high, "high", "intermediate"))
+    return str(bands) if bands.ndim == 0 else bands
+
+
+@dataclass
+class PatientCheck:
+    """What the inputs say before the risk is read: values outside the training data (extrapolation)."""
+    extrapolated: list[str] = field(default_factory=list)  # feature names outside the range seen in training
+    missing: list[str] = field(default_factory=list)        # features left empty (imputed like in training)
+
+
+def check_patient(values: dict, schema: Schema, preprocessor) -> PatientCheck:
+    """Reject a value outside the schema's plausible range (PatientError naming the rule); flag values
+    outside the range seen in training (accepted, with an extrapolation warning)."""
+    check = PatientCheck()
+    problems = []
+    for j, f in enumerate(preprocessor.features):
+        value = values.get(f.name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            check.missing.append(f.name)
+            continue
+        if f.kind in ("numeric", "ordinal"):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                problems.append(f"{f.name}: not a number")
+                continue
+            if not math.isfinite(number):
+                problems.append(f"{f.name}: not a finite number")
+                continue
+            if (f.min is not None and number < f.min) or (f.max is not None and number > f.max):
+                unit = f" {f.unit}" if f.unit else ""
+                problems.append(f"{f.name}: outside the plausible range {f.min:g}–{f.max:g}{unit}")
+                continue
+            lo, hi = preprocessor.raw_min_[j], preprocessor.raw_max_[j]
+            if not (math.isnan(lo) or lo <= number <= hi):
+                check.extrapolated.append(f.name)
+        else:
+            if preprocessor.encode_value(j, value) < 0:
+                known = ", ".join(str(c) for c in preprocessor.categories_[f.name])
+                problems.append(f"{f.name}: code not known to the model (known: {known})")
+    if problems:
+        raise PatientError("; ".join(problems))
+    return check
+
+
+@dataclass
+class PatientRisk:
+    risk: float
+    risk_band: str
+    check: PatientCheck
+    explanation: object | None = None  # core.explain.Explanation for this one patient
+    reasons: list = field(default_factory=list)
+
+
+def patient_risk(model, values: dict, *, with_reasons: bool = True, lang: str = "en",
+                 cutoffs: BandCutoffs = BandCutoffs(), top: int = 3) -> PatientRisk:
+    """Risk of one patient from raw clinical values (dict feature name -> value), with SHAP reasons."""
+    schema, pre = model.schema, model.preprocessor_
+    check = check_patient(values, schema, pre)
+    raw = np.array([[pre.encode_value(j, values.get(f.name)) for j, f in enumerate(pre.features)]])
+    if with_reasons:
+        expl = explain(pre, model.networks_, raw, model.background_)
+        risk = float(expl.output[0])
+        why = reasons(expl, 0, schema, pre, top=top, lang=lang)
+    else:
+        expl, why = None, []
+        risk = float(model.predict_risk_raw(raw)[0])
+    return PatientRisk(risk=risk, risk_band=risk_band(risk, cutoffs), check=check, explanation=expl, reasons=why)
+
+
+def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int = 3, lang: str = "en",
+                cutoffs: BandCutoffs = BandCutoffs(), chunk: int = 2000) -> pd.DataFrame:
+    """Score every row of a table: the input's columns, then risk, risk_band and reason_1..reason_top.
+
+    Rows keep the input order. The model's feature columns must be present (PatientError otherwise);
+    extra columns pass through untouched.
+    """
+    pre = model.preprocessor_
+    raw = pre.encode(df)
+    out = df.copy()
+    if not with_reasons:
+        risk = model.predict_risk_raw(raw)
+        out["risk"] = risk
+        out["risk_band"] = risk_band(risk, cutoffs)
+        return out
+    risk = np.empty(len(df))
+    texts = [[""] * len(df) for _ in range(top)]
+    for start in range(0, len(df), chunk):
+        part = raw[start:start + chunk]
+        expl = explain(pre, model.networks_, part, model.background_)
+        risk[start:start + len(part)] = expl.output
+        for i in range(len(part)):
+            for k, reason in enumerate(reasons(expl, i, model.schema, pre, top=top, lang=lang)):
+                texts[k][start + i] = reason.text
+    out["risk"] = risk
+    out["risk_band"] = risk_band(risk, cutoffs)
+    for k in range(top):
+        out[f"reason_{k + 1}"] = texts[k]
+    return out
+
+
+__all__ = ["BandCutoffs", "risk_band", "check_patient", "patient_risk", "score_table", "PatientRisk",
+           "PatientCheck", "background_sample"]

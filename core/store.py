@@ -1,0 +1,114 @@
+"""The model store: named, versioned bundles in one folder outside the code tree.
+
+Where: $HEART_RISK_STORE, else the user's data directory (platformdirs), e.g.
+~/.local/share/heart-risk/models. Layout: <root>/<name>/v<k>/ (one bundle each). A save is written into
+a hidden temporary folder and renamed into place: a crash at any point leaves no half-written version
+visible, and two sessions saving the same name get two versions (rename onto an existing version fails,
+and the loser takes the next number).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from core.errors import BundleError
+
+NAME = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9 _.\-\u4e00-\u9fff]{0,63}$")
+
+
+def store_root() -> Path:
+    env = os.environ.get("HEART_RISK_STORE")
+    if env:
+        root = Path(env)
+    else:
+        import platformdirs
+        root = Path(platformdirs.user_data_dir("heart-risk", appauthor=False)) / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME.match(name) or name in (".", ".."):
+        raise BundleError("a model name is 1–64 letters, digits, spaces, '-', '_' or '.', not starting with a symbol")
+    return name
+
+
+def list_models(root: Path | None = None) -> list[dict]:
+    """Every saved version, newest first: name, version, path."""
+    root = root or store_root()
+    out = []
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for v in model_dir.iterdir():
+            m = re.fullmatch(r"v(\d+)", v.name)
+            if m and (v / "metadata.json").exists():
+                out.append({"name": model_dir.name, "version": int(m.group(1)), "path": v,
+                            "mtime": v.stat().st_mtime})
+    return sorted(out, key=lambda r: r["mtime"], reverse=True)
+
+
+def save_model(write_bundle, name: str, root: Path | None = None) -> Path:
+    """Save a new version of ``name``. ``write_bundle(tmp_dir)`` writes the bundle files into an empty
+    directory; this function makes it visible atomically and returns its final path."""
+    name = check_name(name)
+    root = root or store_root()
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=root))
+    try:
+        bundle_dir = staging / "bundle"
+        write_bundle(bundle_dir)
+        (root / name).mkdir(exist_ok=True)
+        for _ in range(1000):
+            version = 1 + max((int(p.name[1:]) for p in (root / name).iterdir()
+                               if re.fullmatch(r"v\d+", p.name)), default=0)
+            target = root / name / f"v{version}"
+            try:
+                os.rename(bundle_dir, target)  # atomic; fails if another session took this number
+                _fsync_dir(root / name)
+                return target
+            except OSError:
+                if not target.exists():
+                    raise
+        raise BundleError(f"could not find a free version number for {name!r}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def delete_model(path: Path, root: Path | None = None) -> None:
+    root = (root or store_root()).resolve()
+    path = Path(path).resolve()
+    if root not in path.parents or not (path / "metadata.json").exists():
+        raise BundleError("not a saved model of this store")
+    # Rename first so a half-deleted version is never visible as a model.
+    trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=root))
+    os.rename(path, trash / "bundle")
+    shutil.rmtree(trash, ignore_errors=True)
+    parent = path.parent
+    if parent.exists() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def clean_stale(root: Path | None = None, older_than_s: float = 3600) -> int:
+    """Remove staging folders left by a killed process (never a finished version, and never one young
+    enough to belong to a save that is still running in another session)."""
+    import time
+    root = root or store_root()
+    now = time.time()
+    stale = [p for p in root.iterdir() if p.name.startswith((".saving-", ".deleting-"))
+             and now - p.stat().st_mtime > older_than_s]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

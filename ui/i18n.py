@@ -1,0 +1,29 @@
+"""One translation table (assets/i18n.json) for every user-facing string, English and Simplified Chinese."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import streamlit as st
+
+LANGUAGES = {"en": "English", "zh": "简体中文"}
+TABLE_PATH = Path(__file__).resolve().parent.parent / "assets" / "i18n.json"
+
+
+@lru_cache(maxsize=1)
+def table() -> dict[str, dict[str, str]]:
+    return json.loads(TABLE_PATH.read_text(encoding="utf-8"))
+
+
+def lang() -> str:
+    return st.session_state.get("lang", "en")
+
+
+def t(key: str, **kwargs) -> str:
+    """The string for ``key`` in the session's language, formatted with kwargs."""
+    entry = table().get(key)
+    if entry is None:  # a missing key is a bug; the test of the table catches it, the UI shows the key
+        return key
+    text = entry.get(lang()) or entry["en"]
+    return text.format(**kwargs) if kwargs else text
