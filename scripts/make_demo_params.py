@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -30,7 +31,9 @@ from core.schema import CLEVELAND_COLUMNS, cleveland_schema  # noqa: E402
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci-heart-disease" / "processed.cleveland.data"
 DEFAULT_OUT = ROOT / "assets" / "demo_cohort.json"
 PROVENANCE = "derived from summary statistics of UCI Cleveland (CC BY 4.0); no patient rows"
-QUANTILE_PROBS = [round(i / 20, 2) for i in range(21)]
+# Every 5 %, plus finer tails: with only the 95 % and 100 % points, the top 5 % of cholesterol would be
+# spread evenly up to the single highest value (564 mg/dl) and far too many patients would sit there.
+QUANTILE_PROBS = [0.0, 0.01, 0.025] + [round(i / 20, 2) for i in range(1, 20)] + [0.975, 0.99, 1.0]
 CALIBRATION_ROWS = 200_000
 CALIBRATION_SEED = 20240
 CALIBRATION_ROUNDS = 8
@@ -172,6 +175,13 @@ def calibrate(params: dict, target_corr: np.ndarray) -> tuple[np.ndarray, float]
     return latent, offset
 
 
+def to_json(params: dict) -> str:
+    """Indented JSON with each list of numbers on one line (a matrix row per line), for readable diffs."""
+    text = json.dumps(params, indent=1, ensure_ascii=False)
+    flat = re.compile(r"\[\s*((?:-?[0-9.e+-]+,\s*)*-?[0-9.e+-]+)\s*\]")
+    return flat.sub(lambda m: "[" + re.sub(r",\s*", ", ", m.group(1)) + "]", text) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real processed.cleveland.data")
@@ -181,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Cleveland file not found: {args.data}", file=sys.stderr)
         return 2
     params = build_params(read_cleveland(args.data))
-    args.out.write_text(json.dumps(params, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    args.out.write_text(to_json(params), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 
