@@ -1,0 +1,165 @@
+"""Plotly figures built from tidy DataFrames (no Streamlit here: pages only place them).
+
+Every builder takes plain data (a DataFrame or a dict of lists) and returns a ``plotly.graph_objects.Figure``,
+so figures are testable without a browser and reusable in reports.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+RISK_UP = "#C0392B"    # raises the risk
+RISK_DOWN = "#2E86C1"  # lowers the risk
+BAND_COLOURS = {"low": "#2E8B57", "intermediate": "#E0A800", "high": "#C0392B"}
+_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10))
+
+CURVE_NAMES = {"loss": "Loss", "accuracy": "Accuracy", "auc": "ROC AUC"}
+
+
+def history_frame(history: dict) -> pd.DataFrame:
+    """{'loss': [...], 'val_loss': [...], ...} -> tidy (epoch, metric, split, value)."""
+    rows = []
+    for key, values in history.items():
+        split = "validation" if key.startswith("val_") else "training"
+        metric = key[4:] if key.startswith("val_") else key
+        if metric not in CURVE_NAMES:
+            continue
+        for epoch, value in enumerate(values, start=1):
+            rows.append((epoch, metric, split, float(value)))
+    return pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
+
+
+def training_curves(history: dict, metric: str, best_epoch: int | None = None, max_epochs: int | None = None) -> go.Figure:
+    frame = history_frame(history)
+    frame = frame[frame.metric == metric]
+    fig = go.Figure()
+    for split, dash in (("training", "solid"), ("validation", "dash")):
+        part = frame[frame.split == split]
+        fig.add_trace(go.Scatter(x=part.epoch, y=part.value, mode="lines", name=split, line=dict(dash=dash)))
+    if best_epoch:
+        fig.add_vline(x=best_epoch, line=dict(color="grey", dash="dot"), annotation_text="best")
+    fig.update_layout(title=CURVE_NAMES.get(metric, metric), xaxis_title="epoch", height=280, **_LAYOUT)
+    if max_epochs:
+        fig.update_xaxes(range=[1, max_epochs])
+    return fig
+
+
+def roc_curve(roc: pd.DataFrame, auc: float | None = None, name: str = "MLP") -> go.Figure:
+    """roc: columns fpr, tpr."""
+    fig = go.Figure()
+    label = f"{name} (AUC {auc:.3f})" if auc is not None else name
+    fig.add_trace(go.Scatter(x=roc.fpr, y=roc.tpr, mode="lines", name=label))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey")))
+    fig.update_layout(title="ROC curve", xaxis_title="1 − specificity", yaxis_title="sensitivity", height=360, **_LAYOUT)
+    return fig
+
+
+def calibration_curve(table: pd.DataFrame, name: str = "MLP") -> go.Figure:
+    """table: columns mean_predicted, observed_rate, n (one row per bin)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line=dict(dash="dot", color="grey")))
+    fig.add_trace(go.Scatter(x=table.mean_predicted, y=table.observed_rate, mode="lines+markers", name=name,
+                             text=[f"n={n}" for n in table.n], hovertemplate="predicted %{x:.0%}<br>observed %{y:.0%}<br>%{text}"))
+    fig.update_layout(title="Calibration", xaxis_title="predicted risk", yaxis_title="observed rate",
+                      xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=360, **_LAYOUT)
+    return fig
+
+
+def confusion_matrix(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
+    z = [[tn, fp], [fn, tp]]
+    fig = go.Figure(go.Heatmap(z=z, x=["predicted no disease", "predicted disease"],
+                               y=["no disease", "disease"], colorscale="Blues", showscale=False,
+                               text=z, texttemplate="%{text}"))
+    fig.update_layout(title="Confusion matrix", height=300, **_LAYOUT)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_features: int = 13) -> go.Figure:
+    """One patient's SHAP waterfall in percentage points.
+
+    reasons: columns label (e.g. 'Max heart rate 108 bpm') and shap_value (probability scale), any order.
+    Sorted by |shap_value|; features beyond max_features are summed into 'other features'.
+    """
+    frame = reasons.assign(order=reasons.shap_value.abs()).sort_values("order", ascending=False)
+    if len(frame) > max_features:
+        rest = frame.iloc[max_features - 1:]
+        frame = pd.concat([frame.iloc[:max_features - 1],
+                           pd.DataFrame({"label": [f"{len(rest)} other features"], "shap_value": [rest.shap_value.sum()]})])
+    frame = frame.iloc[::-1]  # largest at the top of the chart
+    points = frame.shap_value.to_numpy() * 100
+    fig = go.Figure(go.Waterfall(
+        orientation="h", measure=["absolute"] + ["relative"] * len(frame) + ["total"],
+        y=["average patient"] + list(frame.label) + ["this patient"],
+        x=[base_value * 100] + list(points) + [risk * 100],
+        text=[f"{base_value:.0%}"] + [f"{p:+.1f}" for p in points] + [f"{risk:.0%}"],
+        textposition="outside",
+        increasing=dict(marker=dict(color=RISK_UP)), decreasing=dict(marker=dict(color=RISK_DOWN)),
+        totals=dict(marker=dict(color="#555555")), connector=dict(line=dict(color="#BBBBBB"))))
+    fig.update_layout(title="Why this risk (percentage points)", xaxis_title="risk, %", showlegend=False,
+                      height=120 + 32 * (len(frame) + 2), **_LAYOUT)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def importance_bar(importance: pd.DataFrame) -> go.Figure:
+    """importance: columns label, mean_abs_shap (probability scale)."""
+    frame = importance.sort_values("mean_abs_shap")
+    fig = go.Figure(go.Bar(x=frame.mean_abs_shap * 100, y=frame.label, orientation="h", marker_color=RISK_UP))
+    fig.update_layout(title="Global importance: mean |SHAP| (percentage points)", height=120 + 28 * len(frame), **_LAYOUT)
+    return fig
+
+
+def beeswarm(shap_frame: pd.DataFrame, order: list[str]) -> go.Figure:
+    """shap_frame: tidy rows (label, shap_value, value_rank in 0..1 for colour). One row of dots per feature."""
+    fig = go.Figure()
+    rng = np.random.default_rng(0)
+    positions = {label: i for i, label in enumerate(reversed(order))}
+    y = shap_frame.label.map(positions).to_numpy(dtype=float) + rng.uniform(-0.3, 0.3, len(shap_frame))
+    fig.add_trace(go.Scattergl(
+        x=shap_frame.shap_value * 100, y=y, mode="markers",
+        marker=dict(size=5, color=shap_frame.value_rank, colorscale="RdBu_r", showscale=True,
+                    colorbar=dict(title="feature value", tickvals=[0, 1], ticktext=["low", "high"])),
+        text=shap_frame.value_text, hovertemplate="%{text}<br>%{x:+.1f} points<extra></extra>"))
+    fig.update_yaxes(tickvals=list(positions.values()), ticktext=list(positions.keys()))
+    fig.add_vline(x=0, line=dict(color="grey"))
+    fig.update_layout(title="SHAP summary (each dot a patient)", xaxis_title="effect on risk, percentage points",
+                      height=120 + 30 * len(order), **_LAYOUT)
+    return fig
+
+
+def dependence(frame: pd.DataFrame, feature_label: str, colour_label: str | None = None) -> go.Figure:
+    """frame: columns value (feature value), shap_value, colour (optional second feature's value)."""
+    marker = dict(size=6)
+    if colour_label and "colour" in frame:
+        marker.update(color=frame.colour, colorscale="Viridis", showscale=True, colorbar=dict(title=colour_label))
+    fig = go.Figure(go.Scatter(x=frame.value, y=frame.shap_value * 100, mode="markers", marker=marker))
+    fig.add_hline(y=0, line=dict(color="grey"))
+    fig.update_layout(title=f"Dependence: {feature_label}", xaxis_title=feature_label,
+                      yaxis_title="SHAP value, percentage points", height=360, **_LAYOUT)
+    return fig
+
+
+def sensitivity_strip(curve: pd.DataFrame, current_value: float, feature_label: str, unit: str | None = None) -> go.Figure:
+    """curve: columns value, risk (the patient's risk across the feature's plausible range)."""
+    fig = go.Figure(go.Scatter(x=curve.value, y=curve.risk, mode="lines", line=dict(color=RISK_UP)))
+    fig.add_vline(x=current_value, line=dict(color="black", dash="dot"), annotation_text="now")
+    title = f"{feature_label}" + (f" ({unit})" if unit else "")
+    fig.update_layout(title=f"Risk across {title}", xaxis_title=title, yaxis_title="risk",
+                      yaxis_tickformat=".0%", yaxis_range=[0, 1], height=260, **_LAYOUT)
+    return fig
+
+
+def distribution_by_outcome(values: pd.Series, outcome: pd.Series, label: str, categorical: bool) -> go.Figure:
+    """One feature's distribution split by outcome (overlaid histograms, or grouped bars for codes)."""
+    fig = go.Figure()
+    for flag, name, colour in ((0.0, "no disease", RISK_DOWN), (1.0, "disease", RISK_UP)):
+        part = values[outcome == flag].dropna()
+        if categorical:
+            counts = part.astype(str).value_counts().sort_index()
+            fig.add_trace(go.Bar(x=counts.index, y=counts.values, name=name, marker_color=colour))
+        else:
+            fig.add_trace(go.Histogram(x=part, name=name, marker_color=colour, opacity=0.6, nbinsx=30))
+    fig.update_layout(title=label, barmode="group" if categorical else "overlay", height=260, **_LAYOUT)
+    return fig

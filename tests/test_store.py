@@ -1,0 +1,80 @@
+import json
+import threading
+
+import pytest
+
+from core.errors import BundleError
+from core import store
+
+
+def _writer(tag):
+    def write(directory):
+        directory.mkdir(parents=True)
+        (directory / "metadata.json").write_text(json.dumps({"tag": tag}))
+    return write
+
+
+def test_versions_are_numbered_and_listed(tmp_path):
+    a = store.save_model(_writer("a"), "heart mlp", root=tmp_path)
+    b = store.save_model(_writer("b"), "heart mlp", root=tmp_path)
+    assert (a.name, b.name) == ("v1", "v2")
+    listed = store.list_models(tmp_path)
+    assert {(r["name"], r["version"]) for r in listed} == {("heart mlp", 1), ("heart mlp", 2)}
+    assert json.loads((a / "metadata.json").read_text())["tag"] == "a"
+
+
+def test_failed_write_leaves_nothing_visible(tmp_path):
+    store.save_model(_writer("good"), "m", root=tmp_path)
+
+    def crash(directory):
+        directory.mkdir()
+        (directory / "metadata.json").write_text("{}")
+        raise RuntimeError("killed mid-save")
+
+    with pytest.raises(RuntimeError):
+        store.save_model(crash, "m", root=tmp_path)
+    assert [r["version"] for r in store.list_models(tmp_path)] == [1]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".saving-")]
+
+
+def test_concurrent_saves_of_one_name_never_clobber(tmp_path):
+    paths, errors = [], []
+
+    def save(i):
+        try:
+            paths.append(store.save_model(_writer(f"s{i}"), "shared", root=tmp_path))
+        except Exception as exc:  # pragma: no cover - would fail the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({p.name for p in paths}) == 8
+    tags = {json.loads((p / "metadata.json").read_text())["tag"] for p in paths}
+    assert tags == {f"s{i}" for i in range(8)}
+
+
+@pytest.mark.parametrize("bad", ["", "../evil", "/abs", ".hidden", "a" * 65, "x/y"])
+def test_bad_names_refused(tmp_path, bad):
+    with pytest.raises(BundleError):
+        store.save_model(_writer("x"), bad, root=tmp_path)
+
+
+def test_delete_only_inside_store(tmp_path):
+    path = store.save_model(_writer("x"), "m", root=tmp_path)
+    outside = tmp_path.parent / "outside-model"
+    outside.mkdir(exist_ok=True)
+    (outside / "metadata.json").write_text("{}")
+    with pytest.raises(BundleError):
+        store.delete_model(outside, root=tmp_path)
+    store.delete_model(path, root=tmp_path)
+    assert store.list_models(tmp_path) == []
+
+
+def test_store_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEART_RISK_STORE", str(tmp_path / "models"))
+    assert store.store_root() == tmp_path / "models"
+    assert (tmp_path / "models").is_dir()
