@@ -1,0 +1,538 @@
+"""Cohort files in, a clean table and a binary outcome out.
+
+``read_table`` reads whatever a hospital exports (UTF-8 / BOM / GB18030 / Latin-1; comma, semicolon, tab,
+pipe; decimal commas; the header-less UCI ``processed.*.data`` files) and refuses, in one line, anything it
+cannot read honestly. ``validate`` applies the schema with pandera: impossible values become missing with a
+warning, text in a numeric column is refused. Every message names columns, rows and rules, never a
+patient's value.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from core.errors import CohortError
+from core.schema import (CLEVELAND_COLUMNS, Schema, default_rule, format_rows, infer_schema,
+                         parse_rule)
+
+MISSING_MARKERS = frozenset({"", "?", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "-", "#N/A"})
+DELIMITERS = ",;\t|"
+MAX_COLUMNS = 2000
+MIN_ROWS = 10
+_DECIMAL_COMMA = re.compile(r"^[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?$")  # "1,5" "1," ",5" "1,5e3"
+# C0/C1 control characters that never occur in a text export (tab, newlines and form feed are fine).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_SAMPLE = 1 << 16
+
+
+@dataclass
+class ReadResult:
+    df: pd.DataFrame
+    encoding: str
+    delimiter: str
+    has_header: bool
+    uci_format: bool
+    name: str
+    decimal_comma: list[str] = field(default_factory=list)  # columns read with "1,5" = 1.5
+    blank_rows: int = 0  # fully empty lines skipped
+
+
+# ---- reading -----------------------------------------------------------------------------------
+def read_table(source, name: str | None = None, max_bytes: int = 50 * 2**20) -> ReadResult:
+    """Read a cohort file (path, bytes or an uploaded file object) into a table of numbers and text."""
+    data, name = _read_bytes(source, name, max_bytes)
+    if not data.strip():
+        raise CohortError(f"{name}: the file is empty")
+    text, encoding = _decode(data, name)
+    delimiter = _detect_delimiter(text)
+    rows, blank = _parse_rows(text, delimiter, name)
+    if not rows:
+        raise CohortError(f"{name}: the file is empty")
+    width = len(rows[0])
+    if width > MAX_COLUMNS:
+        raise CohortError(f"{name}: {width} columns; at most {MAX_COLUMNS} are supported")
+    has_header = not _all_numeric(rows[0], delimiter)
+    uci = not has_header and width == len(CLEVELAND_COLUMNS)
+    if has_header:
+        header = [c.strip() or f"col{j + 1}" for j, c in enumerate(rows[0])]
+    else:
+        header = list(CLEVELAND_COLUMNS) if uci else [f"col{j + 1}" for j in range(width)]
+    dupes = [n for n, k in Counter(header).items() if k > 1]
+    if dupes:
+        raise CohortError(f"{name}: duplicate column names: {', '.join(map(repr, dupes))}")
+    first = int(has_header)
+    if len(rows) == first:
+        raise CohortError(f"{name}: the file has a header but no data rows")
+    for k in range(first, len(rows)):
+        if len(rows[k]) != width:
+            rows[k] = _trim(rows[k], width)
+        if len(rows[k]) != width:
+            raise CohortError(f"{name}: line {_line_of(text, delimiter, k)} has {len(rows[k])} fields where the "
+                              f"{'header' if has_header else 'first row'} has {width} "
+                              "(ragged rows: check delimiters and quotes)")
+    columns, decimal_comma = {}, []
+    for col, values in zip(header, zip(*rows[first:])):
+        columns[col], used_comma = _convert_column(list(values), delimiter != ",")
+        if used_comma:
+            decimal_comma.append(col)
+    df = pd.DataFrame(columns)
+    return ReadResult(df, encoding, delimiter, has_header, uci, name, decimal_comma, blank)
+
+
+def _read_bytes(source, name, max_bytes) -> tuple[bytes, str]:
+    limit = f"the limit is {max_bytes / 2**20:.3g} MB"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = name or "uploaded file"
+    elif isinstance(source, (str, os.PathLike)):
+        name = name or os.path.basename(os.fspath(source))
+        try:
+            size = os.path.getsize(source)
+            if size > max_bytes:
+                raise CohortError(f"{name}: the file is {size / 2**20:.3g} MB; {limit}")
+            with open(source, "rb") as fh:
+                data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise CohortError(f"{name}: cannot open the file ({exc.strerror or type(exc).__name__})") from None
+    elif hasattr(source, "read"):  # an uploaded file object (Streamlit, io.BytesIO)
+        name = name or getattr(source, "name", None) or "uploaded file"
+        data = source.read(max_bytes + 1)
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    else:
+        raise CohortError(f"cannot read a cohort from a {type(source).__name__}")
+    if len(data) > max_bytes:
+        raise CohortError(f"{name}: the file is larger than the limit; {limit}")
+    return data, name
+
+
+def _decode(data: bytes, name: str) -> tuple[str, str]:
+    not_text = f"{name}: not a text CSV file"
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise CohortError(f"{not_text} (it looks like an Excel workbook: save it as CSV)")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text"
+        candidates = ["utf-16"]
+    elif b"\x00" in data:
+        raise CohortError(f"{not_text} (it contains NUL bytes)")
+    else:
+        candidates = ["utf-8-sig", "gb18030", _guess_encoding, "cp1252", "latin-1"]
+    for encoding in candidates:
+        if callable(encoding):  # charset-normalizer only when the strict decoders failed (it is slow)
+            encoding = encoding(data) or "cp1252"
+        try:
+            text = data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        # Latin-1 bytes often decode as GB18030 too ("Größe" -> "Gr鲞e"): accept GB18030 only for
+        # common GB2312 characters, and when charset-normalizer finds it less chaotic than cp1252.
+        if encoding == "gb18030" and not (_looks_chinese(text) and _prefers(data, "gb18030", "cp1252")):
+            continue
+        if encoding == "utf-8-sig" and not data.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8"
+        sample = text[: 1 << 20]
+        if len(_CONTROL.findall(sample)) > max(1, len(sample) // 200):
+            raise CohortError(f"{not_text} (it contains binary data)")
+        return text, encoding
+    raise CohortError(f"{not_text} (it cannot be decoded)")
+
+
+def _looks_chinese(text: str) -> bool:
+    wide = [c for c in text[:_SAMPLE] if ord(c) > 127]
+    cjk = sum(1 for c in wide if "\u4e00" <= c <= "\u9fff" or "\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef")
+    return cjk >= 0.9 * len(wide)
+
+
+def _head(data: bytes) -> bytes:
+    """The first MB, cut at a line end so that no multi-byte character is split."""
+    head = data[: 1 << 20]
+    return head[: head.rindex(b"\n") + 1] if len(data) > len(head) and b"\n" in head else head
+
+
+def _prefers(data: bytes, encoding: str, other: str) -> bool:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(_head(data), cp_isolation=[encoding, other]).best()
+    return best is None or best.encoding == encoding
+
+
+def _guess_encoding(data: bytes) -> str | None:
+    """charset-normalizer's guess; cp1252 when it reads no worse (short Western headers cannot tell
+    the code pages apart), never UTF-16/32 without a BOM."""
+    from charset_normalizer import from_bytes
+
+    matches = [m for m in from_bytes(_head(data)) if not m.encoding.startswith(("utf_16", "utf_32"))]
+    if not matches:
+        return None
+    western = [m for m in matches if "cp1252" in m.could_be_from_charset]
+    return "cp1252" if western and western[0].chaos <= matches[0].chaos else matches[0].encoding
+
+
+def _split_stats(sample: str, delimiter: str) -> tuple[list[int], float]:
+    """Fields per record (first 50) and the share of fields that still hold another delimiter
+    (a decimal comma like "1,5" does not count): high when the split is the wrong one."""
+    counts, foreign, total = [], 0, 0
+    others = re.compile("[" + re.escape(DELIMITERS.replace(delimiter, "")) + "]")
+    try:
+        for row in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter):
+            if "".join(row).strip():
+                counts.append(len(row))
+                total += len(row)
+                foreign += sum(1 for c in row if others.search(c) and not _DECIMAL_COMMA.match(c.strip()))
+            if len(counts) >= 50:
+                break
+    except csv.Error:
+        pass
+    return counts, foreign / max(total, 1)
+
+
+def _detect_delimiter(text: str) -> str:
+    sample = text[:_SAMPLE]
+    if len(text) > _SAMPLE and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    scores = {}
+    for d in DELIMITERS:
+        counts, foreign = _split_stats(sample, d)
+        if counts:
+            modal, hits = Counter(counts).most_common(1)[0]
+            if modal > 1:
+                share = hits / len(counts)
+                scores[d] = (share >= 0.9, -round(foreign, 2), modal, share)
+    if not scores:
+        return ","
+    best = max(scores, key=scores.get)
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return best
+    # The sniffer only breaks exact ties: alone it takes ',' in "63,0;1,0" (a decimal comma) or
+    # splits inconsistently.
+    return sniffed if scores.get(sniffed) == scores[best] else best
+
+
+def _reader(text: str, delimiter: str):
+    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+
+
+def _parse_rows(text: str, delimiter: str, name: str) -> tuple[list[list[str]], int]:
+    """Non-blank records (the C reader alone: per-record Python work costs seconds on 50 MB)."""
+    try:
+        records = list(_reader(text, delimiter))
+    except csv.Error as exc:
+        reader, start = _reader(text, delimiter), 1
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error:
+            pass
+        reason = "an unclosed quote" if "end of data" in str(exc) or "field larger" in str(exc) \
+            else "a misplaced quote"
+        raise CohortError(f"{name}: line {start} has {reason} (ragged or broken row)") from None
+    rows = [r for r in records if "".join(r).strip()]
+    return rows, len(records) - len(rows)
+
+
+def _line_of(text: str, delimiter: str, index: int) -> int:
+    """File line where the non-blank record ``index`` starts (only needed for an error message)."""
+    reader, start, seen = _reader(text, delimiter), 1, -1
+    for row in reader:
+        seen += bool("".join(row).strip())
+        if seen == index:
+            return start
+        start = reader.line_num + 1
+    return start
+
+
+def _trim(row: list[str], width: int) -> list[str]:
+    """Drop trailing empty fields beyond ``width`` (spreadsheet exports leave trailing delimiters)."""
+    while len(row) > width and not row[-1].strip():
+        row = row[:-1]
+    return row
+
+
+def _all_numeric(row: list[str], delimiter: str) -> bool:
+    """Is this first row data rather than a header: numbers (or missing markers), at least one number."""
+    if all(c.strip() in MISSING_MARKERS for c in row):
+        return False
+    return _convert_column(row, delimiter != ",")[0].dtype == np.float64
+
+
+def _convert_column(values: list[str], allow_decimal_comma: bool) -> tuple[pd.Series, bool]:
+    """Cells -> floats when every present cell is a number, else stripped text (never evaluated)."""
+    joined = "".join(values)
+    if "_" not in joined and joined.isascii():  # fast path; Python's float() would take "1_0" and "١"
+        comma = allow_decimal_comma and "," in joined
+        try:
+            cells = [v.replace(",", ".") for v in values] if comma else values
+            return pd.Series(np.asarray(cells, dtype=np.float64)), comma
+        except ValueError:
+            pass
+    cells = pd.Series(values, dtype=object).str.strip()
+    cells = cells.where(~cells.isin(MISSING_MARKERS), np.nan)
+    numbers = pd.to_numeric(cells, errors="coerce")
+    text = numbers.isna() & cells.notna()
+    if not text.any():
+        return numbers.astype(float), False
+    if allow_decimal_comma and cells[text].str.match(_DECIMAL_COMMA).all():
+        numbers[text] = pd.to_numeric(cells[text].str.replace(",", "."), errors="coerce")
+        return numbers.astype(float), True
+    return cells.astype("str"), False
+
+
+# ---- validation --------------------------------------------------------------------------------
+@dataclass
+class Problem:
+    column: str
+    rule: str  # text | infinite | range | code | missing | outcome-missing
+    rows: list[int]  # 1-based data rows of the table that was validated
+    count: int
+    severity: str  # 'error' | 'warning'
+    action: str
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        rows = format_rows([r - 1 for r in self.rows])
+        return f"{self.column}: {self.detail}, {'row' if self.count == 1 else 'rows'} {rows} → {self.action}"
+
+
+@dataclass
+class ValidationResult:
+    df: pd.DataFrame
+    y: np.ndarray
+    problems: list[Problem]
+    rows_in: int
+    rows_out: int
+    rule: str = ""
+
+    def report_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{"column": p.column, "rule": p.rule, "count": p.count, "rows": format_rows([r - 1 for r in p.rows]),
+              "severity": p.severity, "action": p.action} for p in self.problems],
+            columns=["column", "rule", "count", "rows", "severity", "action"])
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _problem(column, rule, mask, severity, action, what) -> Problem:
+    rows = (np.flatnonzero(np.asarray(mask, dtype=bool)) + 1).tolist()
+    return Problem(column, rule, rows, len(rows), severity, action, f"{_plural(len(rows), what[0])}{what[1]}")
+
+
+def _range_text(f) -> str:
+    unit = f" {f.unit}" if f.unit else ""
+    fmt = lambda v: f"{v:g}"  # noqa: E731 - a bound of the schema, not a patient value
+    if f.min is not None and f.max is not None:
+        return f" outside {fmt(f.min)}–{fmt(f.max)}{unit}"
+    return f" below {fmt(f.min)}{unit}" if f.min is not None else f" above {fmt(f.max)}{unit}"
+
+
+def _code_check(f) -> pa.Check:
+    codes = f.code_values()
+    if all(isinstance(c, float) for c in codes):
+        values = [float(c) for c in codes]
+        return pa.Check(lambda s: pd.to_numeric(s, errors="coerce").isin(values), name="code")
+    texts = [str(c) for c in codes]
+    return pa.Check(lambda s: s.astype(str).str.strip().isin(texts), name="code")
+
+
+def _pandera_schema(schema: Schema) -> pa.DataFrameSchema:
+    columns = {}
+    for f in schema.model_features:
+        checks = []
+        if f.kind in ("numeric", "ordinal"):
+            lo = -np.inf if f.min is None else f.min
+            hi = np.inf if f.max is None else f.max
+            checks.append(pa.Check(lambda s: ~np.isinf(s), name="infinite"))
+            if f.min is not None or f.max is not None:  # inf is reported once, as infinite
+                checks.append(pa.Check(lambda s, lo=lo, hi=hi: np.isinf(s) | s.between(lo, hi), name="range"))
+        if f.codes and (f.kind != "numeric"):
+            checks.append(_code_check(f))
+        columns[f.name] = pa.Column(nullable=True, checks=checks)
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+def _failures(pschema: pa.DataFrameSchema, data: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """(column, check) -> positions of the rows that fail it (pandera, lazily: all failures at once)."""
+    try:
+        pschema.validate(data, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases.dropna(subset=["index"])
+        return {(col, check): np.unique(part["index"].astype(int).to_numpy())
+                for (col, check), part in fc.groupby(["column", "check"])}
+    return {}
+
+
+def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> ValidationResult:
+    """Check a table against a schema; return a clean copy, the 0/1 outcome and what was changed."""
+    if missing not in ("impute", "drop"):
+        raise CohortError(f"missing-value policy {missing!r} is not 'impute' or 'drop'")
+    columns = list(df.columns)
+    dupes = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise CohortError(f"duplicate column names: {dupes}")
+    target = schema.target
+    if not target:
+        raise CohortError(f"no target column is chosen; columns are {columns}")
+    if target not in df.columns:
+        raise CohortError(f"target column {target!r} is not in the file; columns are {columns}")
+    absent = [n for n in schema.feature_names if n not in df.columns]
+    if absent:
+        raise CohortError(f"columns the schema needs are not in the file: {absent}; columns are {columns}")
+    rows_in = len(df)
+    if rows_in < MIN_ROWS:
+        raise CohortError(f"only {_plural(rows_in, 'row')}; at least {MIN_ROWS} are needed to train and test a model")
+    if not schema.model_features:
+        raise CohortError(f"no feature columns to learn from; columns are {columns}")
+    data = df.copy().reset_index(drop=True)  # row labels become positions; the caller's frame is untouched
+    for col in [f.name for f in schema.model_features] + [target]:
+        if not pd.api.types.is_numeric_dtype(data[col]):
+            cells = data[col].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+            data[col] = cells.where(~cells.isin(MISSING_MARKERS), np.nan)
+
+    problems: list[Problem] = []
+    for f in schema.model_features:
+        if f.kind in ("numeric", "ordinal"):
+            numbers = pd.to_numeric(data[f.name], errors="coerce").astype(float)
+            text = numbers.isna() & data[f.name].notna()
+            if text.any():
+                problems.append(_problem(f.name, "text", text, "error", "refused: fix the file",
+                                         ("text value", " in a numeric column")))
+            data[f.name] = numbers
+    order = {f.name: k for k, f in enumerate(schema.features)}
+    failures = _failures(_pandera_schema(schema), data)
+    for (col, check), positions in sorted(failures.items(), key=lambda item: order[item[0][0]]):
+        f = schema[col]
+        mask = np.zeros(rows_in, dtype=bool)
+        mask[positions] = True
+        if check == "infinite":
+            what = ("infinite value", "")
+        elif check == "range":
+            what = ("value", _range_text(f))
+        else:
+            what = ("unknown code", f" (known: {', '.join(f.code_label(c) for c in f.code_values())})")
+        problems.append(_problem(col, check, mask, "warning", "set to missing", what))
+        data.loc[mask, col] = np.nan
+    for f in schema.model_features:  # numeric codes as floats, once unknown codes (text too) are gone
+        if f.codes and all(isinstance(c, float) for c in f.code_values()):
+            data[f.name] = pd.to_numeric(data[f.name], errors="coerce").astype(float)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        exc = CohortError("; ".join(p.message for p in errors))
+        exc.problems = problems
+        raise exc
+
+    outcome, rule = _outcome(data, schema)
+    keep = outcome.notna().to_numpy().copy()
+    if not keep.all():
+        problems.append(_problem(target, "outcome-missing", ~keep, "warning", "rows dropped",
+                                 ("row", " without an outcome")))
+    drop = np.zeros(rows_in, dtype=bool)
+    for f in schema.model_features:
+        absent_values = data[f.name].isna().to_numpy() & keep
+        if absent_values.any():
+            coded = f.kind in ("binary", "categorical")
+            action = ("rows dropped" if missing == "drop" else
+                      f"imputed from the training split's {'most frequent value' if coded else 'median'}")
+            problems.append(_problem(f.name, "missing", absent_values, "warning", action, ("missing value", "")))
+            drop |= absent_values
+    if missing == "drop":
+        keep &= ~drop
+    clean = data[keep].reset_index(drop=True)
+    y = outcome[keep].to_numpy(dtype=float)
+    if len(clean) < MIN_ROWS:
+        raise CohortError(f"only {_plural(len(clean), 'usable row')} of {rows_in}; at least {MIN_ROWS} are needed")
+    if np.unique(y).size < 2:
+        kind = "positive" if y[0] == 1 else "negative"
+        raise CohortError(f"only one outcome class: all {len(y)} rows are {kind} ({target} {rule})")
+    return ValidationResult(clean, y, problems, rows_in, len(clean), rule)
+
+
+def _outcome(data: pd.DataFrame, schema: Schema) -> tuple[pd.Series, str]:
+    target, rule = schema.target, schema.positive_rule
+    if rule is None:
+        distinct = data[target].dropna().nunique()
+        rule = default_rule(data[target]) if distinct <= 2 else None
+        if rule is None:
+            raise CohortError(f"target {target!r} has {distinct} distinct values; say which mean the outcome "
+                              "with a rule such as '> 0', '== Yes' or 'in 1,2'")
+    return schema.model_copy(update={"positive_rule": rule}).outcome(data), rule
+
+
+# ---- cohorts -----------------------------------------------------------------------------------
+@dataclass
+class Cohort:
+    name: str
+    df: pd.DataFrame  # clean: impossible values missing, rows without an outcome dropped
+    y: np.ndarray  # 1.0 = outcome present
+    schema: Schema
+    problems: list[Problem]
+    synthetic: bool = False
+    read: ReadResult | None = None
+    rows_in: int = 0
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self):
+        self.fingerprint = table_fingerprint(self.df)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.y))
+
+    @property
+    def prevalence(self) -> float:
+        return float(np.mean(self.y)) if len(self.y) else float("nan")
+
+
+def table_fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 of the table as canonical CSV (columns in order, round-trip floats, empty = missing)."""
+    canonical = df.to_csv(index=False, lineterminator="\n", na_rep="")  # floats: shortest round-trip repr
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def cohort_from_frame(df: pd.DataFrame, schema: Schema, name: str, synthetic: bool = False,
+                      missing: str = "impute") -> Cohort:
+    result = validate(df, schema, missing=missing)
+    return Cohort(name, result.df, result.y, schema, result.problems, synthetic, rows_in=result.rows_in)
+
+
+def load_cohort(source, *, target: str | None = None, positive_rule: str | None = None,
+                schema: Schema | None = None, missing: str = "impute", name: str | None = None) -> Cohort:
+    """Read, understand (schema given or inferred; Cleveland recognised) and validate a cohort file."""
+    read = read_table(source, name=name)
+    if schema is None:
+        # ±inf would widen an inferred plausible range to infinity; validate reports them instead.
+        finite = read.df.replace([np.inf, -np.inf], np.nan)
+        schema = infer_schema(finite, target=target, positive_rule=positive_rule)
+    elif target is not None or positive_rule is not None:
+        schema = _retarget(schema, target, positive_rule)
+    cohort = cohort_from_frame(read.df, schema, read.name, missing=missing)
+    cohort.read = read
+    return cohort
+
+
+def _retarget(schema: Schema, target: str | None, positive_rule: str | None) -> Schema:
+    schema = schema.model_copy(deep=True)
+    if target is not None and target != schema.target:
+        if target not in schema:
+            raise CohortError(f"target column {target!r} is not in the schema; columns are "
+                              f"{[f.name for f in schema.features]}")
+        if schema.target in schema:
+            schema[schema.target].role = "ignored"  # the old outcome must not become a feature
+        schema[target].role = "target"
+        schema.target = target
+        schema.positive_rule = None
+    if positive_rule is not None:
+        parse_rule(positive_rule)  # refuse a bad rule now, with its own message
+        schema.positive_rule = positive_rule
+    return schema
