@@ -25,3 +25,11 @@ def cleveland_path() -> Path:
             pytest.fail(f"CI is set but the UCI Cleveland file is missing at {path}")
         pytest.skip(f"UCI Cleveland file not found at {path} (set HEART_DATA_DIR)")
     return path
+
+
+# Hypothesis: deterministic in CI (a red CI must be reproducible), no deadline (the machine is shared).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
