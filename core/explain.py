@@ -511,10 +511,14 @@ def _reason(expl: Explanation, i: int, j: int, shap_value: float, schema: Schema
     points = int(math.floor(abs(shap_value) * 100 + 0.5))
     sign = "+" if shap_value >= 0 else "-"
     amount = f"{sign}{points}" if points else f"{sign}<1"
+    coded = bool(feature.codes) and feature.kind != "numeric"
+    # A code reads as "Chest pain type (asymptomatic)"; a measurement as "Max heart rate 108 bpm".
     if lang == "zh":
-        text = f"{label} {value_text}：{amount} 个百分点"
+        subject = f"{label}（{value_text}）" if coded else f"{label} {value_text}"
+        text = f"{subject}：{amount} 个百分点"
     else:
+        subject = f"{label} ({value_text})" if coded else f"{label} {value_text}"
         unit = "point" if points <= 1 else "points"
-        text = f"{label} {value_text}: {amount} {unit}"
+        text = f"{subject}: {amount} {unit}"
     return Reason(feature=name, label=label, value=value_text, shap=shap_value,
                   points=points if shap_value >= 0 else -points, text=text, clinical_value=clinical)

@@ -336,7 +336,7 @@ def test_reasons_text_order_and_points(cleveland):
     assert re.fullmatch(rf"Max heart rate 108 bpm: \{sign}\d+ points?", first.text), first.text
     assert first.text.endswith(f"{abs(first.points)} points" if abs(first.points) != 1 else "1 point")
     assert first.value == "108 bpm" and first.label == "Max heart rate"
-    assert found[1].text.startswith("Chest pain type asymptomatic: ")
+    assert found[1].text.startswith("Chest pain type (asymptomatic): ")
     zh = reasons(expl, 0, schema, pre, top=1, lang="zh")
     assert len(zh) == 1
     assert re.fullmatch(rf"最大心率 108 bpm：\{sign}\d+ 个百分点", zh[0].text), zh[0].text
