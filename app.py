@@ -1,40 +1,28 @@
-"""Heart-disease risk dashboard: page config, session defaults, the shared sidebar, navigation.
+"""Heart-disease risk dashboard: the shared frame (ui.shell: page config, session, sidebar, notice) and
+navigation over the pages.
 
 Run: streamlit run app.py
+
+Nothing imported here (or by the Cohort page) loads TensorFlow: the first page draws in about a second,
+then ui.state.warm_tensorflow imports it in the background for training and loading models.
 """
 import streamlit as st
 
-from ui.i18n import LANGUAGES, t
-from ui.state import active_cohort, active_model, init_session, warm_tensorflow
+from ui.i18n import t
+from ui.shell import draw_shell, end_run
+from ui.state import warm_tensorflow
 
-st.set_page_config(page_title="Heart-disease risk · decision support", page_icon="❤️", layout="wide")
-init_session()
-
-PAGES = [
-    st.Page("pages/cohort.py", title=t("nav.cohort"), icon=":material/groups:", default=True),
-    st.Page("pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
-    st.Page("pages/patient.py", title=t("nav.patient"), icon=":material/person:"),
-    st.Page("pages/explain.py", title=t("nav.explain"), icon=":material/insights:"),
-    st.Page("pages/model_card.py", title=t("nav.model_card"), icon=":material/description:"),
-]
-
-with st.sidebar:
-    st.selectbox("Language / 语言", options=list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
-    cohort = active_cohort()
-    st.markdown(f"**{t('sidebar.cohort')}**")
-    badge = f" :orange-badge[{t('sidebar.synthetic')}]" if cohort.synthetic else ""
-    st.markdown(f"{cohort.name}{badge}")
-    st.caption(t("sidebar.cohort_stats", n=cohort.n, prevalence=f"{cohort.prevalence:.0%}"))
-    model, info = active_model()
-    st.markdown(f"**{t('sidebar.model')}**")
-    if model is None:
-        st.caption(t("sidebar.no_model"))
-    else:
-        st.markdown(info.get("name", "—"))
-        auc = info.get("test_auc")
-        st.caption(t("sidebar.model_stats", created=info.get("created", "—"),
-                     auc="—" if auc is None else f"{auc:.3f}"))
-    st.warning(t("notice.decision_support"), icon=":material/medical_information:")
-
-st.navigation(PAGES).run()
-warm_tensorflow()
+try:
+    draw_shell()
+    PAGES = [
+        st.Page("views/cohort.py", title=t("nav.cohort"), icon=":material/groups:", default=True),
+        st.Page("views/train.py", title=t("nav.train"), icon=":material/model_training:"),
+        st.Page("views/patient.py", title=t("nav.patient"), icon=":material/person:"),
+        st.Page("views/explain.py", title=t("nav.explain"), icon=":material/insights:"),
+        st.Page("views/model_card.py", title=t("nav.model_card"), icon=":material/description:"),
+    ]
+    st.navigation(PAGES).run()
+finally:
+    end_run()
+    # After the page is drawn (also when it stopped early): TensorFlow loads while the user reads.
+    warm_tensorflow()

@@ -27,3 +27,13 @@ def t(key: str, **kwargs) -> str:
         return key
     text = entry.get(lang()) or entry["en"]
     return text.format(**kwargs) if kwargs else text
+
+
+def feature_label(feature) -> str:
+    """A schema feature's clinical label in the session's language."""
+    return feature.display_label(lang())
+
+
+def feature_value(feature, value) -> str:
+    """A value as the clinic writes it ('145 mmHg', 'typical angina'), in the session's language."""
+    return feature.format_value(value, lang())

@@ -1,24 +1,34 @@
-"""Per-session state: the active cohort and model live in st.session_state (one clinician's upload or
-model never reaches another session); only read-only things (the demo cohort, saved bundles) are cached
-across sessions."""
+"""Per-session state: the active cohort, model and training job live in st.session_state (one clinician's
+upload or model never reaches another session); only read-only things (the demo cohort, saved bundles)
+are cached across sessions.
+
+Nothing here imports TensorFlow: the first page and the sidebar must draw before it is loaded.
+"""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
+import uuid
+from pathlib import Path
 
 import streamlit as st
 
-from core.demo import DEMO_NAME, demo_cohort
 from core.data import Cohort, cohort_from_frame
+from core.demo import DEMO_NAME, demo_cohort
 from core.schema import cleveland_schema
 
-DEFAULTS = {"lang": "en", "cohort": None, "model": None, "model_info": None, "patient": None,
-            "previous_risk": None}
+DEFAULTS = {"lang": "en", "cohort": None, "model": None, "model_info": None, "model_meta": None,
+            "model_token": None, "train_result": None, "train_job": None, "explain_cache": {}}
+WARM_ENV = "HEART_RISK_WARM_TF"  # "0": do not import TensorFlow in the background (tests of startup)
 
 
 def init_session() -> None:
+    keep_keras_state()
     for key, value in DEFAULTS.items():
-        st.session_state.setdefault(key, value)
+        if key not in st.session_state:
+            st.session_state[key] = dict(value) if isinstance(value, dict) else value
 
 
 @st.cache_resource(show_spinner=False)
@@ -33,15 +43,95 @@ def active_cohort() -> Cohort:
     return st.session_state["cohort"]
 
 
+def set_cohort(cohort: Cohort) -> None:
+    """Make ``cohort`` this session's cohort. The model stays: it may still fit the new cohort."""
+    st.session_state["cohort"] = cohort
+    st.session_state["explain_cache"] = {}
+
+
 def active_model():
     """(model, info) of this session, or (None, None)."""
     return st.session_state.get("model"), st.session_state.get("model_info")
 
 
-@st.cache_resource(show_spinner=False)
-def warm_tensorflow() -> threading.Thread:
-    """Import Keras/TensorFlow (~7 s) in the background once per server, after the first page is drawn,
+def set_model(model, info: dict, meta: dict, train_result=None) -> None:
+    """Make ``model`` this session's model; everything computed for the previous one is dropped."""
+    st.session_state["model"] = model
+    st.session_state["model_info"] = info
+    st.session_state["model_meta"] = meta
+    st.session_state["model_token"] = uuid.uuid4().hex
+    st.session_state["train_result"] = train_result
+    st.session_state["explain_cache"] = {}
+    for key in [k for k in st.session_state if str(k).startswith("pt_")]:
+        del st.session_state[key]  # the what-if form is rebuilt for the new model's features
+
+
+def cohort_fits_model(cohort: Cohort, model) -> bool:
+    return model is not None and all(name in cohort.df.columns for name in model.preprocessor_.feature_names)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _load_saved(path: str, stamp: float):
+    from core.model import load_bundle  # imports Keras: only when a saved model is opened
+    return load_bundle(path)
+
+
+def load_saved_bundle(path) -> object:
+    """A saved bundle, loaded once per server: a saved version is never rewritten (the store only adds
+    versions), so the loaded model is read-only and safe to share. The file's time is part of the key
+    because a deleted version's number can be taken again by a later save."""
+    path = Path(path)
+    stamp = (path / "metadata.json").stat().st_mtime
+    return _load_saved(str(path.resolve()), stamp)
+
+
+def forget_saved_bundles() -> None:
+    _load_saved.clear()
+
+
+def keep_keras_state() -> None:
+    """Stop Streamlit from calling keras.backend.clear_session() after every script run.
+
+    Streamlit 1.67 does it whenever Keras is imported (script_runner._clean_problem_modules). With
+    TensorFlow loaded that is a full gc.collect, ~200 ms after *every* rerun (measured: the Patient page's
+    rerun went from ~460 ms to ~110 ms without it), and it swaps Keras' global state under the training
+    threads of other sessions. The engine keeps no Keras state between runs that would need clearing:
+    models are built per fit or per bundle and prediction is numpy. Matplotlib is still closed as before.
+    """
+    try:
+        from streamlit.runtime.scriptrunner import script_runner
+    except ImportError:  # another Streamlit layout: leave it alone
+        return
+    if getattr(script_runner._clean_problem_modules, "keeps_keras", False):
+        return
+
+    def clean_problem_modules() -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            try:
+                plt.close("all")
+            except Exception:  # noqa: BLE001 - as Streamlit does: never fail a run over this
+                pass
+
+    clean_problem_modules.keeps_keras = True
+    script_runner._clean_problem_modules = clean_problem_modules
+
+
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def warm_tensorflow() -> threading.Thread | None:
+    """Import Keras/TensorFlow (~7 s) in the background once per process, after the first page is drawn,
     so that training or loading a model does not wait for it."""
-    thread = threading.Thread(target=importlib.import_module, args=("keras",), daemon=True, name="warm-keras")
-    thread.start()
-    return thread
+    global _warm_thread
+    if os.environ.get(WARM_ENV, "1") == "0":
+        return None
+    with _warm_lock:
+        if _warm_thread is None:
+            from ui.jobs import import_shared_modules
+            import_shared_modules()
+            _warm_thread = threading.Thread(target=importlib.import_module, args=("keras",), daemon=True,
+                                            name="warm-keras")
+            _warm_thread.start()
+    return _warm_thread

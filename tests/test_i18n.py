@@ -1,0 +1,80 @@
+"""The translation table: every key in English and Chinese, every key the interface uses exists."""
+import json
+import re
+import string
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
+UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "views").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+CARD_SOURCE = ROOT / "core" / "model_card.py"
+LITERAL_CALL = re.compile(r"""\bt\(\s*(['"])([^'"]+)\1""")
+ANY_CALL = re.compile(r"\bt\(")
+CARD_CALL = re.compile(r"""\btr\(\s*(['"])([^'"]+)\1""")
+
+
+def fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def used_keys(paths, pattern) -> set[str]:
+    keys = set()
+    for path in paths:
+        keys |= {m.group(2) for m in pattern.finditer(path.read_text(encoding="utf-8"))}
+    return keys
+
+
+def test_the_sources_are_scanned():
+    assert len(UI_SOURCES) >= 10
+    assert {p.name for p in UI_SOURCES} >= {"app.py", "cohort.py", "train.py", "patient.py", "explain.py",
+                                             "model_card.py", "state.py", "common.py", "figures.py"}
+
+
+def test_every_key_has_english_and_chinese():
+    incomplete = [k for k, entry in TABLE.items()
+                  if set(entry) != {"en", "zh"} or not all(str(v).strip() for v in entry.values())]
+    assert incomplete == []
+
+
+def test_both_languages_take_the_same_placeholders():
+    assert [k for k, entry in TABLE.items() if fields(entry["en"]) != fields(entry["zh"])] == []
+
+
+def test_chinese_strings_are_chinese():
+    # A copy-pasted English string in the zh column would pass the tests above; most entries have CJK text.
+    cjk = [k for k, v in TABLE.items() if re.search(r"[\u4e00-\u9fff]", v["zh"])]
+    assert len(cjk) >= 0.95 * len(TABLE)
+
+
+def test_every_key_the_interface_uses_exists():
+    used = used_keys(UI_SOURCES, LITERAL_CALL)
+    assert len(used) > 150
+    assert sorted(used - set(TABLE)) == []
+
+
+def test_the_interface_calls_t_only_with_literal_keys():
+    """A computed key (t(f"band.{x}")) would escape the scan above."""
+    for path in UI_SOURCES:
+        text = path.read_text(encoding="utf-8")
+        calls = len(ANY_CALL.findall(text)) - text.count("def t(")
+        assert calls == len(LITERAL_CALL.findall(text)), path.name
+
+
+def test_every_key_the_model_card_uses_exists():
+    from core.model_card import METRIC_KEYS
+    used = used_keys([CARD_SOURCE], CARD_CALL) | {f"metric.{k}" for k in METRIC_KEYS}
+    assert sorted(used - set(TABLE)) == []
+
+
+def test_no_key_is_left_unused():
+    used = used_keys(UI_SOURCES, LITERAL_CALL) | used_keys([CARD_SOURCE], CARD_CALL)
+    assert sorted(set(TABLE) - used) == []
+
+
+def test_t_formats_in_the_session_language(monkeypatch):
+    import ui.i18n as i18n
+    monkeypatch.setattr(i18n, "lang", lambda: "zh")
+    assert i18n.t("sidebar.cohort_stats", n=303, prevalence="46%") == "303 名患者 · 结局患病率 46%"
+    monkeypatch.setattr(i18n, "lang", lambda: "en")
+    assert i18n.t("sidebar.cohort_stats", n=303, prevalence="46%") == "303 patients · outcome prevalence 46%"
+    assert i18n.t("no.such.key") == "no.such.key"

@@ -1,0 +1,62 @@
+"""Small page helpers: polite stops when an input is missing, readable errors, the validation report."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.schema import format_rows
+from ui.i18n import t
+
+TRAIN_PAGE = "views/train.py"
+COHORT_PAGE = "views/cohort.py"
+
+
+def need_model():
+    """The session's model, or an info with a link to the Train page and a stop."""
+    model = st.session_state.get("model")
+    if model is None:
+        st.info(t("common.need_model"), icon=":material/info:")
+        st.page_link(TRAIN_PAGE, label=t("common.go_train"), icon=":material/model_training:")
+        st.stop()
+    return model
+
+
+def need_fitting_cohort(cohort, model) -> None:
+    """Stop politely when the cohort lacks a column the model needs."""
+    missing = [n for n in model.preprocessor_.feature_names if n not in cohort.df.columns]
+    if missing:
+        st.info(t("common.cohort_mismatch", columns=", ".join(missing)), icon=":material/info:")
+        st.page_link(COHORT_PAGE, label=t("common.go_cohort"), icon=":material/groups:")
+        st.stop()
+
+
+def _rule_text(rule: str) -> str:
+    names = {"text": t("rule.text"), "infinite": t("rule.infinite"), "range": t("rule.range"), "code": t("rule.code"),
+             "missing": t("rule.missing"), "outcome-missing": t("rule.outcome_missing")}
+    return names.get(rule, rule)
+
+
+def _action_text(action: str) -> str:
+    actions = {"refused: fix the file": t("action.refused"), "set to missing": t("action.set_missing"),
+               "rows dropped": t("action.rows_dropped"),
+               "imputed from the training split's median": t("action.impute_median"),
+               "imputed from the training split's most frequent value": t("action.impute_mode")}
+    return actions.get(action, action)
+
+
+def problems_frame(problems) -> pd.DataFrame:
+    """Every validation problem, one line each (row numbers as a person counts them)."""
+    columns = [t("report.column"), t("report.rule"), t("report.detail"), t("report.count"), t("report.rows"),
+               t("report.severity"), t("report.action")]
+    severity = {"error": t("report.error"), "warning": t("report.warning")}
+    return pd.DataFrame(
+        [dict(zip(columns, [p.column, _rule_text(p.rule), p.detail, p.count, format_rows([r - 1 for r in p.rows]),
+                            severity.get(p.severity, p.severity), _action_text(p.action)])) for p in problems],
+        columns=columns)
+
+
+def show_problems(problems) -> None:
+    if not problems:
+        st.success(t("report.none"), icon=":material/check_circle:")
+        return
+    st.dataframe(problems_frame(problems), hide_index=True, height=min(36 * (len(problems) + 1) + 4, 600))

@@ -1,0 +1,57 @@
+"""Which model the session uses: a finished training run, or a saved bundle from the store."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import streamlit as st
+
+from core.model_card import cohort_summary, training_metadata
+from ui.i18n import t
+from ui.state import load_saved_bundle, set_model
+
+
+def created_text(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    try:
+        return dt.datetime.fromisoformat(iso).astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return iso
+
+
+def info_from_meta(meta: dict, source: str, path: Path | None = None) -> dict:
+    """What the sidebar shows: name (None = not saved yet), created, test AUC; and where it came from."""
+    return {"name": meta.get("name"), "created": created_text(meta.get("created_utc")),
+            "test_auc": (meta.get("metrics") or {}).get("roc_auc"), "source": source,
+            "path": str(path) if path else None}
+
+
+def activate_saved(path: Path) -> None:
+    """Make a saved version the session's model (loaded once per server, shared read-only)."""
+    path = Path(path)
+    model = load_saved_bundle(path)
+    meta = model.metadata_
+    info = info_from_meta(meta, "store", path)
+    info["name"] = f"{path.parent.name} ({path.name})"  # the store's name: an import may be renamed
+    set_model(model, info, meta)
+
+
+def adopt_finished_job() -> None:
+    """Take a finished training run once, on whichever page the session is: the model becomes the
+    session's (and the sidebar shows it), or its error is kept for the Train page."""
+    job = st.session_state.get("train_job")
+    if job is None or not job.finished or job.adopted:
+        return
+    job.adopted = True
+    if job.result is None:
+        st.session_state["train_error"] = (t("train.failed_internal", kind=job.error) if job.internal_error
+                                           else t("train.failed", message=job.error))
+        return
+    result = job.result
+    meta = training_metadata(result.model, result.metrics, name=None, cohort=cohort_summary(job.cohort),
+                             sizes=result.sizes)
+    set_model(result.model, info_from_meta(meta, "trained"), meta, train_result=result)
+    numbers = dict(epochs=result.model.epochs_run_, best=result.model.best_epoch_, seconds=f"{job.seconds:.1f}")
+    st.session_state["train_note"] = (t("train.stopped_note", **numbers) if job.status == "stopped"
+                                      else t("train.done_note", **numbers))

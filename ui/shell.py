@@ -1,0 +1,66 @@
+"""What every page shares: page config, session defaults, the sidebar and the decision-support notice.
+
+app.py draws it once per run, above the page. A page file run on its own (``streamlit run views/x.py``)
+draws it itself through :func:`ensure_shell`, so every page works alone.
+
+Why the pages live in ``views/`` and not ``pages/``: with a ``pages/`` folder Streamlit 1.67 still starts
+in its v1 multipage mode (the first run of a server, and every AppTest run), runs a page file without
+app.py, and gives the sidebar's widgets another identity than in the next run, so the first click on them
+was lost. st.navigation needs no special folder name.
+"""
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from ui.i18n import LANGUAGES, t
+from ui.models import adopt_finished_job
+from ui.state import active_cohort, active_model, init_session
+
+_run = threading.local()  # each script run has its own thread
+
+
+def draw_shell() -> None:
+    init_session()
+    with st.sidebar:
+        # The language lives in its own key ("lang"), read by every t() call; the widget only changes it.
+        # It is drawn first so that everything after it in this run speaks the chosen language.
+        options = list(LANGUAGES)
+        current = st.session_state.get("lang") if st.session_state.get("lang") in LANGUAGES else "en"
+        st.session_state["lang"] = st.selectbox("Language / 语言", options, index=options.index(current),
+                                                format_func=LANGUAGES.get, key="lang_choice")
+    st.set_page_config(page_title=t("app.title"), page_icon=":material/cardiology:", layout="wide")
+    adopt_finished_job()  # a run that ended while the user was on another page
+    with st.sidebar:
+        cohort = active_cohort()
+        st.markdown(f"**{t('sidebar.cohort')}**")
+        if cohort.synthetic:
+            st.badge(t("sidebar.synthetic"), color="orange", icon=":material/science:")
+        st.text(cohort.name)  # a file name is user input: shown as text, never as markdown
+        st.caption(t("sidebar.cohort_stats", n=cohort.n, prevalence=f"{cohort.prevalence:.0%}"))
+        model, info = active_model()
+        st.markdown(f"**{t('sidebar.model')}**")
+        if model is None:
+            st.caption(t("sidebar.no_model"))
+        else:
+            st.text(info.get("name") or t("sidebar.unsaved_model"))
+            auc = info.get("test_auc")
+            st.caption(t("sidebar.model_stats", created=info.get("created", "—"),
+                         auc="—" if auc is None else f"{auc:.3f}"))
+        job = st.session_state.get("train_job")
+        if job is not None and job.running:
+            st.caption(t("sidebar.training", epoch=job.epoch, epochs=job.config.epochs))
+        st.warning(t("notice.decision_support"), icon=":material/medical_information:")
+    st.caption(f":material/medical_information: {t('notice.short')}")
+    _run.drawn = True
+
+
+def end_run() -> None:
+    _run.drawn = False
+
+
+def ensure_shell() -> None:
+    """Draw the shared parts unless app.py already did in this run."""
+    if not getattr(_run, "drawn", False):
+        draw_shell()

@@ -1,0 +1,71 @@
+"""Explain page: what the model relies on across a sample of the cohort (SHAP on the clinical features).
+
+Computed once per (model, cohort, sample size) and kept in the session; the numbers are core.explain's.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from core.errors import CoreError
+from core.explain import explain, global_importance
+from ui import figures
+from ui.common import need_fitting_cohort, need_model
+from ui.i18n import feature_label, t
+from ui.shell import ensure_shell
+from ui.state import active_cohort
+
+SAMPLE_SEED = 0
+MAX_SAMPLE = 1000
+
+
+def explanation(model, cohort, size: int):
+    """The sample's SHAP values, from the session's cache when this (model, cohort, size) was done."""
+    key = (st.session_state.get("model_token"), cohort.fingerprint, size)
+    cache = st.session_state.setdefault("explain_cache", {})
+    if key not in cache:
+        rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(cohort.n, size=size, replace=False))
+        raw = model.preprocessor_.encode(cohort.df.iloc[rows])
+        started = time.perf_counter()
+        expl = explain(model.preprocessor_, model.networks_, raw, model.background_)
+        cache.clear()  # one sample at a time per session: SHAP tables are the largest thing kept
+        cache[key] = (expl, time.perf_counter() - started)
+    return cache[key]
+
+
+ensure_shell()  # when this page runs without app.py
+st.title(t("explain.title"))
+model = need_model()
+cohort = active_cohort()
+need_fitting_cohort(cohort, model)
+pre = model.preprocessor_
+
+most = min(cohort.n, MAX_SAMPLE)
+size = st.slider(t("explain.sample"), min_value=min(10, most), max_value=most, value=min(200, most),
+                 key="explain_size", help=t("explain.sample_help"))
+try:
+    with st.spinner(t("explain.computing", n=size)):
+        expl, seconds = explanation(model, cohort, int(size))
+except CoreError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+st.caption(t("explain.sample_note", n=len(expl), cohort=cohort.name, background=len(model.background_),
+             seconds=f"{seconds:.2f}"))
+
+importance = global_importance(expl)
+order = list(importance.feature)
+c1, c2 = st.columns(2)
+c1.plotly_chart(figures.importance(expl, pre, importance), key="importance", config={"displayModeBar": False})
+c2.plotly_chart(figures.beeswarm(expl, pre, order), key="beeswarm", config={"displayModeBar": False})
+st.caption(t("explain.reading"))
+
+st.subheader(t("explain.dependence"))
+labels = {f.name: feature_label(f) for f in pre.features}
+d1, d2 = st.columns(2)
+feature = d1.selectbox(t("explain.feature"), order, key="explain_feature", format_func=labels.get)
+others = [n for n in order if n != feature]
+colour = d2.selectbox(t("explain.colour"), others, index=0 if others else None, key="explain_colour",
+                      format_func=labels.get)
+st.plotly_chart(figures.dependence(expl, pre, feature, colour), key="dependence", config={"displayModeBar": False})

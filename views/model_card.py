@@ -1,0 +1,32 @@
+"""Model card page: the card of the session's model, readable here and downloadable as Markdown or HTML."""
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from core.model_card import card_html, card_markdown
+from ui.common import need_model
+from ui.i18n import lang, t
+from ui.shell import ensure_shell
+
+ensure_shell()  # when this page runs without app.py
+st.title(t("card_page.title"))
+need_model()
+meta = st.session_state.get("model_meta") or {}
+info = st.session_state.get("model_info") or {}
+if not meta.get("name"):
+    meta = {**meta, "name": info.get("name") or t("sidebar.unsaved_model")}
+
+markdown = card_markdown(meta, lang())
+html = card_html(meta, lang())
+slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(meta.get("name") or "model")).strip("-") or "model"
+c1, c2 = st.columns(2)
+c1.download_button(t("card_page.download_md"), markdown.encode("utf-8"), file_name=f"model-card-{slug}.md",
+                   mime="text/markdown", icon=":material/download:", on_click="ignore")
+c2.download_button(t("card_page.download_html"), html.encode("utf-8"), file_name=f"model-card-{slug}.html",
+                   mime="text/html", icon=":material/download:", on_click="ignore")
+if info.get("source") == "trained":
+    st.info(t("card_page.unsaved"), icon=":material/info:")
+with st.container(border=True):
+    st.markdown(markdown)

@@ -1,0 +1,227 @@
+"""Patient page: the what-if form. Enter a patient, see the risk, its band and why; change a value and
+see the new risk beside the previous one.
+
+Scoring is core.risk.patient_risk on the session's model (numpy: no Keras, no retraining, no reloading).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import streamlit as st
+
+from core.errors import CoreError
+from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
+from core.units import from_model, input_range, to_model, unit_options
+from ui import figures
+from ui.common import need_model
+from ui.i18n import feature_label, feature_value, lang, t
+from ui.shell import ensure_shell
+from ui.state import active_cohort, cohort_fits_model
+
+CUTOFFS = BandCutoffs()
+BAND_COLOURS = {"low": "green", "intermediate": "orange", "high": "red"}
+
+
+def band_name(band: str) -> str:
+    return {"low": t("band.low"), "intermediate": t("band.intermediate"), "high": t("band.high")}[band]
+
+
+def unit_key(f) -> str:
+    return f"pt_unit_{f.name}"
+
+
+def value_key(f, unit: str | None) -> str:
+    # The unit is part of the key: the widget's range changes with it, and its value is converted.
+    return f"pt_{f.name}" + (f"__{unit}" if unit else "")
+
+
+def current_unit(f) -> str | None:
+    options = unit_options(f)
+    if not options:
+        return None
+    unit = st.session_state.get(unit_key(f))
+    return unit if unit in options else options[0]
+
+
+def is_coded(f) -> bool:
+    return f.kind in ("binary", "categorical") or (f.kind == "ordinal" and bool(f.codes))
+
+
+def fill_form(model, values: dict) -> None:
+    """Write clinical values (model units) into the form's widgets, in each widget's unit."""
+    for f in model.preprocessor_.features:
+        value = values.get(f.name)
+        if is_coded(f):
+            st.session_state[value_key(f, None)] = value
+            continue
+        unit = current_unit(f)
+        shown = None if value is None or (isinstance(value, float) and math.isnan(value)) else from_model(value, f, unit)
+        lo, hi, _ = input_range(f, unit)
+        if shown is not None:  # a cohort value outside the plausible range was already set to missing
+            shown = min(max(shown, lo if lo is not None else shown), hi if hi is not None else shown)
+        st.session_state[value_key(f, unit)] = shown
+
+
+def prefill() -> None:
+    model = st.session_state.get("model")
+    if model is None:
+        return
+    cohort = active_cohort()
+    fits = cohort_fits_model(cohort, model)
+    try:
+        if st.session_state.get("pt_source") == "row" and fits:
+            values = patient_from_row(model, cohort.df, int(st.session_state.get("pt_row", 1)) - 1)
+        else:
+            values = typical_patient(model, cohort.df if fits else None)
+    except CoreError as exc:
+        st.session_state["pt_error"] = str(exc)
+        return
+    fill_form(model, values)
+
+
+def change_unit(f) -> None:
+    """Convert the value already typed when the unit switches, so the patient stays the same."""
+    new = st.session_state.get(unit_key(f))
+    old = st.session_state.get(f"pt_unit_prev_{f.name}", unit_options(f)[0])
+    if new is None:  # required=True: not expected; keep the unit in use
+        new = old
+    value = st.session_state.get(value_key(f, old))
+    if value is not None:
+        lo, hi, _ = input_range(f, new)
+        converted = from_model(to_model(value, f, old), f, new)
+        st.session_state[value_key(f, new)] = min(max(converted, lo), hi)
+    st.session_state[f"pt_unit_prev_{f.name}"] = new
+
+
+def input_widget(f, pre, j: int):
+    """One feature as a labelled input within its plausible range; returns the value in model units."""
+    label = feature_label(f)
+    if is_coded(f):
+        options = list(pre.categories_[f.name]) if f.kind in ("binary", "categorical") else f.code_values()
+        return st.selectbox(label, options, key=value_key(f, None), index=None,
+                            format_func={v: f"{label}: {feature_value(f, v)}" for v in options}.get,
+                            placeholder=t("patient.missing_placeholder", label=label), label_visibility="collapsed",
+                            persist_state="session")
+    units = unit_options(f)
+    unit = current_unit(f)
+    if len(units) > 1:
+        st.session_state.setdefault(f"pt_unit_prev_{f.name}", unit)
+        st.segmented_control(t("patient.unit", label=label), units, key=unit_key(f), default=unit,
+                             on_change=change_unit, args=(f,), required=True, persist_state="session")
+    lo, hi, step = input_range(f, unit)
+    fmt = "%.0f" if step >= 1 else ("%.2f" if step < 0.1 else "%.1f")
+    shown = st.number_input(f"{label} ({unit})" if unit else label, min_value=lo, max_value=hi, step=step,
+                            key=value_key(f, unit), format=fmt, placeholder=t("patient.missing_placeholder", label=label),
+                            help=t("patient.range_help", lo=f"{lo:g}" if lo is not None else "—",
+                                   hi=f"{hi:g}" if hi is not None else "—", unit=unit or ""),
+                            persist_state="session")
+    return None if shown is None else to_model(float(shown), f, unit)
+
+
+# ---- the page ----------------------------------------------------------------------------------
+ensure_shell()  # when this page runs without app.py
+st.title(t("patient.title"))
+model = need_model()
+pre, schema = model.preprocessor_, model.schema
+cohort = active_cohort()
+fits = cohort_fits_model(cohort, model)
+
+token = st.session_state.get("model_token")
+if st.session_state.get("pt_token") != token:  # a new model: a fresh form with typical values
+    st.session_state["pt_token"] = token
+    st.session_state["pt_history"] = {"key": None, "risk": None, "previous": None}
+    prefill()
+
+left, right = st.columns([5, 6], gap="large")
+with left:
+    st.subheader(t("patient.inputs"))
+    sources = ["typical", "row"] if fits else ["typical"]
+    st.radio(t("patient.prefill"), sources, key="pt_source", horizontal=True, on_change=prefill,
+             format_func={"typical": t("patient.prefill_typical"), "row": t("patient.prefill_row")}.get,
+             persist_state="session")
+    if not fits:
+        st.caption(t("patient.cohort_mismatch"))
+    if st.session_state.get("pt_row", 1) > cohort.n:  # the cohort changed under a chosen row
+        del st.session_state["pt_row"]
+    if st.session_state.get("pt_source") == "row":
+        st.selectbox(t("patient.row"), list(range(1, cohort.n + 1)), key="pt_row", on_change=prefill,
+                     help=t("patient.row_help", name=cohort.name), persist_state="session")
+    pt_error = st.session_state.pop("pt_error", None)
+    if pt_error:
+        st.error(pt_error, icon=":material/error:")
+    values = {}
+    cols = st.columns(2)
+    for j, f in enumerate(pre.features):
+        with cols[j % 2]:
+            values[f.name] = input_widget(f, pre, j)
+
+with right:
+    st.subheader(t("patient.result"))
+    try:
+        started = time.perf_counter()
+        result = patient_risk(model, values, lang=lang(), cutoffs=CUTOFFS, top=len(pre.features))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    except CoreError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+    history = st.session_state.setdefault("pt_history", {"key": None, "risk": None, "previous": None})
+    key = tuple((k, None if v is None else round(float(v), 6) if isinstance(v, (int, float)) else str(v))
+                for k, v in sorted(values.items()))
+    if history["key"] != key:
+        history["previous"] = history["risk"] if history["key"] is not None else None
+        history["key"], history["risk"] = key, result.risk
+    previous = history["previous"]
+
+    c1, c2 = st.columns(2)
+    delta = None if previous is None else f"{(result.risk - previous) * 100:+.1f} {t('patient.points')}"
+    c1.metric(t("patient.risk"), f"{result.risk:.1%}", delta=delta, delta_color="inverse", border=True,
+              help=t("patient.risk_help"))
+    if previous is not None:
+        c2.metric(t("patient.previous"), f"{previous:.1%}", border=True)
+    st.badge(t("patient.band", band=band_name(result.risk_band)), color=BAND_COLOURS[result.risk_band],
+             icon=":material/monitor_heart:")
+    st.caption(t("patient.cutoffs", low=f"{CUTOFFS.low:.0%}", high=f"{CUTOFFS.high:.0%}"))
+
+    if result.check.extrapolated:
+        names = []
+        for name in result.check.extrapolated:
+            j = pre.feature_names.index(name)
+            f = pre.features[j]
+            names.append(t("patient.extrapolated_item", label=feature_label(f), lo=f"{pre.raw_min_[j]:g}",
+                           hi=f"{pre.raw_max_[j]:g}", unit=f.unit or ""))
+        st.warning(t("patient.extrapolated", features="; ".join(names)), icon=":material/warning:")
+    if result.check.missing:
+        labels = ", ".join(feature_label(schema[n]) for n in result.check.missing)
+        st.info(t("patient.missing", features=labels), icon=":material/info:")
+
+    st.markdown(f"**{t('patient.reasons')}**")
+    for reason in result.reasons[:3]:
+        st.markdown(f"- {reason.text}")
+    expl = result.explanation
+    st.plotly_chart(figures.waterfall(result.reasons, expl.base_value, result.risk), key="waterfall",
+                    config={"displayModeBar": False})
+    st.caption(t("patient.timing", ms=f"{elapsed_ms:.0f}"))
+
+st.divider()
+st.subheader(t("patient.sensitivity"))
+numeric = [f for f in pre.features if not is_coded(f)]
+if numeric:
+    names = [f.name for f in numeric]
+    default = names.index("thalach") if "thalach" in names else 0
+    chosen = st.selectbox(t("patient.sensitivity_feature"), names, index=default, key="pt_sens_feature",
+                          format_func={n: feature_label(schema[n]) for n in names}.get)
+    f = schema[chosen]
+    try:
+        curve = sensitivity(model, values, chosen)
+    except CoreError as exc:
+        st.error(str(exc), icon=":material/error:")
+    else:
+        unit = current_unit(f)
+        curve = curve.assign(value=[from_model(v, f, unit) for v in curve.value])
+        now = values.get(chosen)
+        now = pre.fill_[pre.feature_names.index(chosen)] if now is None else now
+        st.plotly_chart(figures.sensitivity(curve, from_model(now, f, unit), feature_label(f), unit),
+                        key="sensitivity", config={"displayModeBar": False})
+        st.caption(t("patient.sensitivity_help"))

@@ -1,0 +1,299 @@
+"""Train page: configure and train the MLP in the background, watch it learn, judge it on the test split,
+save / load / delete / import models.
+
+All modelling is core's: core.pipeline.train_on_cohort (in ui.jobs' thread), core.evaluate, core.model's
+bundles, core.store, core.bundle_zip. TensorFlow is imported by the engine when a run starts.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+from pydantic import ValidationError
+
+from core.bundle_zip import bundle_to_zip, extract_bundle_zip
+from core.errors import CoreError
+from core.evaluate import binary_metrics, calibration_table, roc_frame
+from core.model import TrainConfig
+from core.model_card import card_extra, cohort_summary
+from core.store import delete_model, list_models, save_model
+from ui import figures
+from ui.i18n import t
+from ui.jobs import TrainingJob
+from ui.models import activate_saved, info_from_meta
+from ui.shell import ensure_shell
+from ui.state import active_cohort, forget_saved_bundles, load_saved_bundle
+
+DEFAULT = TrainConfig()
+METRICS = ("accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc", "brier", "calibration_slope",
+           "calibration_intercept")
+
+
+def metric_name(key: str) -> str:
+    names = {"accuracy": t("metric.accuracy"), "sensitivity": t("metric.sensitivity"),
+             "specificity": t("metric.specificity"), "ppv": t("metric.ppv"), "npv": t("metric.npv"),
+             "roc_auc": t("metric.roc_auc"), "pr_auc": t("metric.pr_auc"), "brier": t("metric.brier"),
+             "calibration_slope": t("metric.calibration_slope"),
+             "calibration_intercept": t("metric.calibration_intercept")}
+    return names.get(key, key)
+
+
+# ---- training ----------------------------------------------------------------------------------
+def config_from_form(values: dict) -> TrainConfig:
+    text = values.pop("hidden").replace(" ", "")
+    try:
+        hidden = tuple(int(part) for part in text.split(",") if part)
+    except ValueError:
+        raise CoreError(t("train.bad_hidden")) from None
+    if not hidden:
+        raise CoreError(t("train.bad_hidden"))
+    try:
+        return TrainConfig(hidden=hidden, **values)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise CoreError(t("train.bad_config", detail=detail)) from None
+
+
+@st.fragment(run_every=0.5)
+def live_progress() -> None:
+    """Redrawn every half second while the run lasts; a full rerun when it ends."""
+    job = st.session_state.get("train_job")
+    if job is None:
+        return
+    if job.finished:
+        st.rerun()  # the whole page: the sidebar and the results show the new model
+    snap = job.snapshot()
+    total = job.config.epochs
+    st.progress(min(snap["epoch"] / total, 1.0),
+                text=t("train.progress", epoch=snap["epoch"], epochs=total, seconds=f"{snap['elapsed']:.0f}"))
+    if snap["history"].get("loss"):
+        cols = st.columns(3)
+        for col, metric in zip(cols, ("loss", "accuracy", "auc")):
+            col.plotly_chart(figures.training_curve(snap["history"], metric, max_epochs=total), key=f"live_{metric}",
+                             config={"displayModeBar": False})
+    else:
+        st.caption(t("train.starting"))
+    if snap["stopping"]:
+        st.caption(t("train.stopping"))
+    elif st.button(t("train.stop"), icon=":material/stop_circle:", key="stop_training"):
+        job.stop()
+
+
+def training_form(cohort, running: bool) -> None:
+    with st.form("train_form"):
+        st.caption(t("train.defaults_note"))
+        c1, c2, c3 = st.columns(3)
+        values = {
+            "hidden": c1.text_input(t("train.hidden"), value=",".join(str(u) for u in DEFAULT.hidden),
+                                    help=t("train.hidden_help")),
+            "activation": c1.selectbox(t("train.activation"), ["relu", "tanh", "sigmoid"]),
+            "optimizer": c1.selectbox(t("train.optimizer"), ["adam", "sgd"]),
+            "loss": c1.selectbox(t("train.loss"), ["bce", "mse"],
+                                 format_func={"bce": t("train.loss_bce"), "mse": t("train.loss_mse")}.get),
+            "epochs": c2.number_input(t("train.epochs"), 1, 2000, DEFAULT.epochs, 1),
+            "batch_size": c2.number_input(t("train.batch"), 1, 4096, DEFAULT.batch_size, 1),
+            "learning_rate": c2.number_input(t("train.lr"), 1e-5, 1.0, DEFAULT.learning_rate, 0.001, format="%.4f",
+                                             help=t("train.lr_help")),
+            "l2": c2.number_input(t("train.l2"), 0.0, 1.0, DEFAULT.l2, 1e-4, format="%.5f"),
+            "dropout": c3.slider(t("train.dropout"), 0.0, 0.9, DEFAULT.dropout, 0.05),
+            "early_stopping": c3.checkbox(t("train.early_stopping"), DEFAULT.early_stopping),
+            "patience": c3.number_input(t("train.patience"), 1, 1000, DEFAULT.patience, 1),
+            "seed": c3.number_input(t("train.seed"), 0, 2**31 - 1, DEFAULT.seed, 1),
+        }
+        submitted = st.form_submit_button(t("train.start"), type="primary", icon=":material/play_arrow:",
+                                          disabled=running)
+    if submitted and not running:
+        try:
+            config = config_from_form(values)
+        except CoreError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        st.session_state.pop("train_error", None)
+        st.session_state["train_job"] = TrainingJob(cohort, config).start()
+        st.rerun()
+
+
+# ---- results -----------------------------------------------------------------------------------
+def results_panel() -> None:
+    model = st.session_state.get("model")
+    if model is None:
+        return
+    result = st.session_state.get("train_result")
+    meta = st.session_state.get("model_meta") or {}
+    st.subheader(t("train.results"))
+    history = getattr(model, "history_", None) or {}
+    if history.get("loss"):
+        cols = st.columns(3)
+        for col, metric in zip(cols, ("loss", "accuracy", "auc")):
+            col.plotly_chart(figures.training_curve(history, metric, best_epoch=model.best_epoch_), key=f"final_{metric}",
+                             config={"displayModeBar": False})
+    if result is None:  # a loaded bundle keeps its metrics, not the test patients' risks
+        metrics = meta.get("metrics") or {}
+        st.caption(t("train.stored_metrics"))
+        metric_grid(metrics)
+        return
+    st.caption(t("train.results_help", n=len(result.test_y), train=result.sizes["train"],
+                 validation=result.sizes["validation"]))
+    threshold = st.slider(t("train.threshold"), 0.05, 0.95, 0.5, 0.01, key="threshold", help=t("train.threshold_help"))
+    metrics = binary_metrics(result.test_y, result.test_risk, threshold)
+    metric_grid(metrics)
+    c1, c2, c3 = st.columns(3)
+    auc = metrics["roc_auc"]
+    c1.plotly_chart(figures.roc(roc_frame(result.test_y, result.test_risk), auc), key="roc")
+    c2.plotly_chart(figures.calibration(calibration_table(result.test_y, result.test_risk, n_bins=5)),
+                    key="calibration")
+    c3.plotly_chart(figures.confusion(metrics), key="confusion")
+
+
+def metric_grid(metrics: dict) -> None:
+    shown = [k for k in METRICS if k in metrics]
+    for start in range(0, len(shown), 4):
+        cols = st.columns(4)
+        for col, key in zip(cols, shown[start:start + 4]):
+            value = metrics.get(key)
+            col.metric(metric_name(key), "—" if value is None or value != value else f"{value:.3f}")
+
+
+# ---- the model store ---------------------------------------------------------------------------
+def save_panel(cohort) -> None:
+    model = st.session_state.get("model")
+    info = st.session_state.get("model_info") or {}
+    if model is None or info.get("source") != "trained":
+        return
+    result = st.session_state.get("train_result")
+    meta = st.session_state.get("model_meta") or {}
+    st.subheader(t("train.save_title"))
+    name = st.text_input(t("train.save_name"), value=st.session_state.get("save_name_default", "heart-mlp"),
+                         max_chars=64, help=t("train.save_name_help"))
+    if st.button(t("train.save"), icon=":material/save:"):
+        metrics = result.metrics if result is not None else meta.get("metrics", {})
+        extra = meta.get("extra") or card_extra(cohort_summary(cohort))
+
+        def write(directory):
+            from core.model import save_bundle  # builds a Keras model: TensorFlow
+            save_bundle(model, directory, metrics, extra["cohort"]["fingerprint"], name.strip(), extra=extra)
+
+        try:
+            path = save_model(write, name)
+            saved = load_saved_bundle(path)
+        except CoreError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        except OSError as exc:
+            st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
+            return
+        info = info_from_meta(saved.metadata_, "store", path)
+        info["name"] = f"{name.strip()} ({path.name})"
+        # The session keeps the trained object (and its test results); the card now reads the saved metadata.
+        st.session_state["model_info"] = info
+        st.session_state["model_meta"] = saved.metadata_
+        st.session_state["store_note"] = t("train.saved_note", name=name.strip(), version=path.name)
+        st.rerun()
+
+
+def store_panel() -> None:
+    st.subheader(t("train.store_title"))
+    note = st.session_state.pop("store_note", None)
+    if note:
+        st.success(note, icon=":material/check_circle:")
+    try:
+        models = list_models()
+    except OSError as exc:
+        st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
+        return
+    if not models:
+        st.caption(t("train.no_saved"))
+    else:
+        labels = {i: f"{m['name']} {m['path'].name} · {dt.datetime.fromtimestamp(m['mtime']):%Y-%m-%d %H:%M}"
+                  for i, m in enumerate(models)}
+        choice = st.selectbox(t("train.saved"), list(labels), format_func=labels.get, key="saved_choice")
+        entry = models[choice if choice is not None and choice < len(models) else 0]
+        c1, c2, c3 = st.columns(3)
+        if c1.button(t("train.load"), icon=":material/upload_file:"):
+            try:
+                activate_saved(entry["path"])
+            except CoreError as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                st.session_state["store_note"] = t("train.loaded_note", name=entry["name"], version=entry["path"].name)
+                st.rerun()
+        try:
+            c2.download_button(t("train.download_zip"), bundle_to_zip(entry["path"]),
+                               file_name=f"{entry['name']}-{entry['path'].name}.zip", mime="application/zip",
+                               icon=":material/download:", on_click="ignore")
+        except (CoreError, OSError):
+            c2.caption(t("train.zip_unavailable"))
+        confirm = c3.checkbox(t("train.confirm_delete"), key="confirm_delete")
+        c3.button(t("train.delete"), icon=":material/delete:", disabled=not confirm, on_click=delete_version,
+                  args=(entry["path"], entry["name"]))
+        delete_error = st.session_state.pop("delete_error", None)
+        if delete_error:
+            st.error(delete_error, icon=":material/error:")
+
+    with st.expander(t("train.import_title"), icon=":material/archive:"):
+        st.caption(t("train.import_help"))
+        upload = st.file_uploader(t("train.import_label"), type=["zip"], key="bundle_upload")
+        import_name = st.text_input(t("train.import_name"), key="import_name", help=t("train.import_name_help"))
+        if upload is not None and st.button(t("train.import"), icon=":material/input:"):
+            try:
+                path = import_bundle(upload.getvalue(), import_name)
+                activate_saved(path)
+            except CoreError as exc:
+                st.error(str(exc), icon=":material/error:")
+            except OSError as exc:
+                st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
+            else:
+                st.session_state["store_note"] = t("train.imported_note", version=path.name)
+                st.rerun()
+
+
+def delete_version(path: Path, name: str) -> None:
+    """Delete button callback (runs before the widgets are drawn, so it may reset the confirmation)."""
+    st.session_state["confirm_delete"] = False
+    st.session_state.pop("saved_choice", None)  # the list is one shorter now
+    try:
+        delete_model(path)
+    except (CoreError, OSError) as exc:
+        st.session_state["delete_error"] = str(exc)
+        return
+    forget_saved_bundles()
+    info = st.session_state.get("model_info") or {}
+    if info.get("path") == str(path):
+        info["path"] = None  # the model stays in this session; it is no longer in the store
+    st.session_state["store_note"] = t("train.deleted_note", name=name, version=path.name)
+
+
+def import_bundle(data: bytes, name: str) -> Path:
+    """Unpack safely, verify by loading (hashes, safe mode, layer allowlist), then add to the store."""
+    from core.model import load_bundle
+    with tempfile.TemporaryDirectory(prefix="bundle-import-") as tmp:
+        bundle_dir = extract_bundle_zip(data, Path(tmp) / "unpacked")
+        model = load_bundle(bundle_dir)
+        name = (name or "").strip() or str(model.metadata_.get("name") or "imported-model")
+        return save_model(lambda target: shutil.copytree(bundle_dir, target), name)
+
+
+# ---- the page ----------------------------------------------------------------------------------
+ensure_shell()  # when this page runs without app.py
+st.title(t("train.title"))
+cohort = active_cohort()
+st.caption(t("train.cohort", name=cohort.name, n=cohort.n, prevalence=f"{cohort.prevalence:.0%}"))
+
+job = st.session_state.get("train_job")
+running = job is not None and job.running
+
+training_form(cohort, running)
+if running:
+    live_progress()
+error = st.session_state.get("train_error")
+if error:
+    st.error(error, icon=":material/error:")
+note = st.session_state.pop("train_note", None)
+if note:
+    st.success(note, icon=":material/check_circle:")
+results_panel()
+save_panel(cohort)
+store_panel()
