@@ -28,7 +28,7 @@ def draw_shell() -> None:
         # It is drawn first so that everything after it in this run speaks the chosen language.
         options = list(LANGUAGES)
         current = st.session_state.get("lang") if st.session_state.get("lang") in LANGUAGES else "en"
-        st.session_state["lang"] = st.selectbox("Language / 语言", options, index=options.index(current),
+        st.session_state["lang"] = st.selectbox(t("sidebar.language"), options, index=options.index(current),
                                                 format_func=LANGUAGES.get, key="lang_choice")
     st.set_page_config(page_title=t("app.title"), page_icon=":material/cardiology:", layout="wide")
     adopt_finished_job()  # a run that ended while the user was on another page
