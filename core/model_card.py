@@ -154,9 +154,16 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     if hidden is not None:
         arch.append([tr("card.layers", lang), tr("card.layers_text", lang, n=len(features) or "?",
                                                   layers="-".join(str(u) for u in hidden))])
+    names = {"hidden": tr("train.hidden", lang), "activation": tr("train.activation", lang),
+             "optimizer": tr("train.optimizer", lang), "loss": tr("train.loss", lang),
+             "learning_rate": tr("train.lr", lang), "l2": tr("train.l2", lang), "dropout": tr("train.dropout", lang),
+             "epochs": tr("train.epochs", lang), "batch_size": tr("train.batch", lang),
+             "early_stopping": tr("train.early_stopping", lang), "patience": tr("train.patience", lang),
+             "seed": tr("train.seed", lang), "val_fraction": tr("card.val_fraction", lang),
+             "test_fraction": tr("card.test_fraction", lang)}
     for key in CONFIG_KEYS:
         if key in config:
-            arch.append([key, _num(config[key], 4, lang)])
+            arch.append([names.get(key, key), _num(config[key], 4, lang)])
     arch.append([tr("card.best_epoch", lang), _num(meta.get("best_epoch"), lang=lang)])
     epochs_run = meta.get("epochs_run")
     if epochs_run is None and meta.get("history"):

@@ -62,15 +62,22 @@ def confusion(m: dict):
 
 
 # ---- one patient -------------------------------------------------------------------------------
+def _subject(reason) -> str:
+    """'Max heart rate 108 bpm' / 'Chest pain type (asymptomatic)': the reason's text before its points."""
+    text = reason.text
+    cut = max(text.rfind(": "), text.rfind("："))
+    return text[:cut] if cut > 0 else f"{reason.label} {reason.value}"
+
+
 def waterfall(reasons: list, base_value: float, risk: float):
-    frame = pd.DataFrame({"label": [f"{r.label} {r.value}" for r in reasons],
+    frame = pd.DataFrame({"label": [_subject(r) for r in reasons],
                           "shap_value": [r.shap for r in reasons]})
     fig = plots.waterfall(frame, base_value, risk)
     ys = list(fig.data[0].y)
     ys[0], ys[-1] = t("fig.average_patient"), t("fig.this_patient")
     ys = [t("fig.other_features", n=y.split()[0]) if y.endswith("other features") else y for y in ys]
-    fig.update_traces(y=ys)
-    fig.update_layout(title=t("fig.waterfall"), xaxis_title=t("fig.risk_percent"))
+    fig.update_traces(y=ys, cliponaxis=False)  # the end labels ("+37", "79%") may sit past the axis
+    fig.update_layout(title=t("fig.waterfall"), xaxis_title=t("fig.risk_percent"), margin=dict(r=45))
     return fig
 
 
@@ -128,13 +135,18 @@ def dependence(expl, pre, name: str, colour: str | None):
     coded = feature.kind in ("binary", "categorical")
     frame = pd.DataFrame({"value": [feature_value(feature, v) for v in values] if coded else values.astype(float),
                           "shap_value": expl.shap_values[:, j]})
-    colour_label = None
+    colour_label, colour_feature = None, None
     if colour and colour != name:
         k = expl.feature_names.index(colour)
         frame["colour"] = expl.raw[:, k]  # a code's index or a measurement: a colour scale either way
-        colour_label = feature_label(pre.features[k])
+        colour_feature = pre.features[k]
+        colour_label = feature_label(colour_feature)
     label = feature_label(feature) + (f" ({feature.unit})" if feature.unit and not coded else "")
     fig = plots.dependence(frame, label, colour_label)
+    if colour_label and colour_feature.kind in ("binary", "categorical"):  # name the codes, not their index
+        codes = pre.categories_[colour_feature.name]
+        fig.update_traces(marker=dict(colorbar=dict(tickvals=list(range(len(codes))),
+                                                    ticktext=[feature_value(colour_feature, c) for c in codes])))
     fig.update_layout(title=t("fig.dependence", feature=label), yaxis_title=t("fig.shap_points"))
     return fig
 

@@ -37,3 +37,23 @@ def feature_label(feature) -> str:
 def feature_value(feature, value) -> str:
     """A value as the clinic writes it ('145 mmHg', 'typical angina'), in the session's language."""
     return feature.format_value(value, lang())
+
+
+def lang_key(base: str) -> str:
+    """A widget key per language, for widgets whose *options* are translated.
+
+    Under one key the browser keeps showing the options of the language the widget was first drawn in;
+    a new key per language redraws them. The value chosen in the other language (a raw code, not a
+    label) is carried over, so switching language changes nothing else.
+    """
+    key = f"{base}@{lang()}"
+    switched_from = st.session_state.get("lang_switched_from")  # set by ui.shell in the run that switched
+    previous = f"{base}@{switched_from}" if switched_from and switched_from != lang() else None
+    if previous and previous in st.session_state:
+        st.session_state[key] = st.session_state.pop(previous)  # the fresher value; no stale copy is left
+    elif key not in st.session_state:
+        for other in LANGUAGES:
+            if other != lang() and f"{base}@{other}" in st.session_state:
+                st.session_state[key] = st.session_state[f"{base}@{other}"]
+                break
+    return key

@@ -28,8 +28,10 @@ def draw_shell() -> None:
         # It is drawn first so that everything after it in this run speaks the chosen language.
         options = list(LANGUAGES)
         current = st.session_state.get("lang") if st.session_state.get("lang") in LANGUAGES else "en"
-        st.session_state["lang"] = st.selectbox(t("sidebar.language"), options, index=options.index(current),
-                                                format_func=LANGUAGES.get, key="lang_choice")
+        chosen = st.selectbox(t("sidebar.language"), options, index=options.index(current),
+                              format_func=LANGUAGES.get, key="lang_choice")
+        st.session_state["lang_switched_from"] = current if chosen != current else None  # for ui.i18n.lang_key
+        st.session_state["lang"] = chosen
     st.set_page_config(page_title=t("app.title"), page_icon=":material/cardiology:", layout="wide")
     adopt_finished_job()  # a run that ended while the user was on another page
     with st.sidebar:

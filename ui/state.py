@@ -6,7 +6,6 @@ Nothing here imports TensorFlow: the first page and the sidebar must draw before
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import threading
@@ -129,9 +128,8 @@ def warm_tensorflow() -> threading.Thread | None:
         return None
     with _warm_lock:
         if _warm_thread is None:
-            from ui.jobs import import_shared_modules
+            from ui.jobs import import_shared_modules, import_tensorflow
             import_shared_modules()
-            _warm_thread = threading.Thread(target=importlib.import_module, args=("keras",), daemon=True,
-                                            name="warm-keras")
+            _warm_thread = threading.Thread(target=import_tensorflow, daemon=True, name="warm-keras")
             _warm_thread.start()
     return _warm_thread

@@ -14,7 +14,7 @@ from core.schema import Code, Feature, Schema, default_rule, infer_schema, is_cl
 from core.uci import cleveland_url, fetch_cleveland
 from ui import figures
 from ui.common import show_problems
-from ui.i18n import t
+from ui.i18n import lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model, set_cohort, shared_demo_cohort
 
@@ -196,8 +196,9 @@ st.title(t("cohort.title"))
 cohort = active_cohort()
 
 source_labels = {key: source_label(key) for key in SOURCES}  # built now, in the session's language
-choice = st.segmented_control(t("cohort.source"), SOURCES, format_func=source_labels.get, key="cohort_source",
-                              default="demo", required=True)
+source_key = lang_key("cohort_source")
+choice = st.segmented_control(t("cohort.source"), SOURCES, format_func=source_labels.get, key=source_key,
+                              default=None if source_key in st.session_state else "demo", required=True)
 if choice == "demo":
     demo_source(cohort)
 elif choice == "upload":

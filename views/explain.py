@@ -13,7 +13,7 @@ from core.errors import CoreError
 from core.explain import explain, global_importance
 from ui import figures
 from ui.common import need_fitting_cohort, need_model
-from ui.i18n import feature_label, t
+from ui.i18n import feature_label, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort
 
@@ -64,8 +64,8 @@ st.caption(t("explain.reading"))
 st.subheader(t("explain.dependence"))
 labels = {f.name: feature_label(f) for f in pre.features}
 d1, d2 = st.columns(2)
-feature = d1.selectbox(t("explain.feature"), order, key="explain_feature", format_func=labels.get)
+feature = d1.selectbox(t("explain.feature"), order, key=lang_key("explain_feature"), format_func=labels.get)
 others = [n for n in order if n != feature]
-colour = d2.selectbox(t("explain.colour"), others, index=0 if others else None, key="explain_colour",
+colour = d2.selectbox(t("explain.colour"), others, index=0 if others else None, key=lang_key("explain_colour"),
                       format_func=labels.get)
 st.plotly_chart(figures.dependence(expl, pre, feature, colour), key="dependence", config={"displayModeBar": False})

@@ -15,7 +15,7 @@ from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, 
 from core.units import from_model, input_range, to_model, unit_options
 from ui import figures
 from ui.common import need_model
-from ui.i18n import feature_label, feature_value, lang, t
+from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model
 
@@ -32,8 +32,13 @@ def unit_key(f) -> str:
 
 
 def value_key(f, unit: str | None) -> str:
-    # The unit is part of the key: the widget's range changes with it, and its value is converted.
+    """A measurement's widget key. The unit is part of it: the range changes with it, the value is converted."""
     return f"pt_{f.name}" + (f"__{unit}" if unit else "")
+
+
+def coded_key(f) -> str:
+    """A coded feature's widget key (its options are translated: one key per language)."""
+    return lang_key(f"pt_{f.name}")
 
 
 def current_unit(f) -> str | None:
@@ -53,7 +58,7 @@ def fill_form(model, values: dict) -> None:
     for f in model.preprocessor_.features:
         value = values.get(f.name)
         if is_coded(f):
-            st.session_state[value_key(f, None)] = value
+            st.session_state[coded_key(f)] = value
             continue
         unit = current_unit(f)
         shown = None if value is None or (isinstance(value, float) and math.isnan(value)) else from_model(value, f, unit)
@@ -70,7 +75,7 @@ def prefill() -> None:
     cohort = active_cohort()
     fits = cohort_fits_model(cohort, model)
     try:
-        if st.session_state.get("pt_source") == "row" and fits:
+        if st.session_state.get(lang_key("pt_source")) == "row" and fits:
             values = patient_from_row(model, cohort.df, int(st.session_state.get("pt_row", 1)) - 1)
         else:
             values = typical_patient(model, cohort.df if fits else None)
@@ -99,7 +104,7 @@ def input_widget(f, pre, j: int):
     label = feature_label(f)
     if is_coded(f):
         options = list(pre.categories_[f.name]) if f.kind in ("binary", "categorical") else f.code_values()
-        return st.selectbox(label, options, key=value_key(f, None), index=None,
+        return st.selectbox(label, options, key=coded_key(f), index=None,
                             format_func={v: f"{label}: {feature_value(f, v)}" for v in options}.get,
                             placeholder=t("patient.missing_placeholder", label=label), label_visibility="collapsed",
                             persist_state="session")
@@ -133,18 +138,18 @@ if st.session_state.get("pt_token") != token:  # a new model: a fresh form with 
     st.session_state["pt_history"] = {"key": None, "risk": None, "previous": None}
     prefill()
 
-left, right = st.columns([5, 6], gap="large")
+left, right = st.columns([6, 5], gap="large")
 with left:
     st.subheader(t("patient.inputs"))
     sources = ["typical", "row"] if fits else ["typical"]
-    st.radio(t("patient.prefill"), sources, key="pt_source", horizontal=True, on_change=prefill,
+    st.radio(t("patient.prefill"), sources, key=lang_key("pt_source"), horizontal=True, on_change=prefill,
              format_func={"typical": t("patient.prefill_typical"), "row": t("patient.prefill_row")}.get,
              persist_state="session")
     if not fits:
         st.caption(t("patient.cohort_mismatch"))
     if st.session_state.get("pt_row", 1) > cohort.n:  # the cohort changed under a chosen row
         del st.session_state["pt_row"]
-    if st.session_state.get("pt_source") == "row":
+    if st.session_state.get(lang_key("pt_source")) == "row":
         st.selectbox(t("patient.row"), list(range(1, cohort.n + 1)), key="pt_row", on_change=prefill,
                      help=t("patient.row_help", name=cohort.name), persist_state="session")
     pt_error = st.session_state.pop("pt_error", None)
@@ -210,7 +215,9 @@ numeric = [f for f in pre.features if not is_coded(f)]
 if numeric:
     names = [f.name for f in numeric]
     default = names.index("thalach") if "thalach" in names else 0
-    chosen = st.selectbox(t("patient.sensitivity_feature"), names, index=default, key="pt_sens_feature",
+    sens_key = lang_key("pt_sens_feature")
+    chosen = st.selectbox(t("patient.sensitivity_feature"), names, index=0 if sens_key in st.session_state else default,
+                          key=sens_key,
                           format_func={n: feature_label(schema[n]) for n in names}.get)
     f = schema[chosen]
     try:
