@@ -8,6 +8,16 @@ then ui.state.warm_tensorflow imports it in the background for training and load
 """
 import streamlit as st
 
+try:  # Streamlit's legacy `pages/` mode wraps the first run of a server (and every AppTest) around this
+    # script, which gives the sidebar's widgets another identity than every later run (a lost first click).
+    # Leave that mode at once, before anything is drawn: st.navigation below is the only navigation.
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+except ImportError:  # private module moved: the worst case is that one lost first click
+    pass
+
 from ui.i18n import t
 from ui.shell import draw_shell, end_run
 from ui.state import warm_tensorflow
@@ -15,11 +25,11 @@ from ui.state import warm_tensorflow
 try:
     draw_shell()
     PAGES = [
-        st.Page("views/cohort.py", title=t("nav.cohort"), icon=":material/groups:", default=True),
-        st.Page("views/train.py", title=t("nav.train"), icon=":material/model_training:"),
-        st.Page("views/patient.py", title=t("nav.patient"), icon=":material/person:"),
-        st.Page("views/explain.py", title=t("nav.explain"), icon=":material/insights:"),
-        st.Page("views/model_card.py", title=t("nav.model_card"), icon=":material/description:"),
+        st.Page("pages/cohort.py", title=t("nav.cohort"), icon=":material/groups:", default=True),
+        st.Page("pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
+        st.Page("pages/patient.py", title=t("nav.patient"), icon=":material/person:"),
+        st.Page("pages/explain.py", title=t("nav.explain"), icon=":material/insights:"),
+        st.Page("pages/model_card.py", title=t("nav.model_card"), icon=":material/description:"),
     ]
     st.navigation(PAGES).run()
 finally:

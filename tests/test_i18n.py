@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
-UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "views").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
 CARD_SOURCE = ROOT / "core" / "model_card.py"
 LITERAL_CALL = re.compile(r"""\bt\(\s*(['"])([^'"]+)\1""")
 CARD_CALL = re.compile(r"""\btr\(\s*(['"])([^'"]+)\1""")

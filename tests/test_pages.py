@@ -24,13 +24,31 @@ from core.demo import demo_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = ["views/cohort.py", "views/train.py", "views/patient.py", "views/explain.py", "views/model_card.py"]
+PAGES = ["pages/cohort.py", "pages/train.py", "pages/patient.py", "pages/explain.py", "pages/model_card.py"]
 TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 
 
 def tr(key: str, lang: str = "en", **kwargs) -> str:
     text = TABLE[key][lang]
     return text.format(**kwargs) if kwargs else text
+
+
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run every AppTest run as a live server runs all but its very first script run: in st.navigation mode.
+
+    AppTest resets Streamlit's process-wide "legacy pages/ folder" flag before each run, so every run would
+    start inside the legacy wrapper that a real server only uses once (and app.py leaves at once, with a
+    rerun, before drawing anything). Here the flag is cleared right after AppTest's reset instead.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +92,7 @@ def plotly_charts(at: AppTest) -> list:
 
 def train(at: AppTest, epochs: int = 5, early_stopping: bool = True) -> None:
     """Fill the Train page's form and wait for the background run."""
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     widget(at.number_input, tr("train.epochs")).set_value(epochs)
     widget(at.checkbox, tr("train.early_stopping")).set_value(early_stopping)
     at.get("form_submit_button")[0].click().run()
@@ -107,7 +125,7 @@ def test_every_page_renders_without_a_model(lang):
         at.switch_page(page).run()
         no_exceptions(at)
     # the pages that need a model stop politely and point to the Train page
-    at.switch_page("views/patient.py").run()
+    at.switch_page("pages/patient.py").run()
     assert tr("common.need_model", lang) in texts(at.info)
     assert at.main.get("page_link")
     assert tr("notice.decision_support", lang) in texts(at.sidebar.warning)
@@ -272,7 +290,7 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
     assert "flow-test (v1)" in texts(at.sidebar.text)
 
     # the patient page: a risk, a band, reasons, a waterfall and a sensitivity strip
-    at.switch_page("views/patient.py").run()
+    at.switch_page("pages/patient.py").run()
     no_exceptions(at)
     risk_label = tr("patient.risk")
     first = percent(metric_value(at, risk_label))
@@ -301,7 +319,7 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
     assert abs(third - second) <= 0.2
 
     # the explain page: importance, beeswarm, dependence over a sample; cached per size
-    at.switch_page("views/explain.py").run()
+    at.switch_page("pages/explain.py").run()
     no_exceptions(at)
     assert len(plotly_charts(at)) == 3
     assert any(c.startswith("SHAP values of 200 patients") for c in texts(at.caption))
@@ -310,7 +328,7 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
     assert list(at.session_state["explain_cache"])[0][2] == 50
 
     # the model card, then every page again in Chinese with a model
-    at.switch_page("views/model_card.py").run()
+    at.switch_page("pages/model_card.py").run()
     no_exceptions(at)
     card = " ".join(texts(at.markdown))
     assert "Model card: flow-test" in card and "ROC AUC" in card
@@ -321,7 +339,7 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
         at.switch_page(page).run()
         no_exceptions(at)
     # the patient entered in English is still there, in Chinese, with the unit chosen
-    at.switch_page("views/patient.py").run()
+    at.switch_page("pages/patient.py").run()
     assert percent(metric_value(at, tr("patient.risk", "zh"))) == third
     assert widget(at.number_input, "血清胆固醇 (mmol/L)").value == mmol
     assert any(o.startswith("胸痛类型: ") for o in at.selectbox[0].options)
@@ -329,7 +347,7 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
 
 def test_stop_keeps_the_best_weights():
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     widget(at.number_input, tr("train.epochs")).set_value(2000)
     widget(at.checkbox, tr("train.early_stopping")).set_value(False)
     at.get("form_submit_button")[0].click().run()
@@ -369,7 +387,7 @@ def test_load_import_and_delete_saved_models(saved_model, model_store):
     from core.bundle_zip import bundle_to_zip
     path, result = saved_model
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     widget(at.button, tr("train.load")).click().run()
     no_exceptions(at)
     model = at.session_state["model"]
@@ -378,14 +396,14 @@ def test_load_import_and_delete_saved_models(saved_model, model_store):
     assert at.get("download_button")
 
     # the patient page works on a loaded model, and its card says where it came from
-    at.switch_page("views/patient.py").run()
+    at.switch_page("pages/patient.py").run()
     no_exceptions(at)
     assert percent(metric_value(at, tr("patient.risk"))) >= 0
-    at.switch_page("views/model_card.py").run()
+    at.switch_page("pages/model_card.py").run()
     assert "Model card: stored" in " ".join(texts(at.markdown))
 
     # import the zip of the same bundle under another name
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.file_uploader(key="bundle_upload").set_value(("stored.zip", bundle_to_zip(path), "application/zip")).run()
     at.text_input(key="import_name").set_value("imported").run()
     widget(at.button, tr("train.import")).click().run()

@@ -7,8 +7,8 @@ import streamlit as st
 from core.schema import format_rows
 from ui.i18n import t
 
-TRAIN_PAGE = "views/train.py"
-COHORT_PAGE = "views/cohort.py"
+TRAIN_PAGE = "pages/train.py"
+COHORT_PAGE = "pages/cohort.py"
 
 
 def need_model():

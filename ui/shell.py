@@ -1,12 +1,11 @@
 """What every page shares: page config, session defaults, the sidebar and the decision-support notice.
 
-app.py draws it once per run, above the page. A page file run on its own (``streamlit run views/x.py``)
+app.py draws it once per run, above the page. A page file run on its own (``streamlit run pages/x.py``)
 draws it itself through :func:`ensure_shell`, so every page works alone.
 
-Why the pages live in ``views/`` and not ``pages/``: with a ``pages/`` folder Streamlit 1.67 still starts
-in its v1 multipage mode (the first run of a server, and every AppTest run), runs a page file without
-app.py, and gives the sidebar's widgets another identity than in the next run, so the first click on them
-was lost. st.navigation needs no special folder name.
+The pages live in ``pages/``. Streamlit still treats such a folder as its legacy multipage mode for the
+first script run of a server; app.py leaves that mode at once (before drawing anything), so the sidebar's
+widgets keep one identity from the first run on.
 """
 from __future__ import annotations
 
