@@ -33,3 +33,21 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def navigation_mode(monkeypatch):
+    """Run every AppTest run as a live server runs all but its very first script run: in st.navigation mode.
+
+    AppTest resets Streamlit's process-wide "legacy pages/ folder" flag before each run, so every run would
+    start inside the legacy wrapper that a real server only uses once (and app.py leaves at once, with a
+    rerun, before drawing anything). Here the flag is cleared right after AppTest's reset instead.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

@@ -34,24 +34,6 @@ def tr(key: str, lang: str = "en", **kwargs) -> str:
 
 
 @pytest.fixture(autouse=True)
-def navigation_mode(monkeypatch):
-    """Run every AppTest run as a live server runs all but its very first script run: in st.navigation mode.
-
-    AppTest resets Streamlit's process-wide "legacy pages/ folder" flag before each run, so every run would
-    start inside the legacy wrapper that a real server only uses once (and app.py leaves at once, with a
-    rerun, before drawing anything). Here the flag is cleared right after AppTest's reset instead.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
-@pytest.fixture(autouse=True)
 def model_store(tmp_path, monkeypatch):
     root = tmp_path / "store"
     monkeypatch.setenv("HEART_RISK_STORE", str(root))
