@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,predict,explain} --help
+"""Command line: python -m core {train,evaluate,predict,explain,counterfactual} --help
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the problem); 1 an internal fault (one
 line, no traceback, no patient values).
@@ -68,6 +68,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--input", required=True, help="patients CSV")
     p.add_argument("--json", action="store_true", help="print JSON instead of CSV")
+
+    p = sub.add_parser("counterfactual",
+                       help="smallest plausible changes of modifiable features bringing each patient's risk under a target")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--input", required=True, help="patients CSV (the model's feature columns)")
+    p.add_argument("--target-risk", type=float, default=0.2, help="risk to get under (default 0.2)")
+    p.add_argument("--features", help="features allowed to change, e.g. trestbps,chol (default: the schema's modifiable ones)")
+    p.add_argument("--max-changes", type=int, default=3, choices=[1, 2, 3], help="features changed at most (default 3)")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the sentences")
+    p.add_argument("--json", action="store_true", help="print JSON instead of sentences")
     return parser
 
 
@@ -196,7 +206,41 @@ def cmd_explain(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain}
+def cmd_counterfactual(args) -> int:
+    from core.counterfactual import counterfactuals, to_json
+    from core.model import load_bundle
+    from core.risk import patient_from_row
+    if not 0 < args.target_risk < 1:
+        raise CoreError("--target-risk must be between 0 and 1, e.g. 0.2")
+    model = load_bundle(args.model)
+    table = _read_patients(args.input, model)
+    features = [x.strip() for x in args.features.split(",") if x.strip()] if args.features is not None else None
+    patients = []
+    for i in range(len(table)):
+        try:
+            result = counterfactuals(model, patient_from_row(model, table, i), args.target_risk, features,
+                                     max_changes=args.max_changes)
+        except CoreError as exc:  # one patient's bad value does not stop the others
+            patients.append({"row": i + 1, "error": str(exc)})
+            continue
+        patients.append({"row": i + 1, **to_json(result, model.schema, args.lang)})
+    if args.json:
+        print(json.dumps({"target_risk": args.target_risk, "patients": patients}, indent=2, ensure_ascii=False,
+                         default=_json_default))
+        return 0
+    for patient in patients:
+        print(f"row {patient['row']}:" if args.lang != "zh" else f"第 {patient['row']} 行：")
+        if "error" in patient:
+            print(f"  error: {patient['error']}")
+        elif not patient["alternatives"]:
+            print(f"  {patient['message']}")
+        for alt in patient.get("alternatives", []):
+            print(f"  {alt['sentence']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
+            "counterfactual": cmd_counterfactual}
 
 
 def _first_line(exc) -> str:
