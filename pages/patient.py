@@ -12,6 +12,8 @@ import streamlit as st
 
 from core.errors import CoreError
 from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
+from core.counterfactual import counterfactuals, default_modifiable, sentence
+from core.similar import similar_patients
 from core.units import from_model, input_range, to_model, unit_options
 from ui import figures
 from ui.common import need_model
@@ -53,9 +55,12 @@ def is_coded(f) -> bool:
     return f.kind in ("binary", "categorical") or (f.kind == "ordinal" and bool(f.codes))
 
 
-def fill_form(model, values: dict) -> None:
-    """Write clinical values (model units) into the form's widgets, in each widget's unit."""
+def fill_form(model, values: dict, only: bool = False) -> None:
+    """Write clinical values (model units) into the form's widgets, in each widget's unit
+    (``only``: just the features in ``values``, the others keep what the user typed)."""
     for f in model.preprocessor_.features:
+        if only and f.name not in values:
+            continue
         value = values.get(f.name)
         if is_coded(f):
             st.session_state[coded_key(f)] = value
@@ -232,3 +237,79 @@ if numeric:
         st.plotly_chart(figures.sensitivity(curve, from_model(now, f, unit), feature_label(f), unit),
                         key="sensitivity", config={"displayModeBar": False})
         st.caption(t("patient.sensitivity_help"))
+
+
+# ---- what would lower the risk, similar patients --------------------------------------------------
+def md_text(text: str) -> str:
+    """Plain text for st.markdown: a label from a user's file must not format ($ would start LaTeX)."""
+    for ch in "\\`*_[]()#<>|~$":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def apply_whatif(changes: dict) -> None:
+    """'Apply to form': the suggested values go into the form's widgets before the rerun draws them."""
+    model = st.session_state.get("model")
+    if model is not None:
+        fill_form(model, changes, only=True)
+
+
+st.divider()
+st.subheader(t("whatif.title"))
+names = pre.feature_names
+cf_key = lang_key("pt_cf_features")
+c1, c2 = st.columns([1, 2])
+target_pct = c1.slider(t("whatif.target"), 5, 60, 20, step=1, format="%d%%", key="pt_cf_target",
+                       help=t("whatif.target_help"))
+chosen_features = c2.multiselect(t("whatif.features"), names,
+                                 default=None if cf_key in st.session_state else default_modifiable(schema),
+                                 key=cf_key, format_func={n: feature_label(schema[n]) for n in names}.get,
+                                 help=t("whatif.features_help"))
+cf_cache_key = (key, target_pct, tuple(chosen_features))
+cached = st.session_state.get("pt_cf_cache")
+if cached is None or cached[0] != cf_cache_key:
+    try:
+        cached = (cf_cache_key, counterfactuals(model, values, target_pct / 100, chosen_features))
+    except CoreError as exc:
+        cached = (cf_cache_key, str(exc))
+    st.session_state["pt_cf_cache"] = cached
+found = cached[1]
+if isinstance(found, str):
+    st.error(found, icon=":material/error:")
+elif not found.alternatives:
+    st.info(found.message(lang()), icon=":material/info:")
+else:
+    for i, alt in enumerate(found.alternatives):
+        text_col, button_col = st.columns([5, 1], vertical_alignment="center")
+        text_col.markdown(f"{i + 1}. {md_text(sentence(alt, schema, lang()))}")
+        button_col.button(t("whatif.apply"), key=f"pt_cf_apply_{i}", on_click=apply_whatif,
+                          args=({c.feature: c.new for c in alt.changes},), icon=":material/edit_note:")
+    st.caption(t("whatif.help", ms=f"{found.seconds * 1000:.0f}"))
+
+with st.expander(t("similar.title")):
+    if not fits:
+        st.info(t("similar.cohort_mismatch"), icon=":material/info:")
+    else:
+        k = st.number_input(t("similar.k"), min_value=1, max_value=min(50, cohort.n), value=min(10, cohort.n),
+                            step=1, key="pt_similar_k")
+        try:
+            similar = similar_patients(model, values, cohort.df, cohort.y, k=int(k))
+        except CoreError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            st.caption(t("similar.source", name=md_text(cohort.name), n=cohort.n))
+            m1, m2, m3 = st.columns(3)
+            m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True)
+            m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)
+            m3.metric(t("patient.risk"), f"{similar.patient_risk:.1%}", border=True)
+            shown = similar.table.copy()
+            for f in pre.features:
+                shown[f.name] = [feature_value(f, v) for v in shown[f.name]]
+            shown["outcome"] = [t("similar.yes") if v == 1 else t("similar.no") for v in shown["outcome"]]
+            shown["risk"] = shown["risk"] * 100
+            labels = {"row": t("similar.row"), "distance": t("similar.distance"), "outcome": t("similar.outcome"),
+                      "risk": t("similar.risk"), **{f.name: feature_label(f) for f in pre.features}}
+            st.dataframe(shown.rename(columns=labels), hide_index=True,
+                         column_config={t("similar.risk"): st.column_config.NumberColumn(format="%.1f%%"),
+                                        t("similar.distance"): st.column_config.NumberColumn(format="%.2f")})
+            st.caption(t("similar.help"))
