@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,predict,explain,counterfactual} --help
+"""Command line: python -m core {train,evaluate,predict,explain,counterfactual,validate} --help
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the problem); 1 an internal fault (one
 line, no traceback, no patient values).
@@ -68,6 +68,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--input", required=True, help="patients CSV")
     p.add_argument("--json", action="store_true", help="print JSON instead of CSV")
+
+    p = sub.add_parser("validate", help="external validation: a saved model on another site's cohort (same columns)")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--data", required=True, help="the other site's CSV: the model's feature columns and the outcome")
+    p.add_argument("--missing", choices=["impute", "drop"], default="impute",
+                   help="missing feature values: impute (as in training) or drop rows")
+    p.add_argument("--recalibrate", metavar="NAME",
+                   help="also save an intercept-recalibrated copy for this site as a new version of NAME in the store")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("counterfactual",
                        help="smallest plausible changes of modifiable features bringing each patient's risk under a target")
@@ -240,7 +249,7 @@ def cmd_counterfactual(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
-            "counterfactual": cmd_counterfactual}
+            "counterfactual": cmd_counterfactual, "validate": cmd_validate}
 
 
 def _first_line(exc) -> str:
@@ -272,3 +281,45 @@ def main(argv=None) -> int:
     except Exception as exc:  # never a traceback; the type name helps a bug report without leaking values
         print(f"internal error ({type(exc).__name__}); please report it", file=sys.stderr)
         return 1
+def cmd_validate(args) -> int:
+    from core.external import external_cohort, external_extra, recalibrate_intercept, validate_external
+    from core.model import load_bundle
+    model = load_bundle(args.model)
+    if not Path(args.data).is_file():
+        raise CoreError(f"--data: no such file: {args.data}")
+    cohort = external_cohort(model, args.data, missing=args.missing)
+    _warn(cohort.problems)
+    result = validate_external(model, cohort)
+    report = result.summary()
+    report["decision_curve"] = result.decision[["threshold", "net_benefit", "treat_all"]].round(6).to_dict(orient="records")
+    report["calibration_curve"] = result.curve.round(6).to_dict(orient="records")
+    if args.recalibrate:
+        from core.model import save_bundle
+        from core.store import save_model
+        updated = recalibrate_intercept(model, result)
+        meta = getattr(model, "metadata_", {})
+        extra = external_extra(meta, result, recalibrated=True)
+        path = save_model(lambda d: save_bundle(updated, d, metrics=meta.get("metrics") or {},
+                                                data_fingerprint=meta.get("data_fingerprint") or "",
+                                                name=args.recalibrate, extra=extra), args.recalibrate)
+        after = validate_external(updated, cohort).summary()
+        report["recalibrated"] = {"bundle": str(path), "calibration_intercept": after["calibration_intercept"],
+                                  "mean_risk": after["mean_risk"], "brier": after["brier"]}
+    if args.json:
+        print(json.dumps(report, indent=2, default=_json_default))
+        return 0
+    print(f"{result.name}: {result.n} patients, outcome in {result.prevalence:.1%} "
+          f"(training: {'unknown' if result.training_prevalence is None else f'{result.training_prevalence:.1%}'})")
+    for key in ("roc_auc", "brier", "calibration_intercept", "calibration_slope", "ece", "mean_risk"):
+        value = report[key]
+        interval = f"  (95% CI {report['auc_low']:.3f}-{report['auc_high']:.3f})" if key == "roc_auc" else ""
+        print(f"  {key:<22} {value:.3f}{interval}" if value is not None else f"  {key:<22} n/a")
+    for message in report["messages"]:
+        print(f"note: {message}")
+    if "recalibrated" in report:
+        r = report["recalibrated"]
+        print(f"saved intercept-recalibrated model: {r['bundle']} "
+              f"(calibration-in-the-large now {r['calibration_intercept']:.3f})")
+    return 0
+
+

@@ -13,6 +13,20 @@ which reproduces ``keras_model_(x, training=False)`` to float precision.
 
 A bundle is one directory (``model.keras``, ``preprocess.json``, ``metadata.json``), written atomically,
 hashed, and loaded with Keras safe mode plus an allowlist of layer classes. Nothing is pickled.
+
+Uncertainty ensemble (``TrainConfig.members`` > 1, or :func:`add_members` later): member 1 is the model
+above; members 2..k share its preprocessing and validation split but train on a bootstrap resample of the
+training split with their own weight seed. The risk is the members' mean (SHAP explains that mean:
+core.explain takes the list of networks), and their spread is the per-patient interval
+(:meth:`RiskModel.predict_interval_raw`). Extra members are cheap: they reuse the architecture's traced
+trainer (Cleveland: ~0.3 s each after the first fit's ~0.9 s). Each member is its own ``.keras`` file in
+the bundle, hashed and loaded under the same safe mode and layer allowlist.
+
+Recalibration (core.calibration) is saved in ``metadata.json`` as numbers; a Platt map is folded into
+every member's last layer, so ``networks_`` are the calibrated networks (``base_networks_`` the trained
+ones) and explanations stay exact and additive on the calibrated risk. Bundles with several members or a
+calibration are written as version 2 (an older reader refuses them rather than silently dropping them);
+version-1 bundles load as before.
 """
 from __future__ import annotations
 
@@ -23,6 +37,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 import threading
@@ -35,13 +50,15 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.calibration import Calibration
 from core.errors import BundleError, CohortError, CoreError
 from core.network import Network
 from core.preprocess import Preprocessor
 from core.schema import Schema, format_rows
 
 BUNDLE_FORMAT = "heart-risk-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 BACKGROUND_ROWS = 200
 _METRIC_ROWS = 50_000
 _ALLOWED_LAYERS = {"InputLayer", "Dense", "Dropout"}
@@ -82,6 +99,8 @@ class TrainConfig(BaseModel):
     seed: int = Field(42, ge=0, lt=2**31)
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
+    # Networks in the uncertainty ensemble (1 = a single network, the cross-validated default).
+    members: int = Field(1, ge=1, le=20)
 
     @model_validator(mode="after")
     def _check(self):
@@ -365,19 +384,52 @@ class RiskModel:
         else:
             X_metric, y_metric = X_train, y_train
 
+        self.input_reference_ = input_reference(X_metric)
         trainer = _trainer(n_inputs, cfg)
-        rng = np.random.default_rng(cfg.seed)
+        final, history, best_epoch = self._train_network(trainer, X_train, y_train, X_val, y_val, X_metric,
+                                                         y_metric, cfg.seed, progress, should_stop)
+        self.stopped_by_user_ = bool(self._stopped)
+        member_weights = [final]
+        # Uncertainty ensemble: bootstrap resamples of the training split, a weight seed each.
+        for k in range(1, cfg.members):
+            if should_stop is not None and should_stop():
+                break
+            member_weights.append(self._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop))
+        del X_train
+        self._weights = final
+        self.member_weights_ = member_weights
+        self.calibration_ = Calibration()
+        self._set_networks()
+        self._keras_model = None
+        self.history_ = history
+        self.best_epoch_ = int(best_epoch)
+        self.epochs_run_ = len(history["loss"])
+        self.n_train_ = int(len(y_train))
+        self.n_val_ = int(len(y_val)) if has_val else 0
+        self.prevalence_ = float(np.mean(y_train))
+        self.train_range_ = {name: (lo, hi) for name, lo, hi in zip(
+            self.preprocessor_.feature_names, self.preprocessor_.raw_min_, self.preprocessor_.raw_max_)}
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _train_network(self, trainer, X_train, y_train, X_val, y_val, X_metric, y_metric, seed,
+                       progress=None, should_stop=None):
+        """One network from ``seed`` on the given rows: (final weights, history, best epoch)."""
+        import tensorflow as tf
+        cfg = self.config
+        has_val = X_val is not None
+        n_inputs = X_train.shape[1]
+        rng = np.random.default_rng(seed)
         history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "auc")}
         if has_val:
             history.update({k: [] for k in ("val_loss", "val_accuracy", "val_auc")})
         best_loss, best_epoch, best_weights, waited = math.inf, 0, None, 0
-        self.stopped_by_user_ = False
+        self._stopped = False
         with trainer.lock:
-            trainer.reset(_initial_weights(n_inputs, cfg, cfg.seed), cfg.learning_rate, cfg.seed)
+            trainer.reset(_initial_weights(n_inputs, cfg, seed), cfg.learning_rate, seed)
             n = len(y_train)
             n_pad = trainer.padded_rows(n)
             X_t = tf.constant(np.pad(X_train, ((0, n_pad - n), (0, 0))), dtype=tf.float32)
-            del X_train  # the graph reads the tensor copy; metrics read X_metric
             y_t = tf.constant(np.pad(y_train.astype(np.float32), (0, n_pad - n)), dtype=tf.float32)
             n_batches = tf.constant(-(-n // trainer.batch_size), dtype=tf.int32)
             mask = np.zeros(n_pad, dtype=np.float32)
@@ -405,29 +457,32 @@ class RiskModel:
                 if progress is not None:
                     progress(epoch, dict(row))
                 if should_stop is not None and should_stop():
-                    self.stopped_by_user_ = True
+                    self._stopped = True
                     break
                 if cfg.early_stopping and has_val and waited >= cfg.patience:
                     break
         # Early stopping (or a stop by the user) keeps the epoch with the lowest validation loss.
-        final = best_weights if (cfg.early_stopping and has_val) or self.stopped_by_user_ else weights
+        final = best_weights if (cfg.early_stopping and has_val) or self._stopped else weights
         if final is None or not all(np.all(np.isfinite(w)) for w in final):
             raise CohortError("training diverged (the loss is not a number); lower the learning rate")
-        if not (cfg.early_stopping and has_val) and not self.stopped_by_user_:
+        if not (cfg.early_stopping and has_val) and not self._stopped:
             best_epoch = len(history["loss"])
-        self._weights = final
-        self.networks_ = _networks_from_weights(final, cfg.activation)
-        self._keras_model = None
-        self.history_ = history
-        self.best_epoch_ = int(best_epoch)
-        self.epochs_run_ = len(history["loss"])
-        self.n_train_ = int(len(y_train))
-        self.n_val_ = int(len(y_val)) if has_val else 0
-        self.prevalence_ = float(np.mean(y_train))
-        self.train_range_ = {name: (lo, hi) for name, lo, hi in zip(
-            self.preprocessor_.feature_names, self.preprocessor_.raw_min_, self.preprocessor_.raw_max_)}
-        self.fit_seconds_ = time.perf_counter() - started
-        return self
+        return final, history, best_epoch
+
+    def _bootstrap_member(self, trainer, X_train, y_train, X_val, y_val, k: int, should_stop=None):
+        """Member k (1-based extra): a bootstrap resample of the training rows, weight seed seed + 1000k."""
+        seed = self.config.seed + 1000 * k
+        rng = np.random.default_rng(seed)
+        for _ in range(100):  # a resample needs both outcomes
+            rows = rng.integers(0, len(y_train), len(y_train))
+            if 0 < y_train[rows].sum() < len(rows):
+                break
+        Xb, yb = X_train[rows], y_train[rows]
+        X_metric, y_metric = (Xb, yb) if len(yb) <= _METRIC_ROWS else (Xb[:_METRIC_ROWS], yb[:_METRIC_ROWS])
+        weights, _, _ = self._train_network(trainer, Xb, yb, X_val, y_val, X_metric, y_metric, seed,
+                                            should_stop=should_stop)
+        self._stopped = False
+        return weights
 
     # ---- prediction (numpy) ----------------------------------------------------------------------
     def _check_fitted(self):
@@ -435,10 +490,63 @@ class RiskModel:
             raise CoreError("the model is not trained yet")
 
     def predict_risk_raw(self, raw: np.ndarray) -> np.ndarray:
-        """Risk (probability of disease) for a raw feature matrix (see core.preprocess)."""
+        """Risk (probability of disease) for a raw feature matrix (see core.preprocess): the calibrated
+        mean of the ensemble's members (one member unless the model is an ensemble)."""
         self._check_fitted()
         X = self.preprocessor_.transform_raw(np.atleast_2d(np.asarray(raw, dtype=np.float64)))
+        cal = getattr(self, "calibration_", None)
+        if cal is not None and not cal.folds_into_networks:
+            return cal.apply_logits(np.array([net.logit(X) for net in self.base_networks_]))
         return np.mean([net.proba(X) for net in self.networks_], axis=0)
+
+    def member_risks_raw(self, raw: np.ndarray) -> np.ndarray:
+        """(members, rows): each member's calibrated risk (isotonic: the map applied to each member)."""
+        self._check_fitted()
+        X = self.preprocessor_.transform_raw(np.atleast_2d(np.asarray(raw, dtype=np.float64)))
+        risks = np.array([net.proba(X) for net in self.networks_])
+        cal = getattr(self, "calibration_", None)
+        return cal.apply_risk(risks) if cal is not None and cal.method == "isotonic" else risks
+
+    def predict_interval_raw(self, raw: np.ndarray, low: float = 10.0, high: float = 90.0) -> tuple:
+        """(risk, lower, upper): the ensemble's mean risk and the ``low``-``high`` percentiles of its
+        members' risks (linear interpolation between members). One member: lower == upper == risk."""
+        risk = self.predict_risk_raw(raw)
+        members = self.member_risks_raw(raw)
+        return risk, np.percentile(members, low, axis=0), np.percentile(members, high, axis=0)
+
+    def base_logits_raw(self, raw: np.ndarray) -> np.ndarray:
+        """(members, rows): the uncalibrated output logits of every member (what calibration is fitted on)."""
+        self._check_fitted()
+        X = self.preprocessor_.transform_raw(np.atleast_2d(np.asarray(raw, dtype=np.float64)))
+        return np.array([net.logit(X) for net in self.base_networks_])
+
+    @property
+    def n_members_(self) -> int:
+        return len(getattr(self, "member_weights_", None) or [None])
+
+    def set_calibration(self, calibration: Calibration | None) -> "RiskModel":
+        """Use ``calibration`` from now on (None: none). Platt is folded into every member's last layer."""
+        self._check_fitted()
+        self.calibration_ = calibration or Calibration()
+        self._set_networks()
+        return self
+
+    def _set_networks(self) -> None:
+        members = getattr(self, "member_weights_", None) or [self._weights]
+        activation = self.config.activation
+        self.base_networks_ = [_networks_from_weights(w, activation)[0] for w in members]
+        cal = getattr(self, "calibration_", None)
+        if cal is not None and cal.method == "platt":
+            # a * logit + b in the last layer: W -> a W, bias -> a bias + b (exact, SHAP stays additive)
+            folded = []
+            for w in members:
+                w = [np.array(x, dtype=np.float64) for x in w]
+                w[-2] = w[-2] * cal.a
+                w[-1] = w[-1] * cal.a + cal.b
+                folded.append(_networks_from_weights(w, activation)[0])
+            self.networks_ = folded
+        else:
+            self.networks_ = list(self.base_networks_)
 
     def predict_risk(self, df: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
@@ -459,6 +567,56 @@ class RiskModel:
             model.set_weights(self._weights)
             self._keras_model = model
         return self._keras_model
+
+    def member_keras_models(self) -> list:
+        """A standalone Keras model per ensemble member (the first is ``keras_model_``); uncalibrated."""
+        self._check_fitted()
+        out = [self.keras_model_]
+        for w in (getattr(self, "member_weights_", None) or [self._weights])[1:]:
+            model = _build_keras_model(self.preprocessor_.n_outputs_, self.config)
+            model.set_weights(w)
+            out.append(model)
+        return out
+
+
+def add_members(model: RiskModel, df_train: pd.DataFrame, y_train, df_val: pd.DataFrame, y_val,
+                members: int = 5, should_stop: Callable[[], bool] | None = None) -> RiskModel:
+    """Grow a trained model into an ensemble of ``members`` networks, trained on bootstrap resamples of
+    the *same* training split (give the split the model was trained on) with early stopping on the same
+    validation split. Modifies and returns ``model``; its first member and preprocessing are unchanged.
+    A calibration in force is kept (re-fit it: the ensemble's risks differ from the single network's)."""
+    model._check_fitted()
+    if not 1 <= int(members) <= 20:
+        raise CoreError("an ensemble has 1 to 20 members")
+    y_train = _as_outcome(y_train, len(df_train))
+    y_val = _as_outcome(y_val, len(df_val))
+    pre = model.preprocessor_
+    X_train, X_val = pre.transform(df_train), pre.transform(df_val)
+    trainer = _trainer(X_train.shape[1], model.config)
+    weights = list(getattr(model, "member_weights_", None) or [model._weights])[:int(members)]
+    for k in range(len(weights), int(members)):
+        if should_stop is not None and should_stop():
+            break
+        weights.append(model._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop))
+    model.member_weights_ = weights
+    model.config = model.config.model_copy(update={"members": len(weights)})
+    model._set_networks()
+    return model
+
+
+def input_reference(X: np.ndarray) -> dict:
+    """What a typical training patient looks like to the network: the mean and the (pseudo-)inverse
+    covariance of the network inputs (standardised numbers, one-hot codes), and the 99th percentile of
+    the training patients' squared Mahalanobis distance — the out-of-distribution threshold."""
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    centred = X - mean
+    cov = np.atleast_2d(np.cov(centred, rowvar=False)) if len(X) > 1 else np.eye(X.shape[1])
+    # One-hot groups make the covariance singular; the pseudo-inverse ignores those exact dependencies.
+    precision = np.linalg.pinv(cov, rcond=1e-8, hermitian=True)
+    d2 = np.einsum("ij,jk,ik->i", centred, precision, centred)
+    return {"mean": mean.tolist(), "precision": precision.tolist(), "d2_99": float(np.percentile(d2, 99)),
+            "n": int(len(X))}
 
 
 def _background(raw: np.ndarray, seed: int) -> np.ndarray:
@@ -547,15 +705,25 @@ def save_bundle(model: RiskModel, directory, metrics: dict, data_fingerprint: st
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        model.keras_model_.save(tmp / _MODEL_FILE)
-        _fsync(tmp / _MODEL_FILE)
+        member_files = []
+        for k, keras_model in enumerate(model.member_keras_models()):
+            fname = _MODEL_FILE if k == 0 else _member_file(k + 1)
+            keras_model.save(tmp / fname)
+            _fsync(tmp / fname)
+            member_files.append(fname)
         _write_json(tmp / _PREPROCESS_FILE, {
             "preprocessor": model.preprocessor_.to_dict(),
             "schema": json.loads(model.schema.to_json()),
         })
-        files = {f: _sha256(tmp / f) for f in (_MODEL_FILE, _PREPROCESS_FILE)}
+        files = {f: _sha256(tmp / f) for f in (*member_files, _PREPROCESS_FILE)}
+        calibration = getattr(model, "calibration_", None) or Calibration()
+        # Version 1 when nothing new is in it, so that older readers still open single, uncalibrated models.
+        version = 2 if len(member_files) > 1 or calibration.method != "none" else 1
         _write_json(tmp / _METADATA_FILE, {
-            "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
+            "format": BUNDLE_FORMAT, "version": version,
+            "members": member_files,
+            "calibration": calibration.to_dict(),
+            "input_reference": getattr(model, "input_reference_", None),
             "name": name,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "schema": json.loads(model.schema.to_json()),
@@ -588,6 +756,25 @@ def save_bundle(model: RiskModel, directory, metrics: dict, data_fingerprint: st
     return target
 
 
+def _member_file(k: int) -> str:
+    return f"member_{k}.keras"
+
+
+_MEMBER_NAME = re.compile(r"^(model|member_[0-9]{1,2})\.keras$")
+
+
+def _config_nodes(node):
+    """Every dict inside a Keras configuration (depth first)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _check_keras_config(path: Path) -> None:
     """Read the model's architecture from the .keras zip *before* Keras deserialises anything, and refuse
     any layer that is not InputLayer / Dense / Dropout (a Lambda layer would run code)."""
@@ -596,6 +783,17 @@ def _check_keras_config(path: Path) -> None:
             config = json.loads(zf.read("config.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         raise BundleError(f"{path.name} is not a readable Keras model file") from None
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict) \
+            or not all(isinstance(layer, dict) for layer in config["config"].get("layers") or []):
+        raise BundleError(f"{path.name}: the model's configuration is not a Keras model's")
+    # Every object the configuration names (activations, initializers, regularizers, dtypes...) must be
+    # Keras' own: a custom or foreign one would be looked up and built by Keras' deserialiser.
+    for node in _config_nodes(config):
+        module, registered = node.get("module"), node.get("registered_name")
+        if module is not None and str(module).split(".")[0] != "keras":
+            raise BundleError(f"{path.name}: the model refers to code outside Keras ({str(module)[:60]!r}); refused")
+        if registered is not None and ">" in str(registered):
+            raise BundleError(f"{path.name}: the model needs a custom object ({str(registered)[:60]!r}); refused")
     if config.get("class_name") not in ("Functional", "Sequential", "Model"):
         raise BundleError(f"{path.name}: model class {config.get('class_name')!r} is not allowed")
     layers = config.get("config", {}).get("layers", [])
@@ -624,11 +822,16 @@ def load_bundle(directory) -> RiskModel:
         raise BundleError(f"{directory}: {_METADATA_FILE} is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{directory} is not a heart-risk model bundle (format marker missing)")
-    if meta.get("version") != BUNDLE_VERSION:
+    if meta.get("version") not in _READABLE_VERSIONS:
         raise BundleError(f"{directory}: bundle version {meta.get('version')!r} is not supported "
-                          f"(this program reads version {BUNDLE_VERSION})")
+                          f"(this program reads versions {', '.join(map(str, _READABLE_VERSIONS))})")
     files = meta.get("files") or {}
-    for fname in (_MODEL_FILE, _PREPROCESS_FILE):
+    member_files = meta.get("members") or [_MODEL_FILE]
+    if (not isinstance(member_files, list) or member_files[0] != _MODEL_FILE or len(member_files) > 20
+            or len(set(member_files)) != len(member_files)
+            or not all(isinstance(f, str) and _MEMBER_NAME.match(f) for f in member_files)):
+        raise BundleError(f"{directory}: {_METADATA_FILE} lists ensemble member files that are not allowed")
+    for fname in (*member_files, _PREPROCESS_FILE):
         if fname not in files:
             raise BundleError(f"{directory}: {_METADATA_FILE} does not list {fname}")
         if not (directory / fname).is_file():
@@ -641,34 +844,25 @@ def load_bundle(directory) -> RiskModel:
         schema = Schema.model_validate(pre_data["schema"])
         preprocessor = Preprocessor.from_dict(schema, pre_data["preprocessor"])
         config = TrainConfig.model_validate(meta["config"])
+        calibration = Calibration.from_dict(meta.get("calibration"))
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{directory}: the preprocessing or configuration cannot be read ({exc})") from None
 
-    _check_keras_config(directory / _MODEL_FILE)
     import keras
-    try:
-        keras_model = keras.saving.load_model(directory / _MODEL_FILE, safe_mode=True, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; the user needs one message
-        raise BundleError(f"{directory}: the Keras model cannot be loaded ({type(exc).__name__}: {exc})") from None
-    bad = [type(layer).__name__ for layer in keras_model.layers if type(layer).__name__ not in _ALLOWED_LAYERS]
-    if bad:
-        raise BundleError(f"{directory}: layer classes {bad} are not allowed in a bundle")
-    dense = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Dense)]
-    activations = [keras.activations.serialize(layer.activation) for layer in dense]
-    activations = [a if isinstance(a, str) else a.get("config", a) for a in activations]
-    expected_in = preprocessor.n_outputs_
-    if (not dense or dense[0].kernel.shape[0] != expected_in or dense[-1].units != 1
-            or activations[-1] != "sigmoid" or any(a != config.activation for a in activations[:-1])):
-        raise BundleError(f"{directory}: the Keras model does not match its preprocessing and configuration")
-    weights = []
-    for layer in dense:
-        weights += [np.array(layer.kernel.numpy()), np.array(layer.bias.numpy())]
+    members = []
+    for fname in member_files:
+        members.append(_load_member(directory, fname, preprocessor, config, keras))
+    keras_model, weights = members[0]
 
     model = RiskModel(schema, config)
     model.preprocessor_ = preprocessor
     model._weights = weights
-    model.networks_ = _networks_from_weights(weights, config.activation)
+    model.member_weights_ = [w for _, w in members]
+    model.config = config.model_copy(update={"members": len(members)})
+    model.calibration_ = calibration
+    model._set_networks()
     model._keras_model = keras_model
+    model.input_reference_ = _read_reference(meta.get("input_reference"), preprocessor.n_outputs_)
     model.history_ = {k: [float("nan") if v is None else float(v) for v in vals]
                       for k, vals in (meta.get("history") or {}).items()}
     model.best_epoch_ = meta.get("best_epoch")
@@ -683,3 +877,40 @@ def load_bundle(directory) -> RiskModel:
     model.stopped_by_user_ = False
     model.metadata_ = meta
     return model
+
+
+def _load_member(directory: Path, fname: str, preprocessor: Preprocessor, config: TrainConfig, keras):
+    """One member's Keras file: architecture checked before deserialising, safe mode, allowlist, shape."""
+    _check_keras_config(directory / fname)
+    try:
+        keras_model = keras.saving.load_model(directory / fname, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; the user needs one message
+        raise BundleError(f"{directory}: the Keras model {fname} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
+    bad = [type(layer).__name__ for layer in keras_model.layers if type(layer).__name__ not in _ALLOWED_LAYERS]
+    if bad:
+        raise BundleError(f"{directory}: layer classes {bad} are not allowed in a bundle")
+    dense = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Dense)]
+    activations = [keras.activations.serialize(layer.activation) for layer in dense]
+    activations = [a if isinstance(a, str) else a.get("config", a) for a in activations]
+    expected_in = preprocessor.n_outputs_
+    if (not dense or dense[0].kernel.shape[0] != expected_in or dense[-1].units != 1
+            or activations[-1] != "sigmoid" or any(a != config.activation for a in activations[:-1])
+            or [layer.units for layer in dense[:-1]] != list(config.hidden)):
+        raise BundleError(f"{directory}: the Keras model {fname} does not match its preprocessing and configuration")
+    weights = []
+    for layer in dense:
+        weights += [np.array(layer.kernel.numpy()), np.array(layer.bias.numpy())]
+    return keras_model, weights
+
+
+def _read_reference(data, n_inputs: int) -> dict | None:
+    """The saved out-of-distribution reference, if present and of the right shape (else None: old bundle)."""
+    try:
+        mean = np.asarray(data["mean"], dtype=np.float64)
+        precision = np.asarray(data["precision"], dtype=np.float64)
+        threshold = float(data["d2_99"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if mean.shape != (n_inputs,) or precision.shape != (n_inputs, n_inputs) or not math.isfinite(threshold):
+        return None
+    return {"mean": mean.tolist(), "precision": precision.tolist(), "d2_99": threshold, "n": data.get("n")}

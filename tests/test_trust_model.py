@@ -1,0 +1,231 @@
+"""Ensemble members, recalibration folded into the networks, bundles v2, out-of-distribution checks,
+external validation and the `validate` command, on the real Cleveland file and the synthetic demo cohort."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.calibration import Calibration, fit_calibration
+from core.data import cohort_from_frame, load_cohort
+from core.demo import demo_cohort
+from core.errors import BundleError, CohortError, CoreError
+from core.explain import explain
+from core.external import external_cohort, external_extra, recalibrate_intercept, validate_external
+from core.model import RiskModel, TrainConfig, add_members, load_bundle, save_bundle, split
+from core.pipeline import train_on_cohort
+from core.schema import cleveland_schema
+from core import trust
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = TrainConfig(epochs=30, patience=5)
+
+
+@pytest.fixture(scope="module")
+def cohort(cleveland_path):
+    return load_cohort(cleveland_path)
+
+
+@pytest.fixture(scope="module")
+def single(cohort):
+    return train_on_cohort(cohort, FAST)
+
+
+@pytest.fixture(scope="module")
+def ensemble(cohort):
+    return train_on_cohort(cohort, FAST.model_copy(update={"members": 3}))
+
+
+def test_ensemble_members_share_preprocessing_and_first_member_is_the_single_model(single, ensemble, cohort):
+    m1, m3 = single.model, ensemble.model
+    assert m1.n_members_ == 1 and m3.n_members_ == 3
+    raw = m1.preprocessor_.encode(cohort.df.iloc[:40])
+    np.testing.assert_allclose(m3.base_networks_[0].proba(m1.preprocessor_.transform_raw(raw)),
+                               m1.predict_risk_raw(raw), atol=1e-6)
+    members = m3.member_risks_raw(raw)
+    assert members.shape == (3, 40)
+    assert np.ptp(members, axis=0).max() > 1e-3  # bootstrap members differ
+    risk, low, high = m3.predict_interval_raw(raw)
+    np.testing.assert_allclose(risk, members.mean(axis=0))
+    assert np.all(low <= high) and np.all(low >= members.min(axis=0) - 1e-12) and np.all(high <= members.max(axis=0) + 1e-12)
+    r1, l1, h1 = m1.predict_interval_raw(raw)
+    np.testing.assert_array_equal(l1, r1) and np.testing.assert_array_equal(h1, r1)
+
+
+def test_platt_folds_into_the_networks_and_shap_stays_additive(ensemble, cohort):
+    model = ensemble.model
+    sp = trust.model_splits(model, cohort, cohort.fingerprint)
+    calibrated = trust.recalibrate(model, cohort, sp, method="platt")
+    assert calibrated.calibration_.method == "platt" and model.calibration_.method == "none"  # original untouched
+    raw = model.preprocessor_.encode(cohort.df.iloc[sp.test])
+    z = model.base_logits_raw(raw)
+    cal = calibrated.calibration_
+    expected = (1 / (1 + np.exp(-(cal.a * z + cal.b)))).mean(axis=0)
+    np.testing.assert_allclose(calibrated.predict_risk_raw(raw), expected, atol=1e-10)
+    expl = explain(calibrated.preprocessor_, calibrated.networks_, raw[:5], calibrated.background_)
+    np.testing.assert_allclose(expl.output, expected[:5], atol=1e-9)
+    np.testing.assert_allclose(expl.base_value + expl.shap_values.sum(axis=1), expected[:5], atol=1e-9)
+
+
+def test_platt_improves_calibration_of_a_shifted_model_on_the_test_split(single, cohort):
+    # Shift the model's logits by +1.5 (risks too high): Platt on the validation split must bring the
+    # test split's calibration-in-the-large back towards 0 and lower the ECE.
+    import copy
+    model = single.model
+    shifted = copy.copy(model)
+    weights = [w.copy() for w in model._weights]
+    weights[-1] = weights[-1] + 1.5  # output bias: every logit +1.5
+    shifted._weights, shifted.member_weights_, shifted.calibration_ = weights, [weights], Calibration()
+    shifted._set_networks()
+    sp = trust.model_splits(shifted, cohort, cohort.fingerprint)
+    df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
+    fixed = trust.recalibrate(shifted, cohort, sp, method="platt")
+    report = trust.calibration_report(fixed, df.iloc[sp.test], y[sp.test])
+    assert report["before"]["calibration_intercept"] < -0.8
+    assert abs(report["after"]["calibration_intercept"]) < abs(report["before"]["calibration_intercept"]) - 0.5
+    assert report["after"]["ece"] < report["before"]["ece"]
+
+
+def test_model_splits_refuse_another_cohort(single, cohort):
+    other = cohort_from_frame(demo_cohort(), cleveland_schema(), name="demo", synthetic=True)
+    with pytest.raises(CohortError, match="not the table"):
+        trust.model_splits(single.model, other, cohort.fingerprint)
+    sp = trust.model_splits(single.model, cohort, cohort.fingerprint)
+    np.testing.assert_array_equal(sp.test, single.test_index)
+
+
+def test_ensemble_bundle_round_trip_with_calibration(ensemble, cohort, tmp_path):
+    model = ensemble.model
+    sp = trust.model_splits(model, cohort, cohort.fingerprint)
+    calibrated = trust.recalibrate(model, cohort, sp, method="platt")
+    path = save_bundle(calibrated, tmp_path / "b", metrics={}, data_fingerprint=cohort.fingerprint, name="ens")
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["version"] == 2 and meta["members"] == ["model.keras", "member_2.keras", "member_3.keras"]
+    assert set(meta["files"]) >= set(meta["members"])
+    loaded = load_bundle(path)
+    raw = model.preprocessor_.encode(cohort.df.iloc[:30])
+    np.testing.assert_allclose(loaded.predict_risk_raw(raw), calibrated.predict_risk_raw(raw), atol=1e-6)
+    assert loaded.n_members_ == 3 and loaded.calibration_.method == "platt"
+    assert loaded.input_reference_ is not None
+    # A member file edited: refused by its hash.
+    with open(path / "member_2.keras", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(BundleError, match="member_2.keras"):
+        load_bundle(path)
+
+
+def test_bundle_member_names_are_an_allow_list(single, tmp_path):
+    path = save_bundle(single.model, tmp_path / "b", metrics={}, data_fingerprint="x", name="one")
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["version"] == 1 and meta["members"] == ["model.keras"]  # older readers still open it
+    for bad in (["model.keras", "../model.keras"], ["member_2.keras"], ["model.keras", "model.keras"]):
+        meta["members"] = bad
+        (path / "metadata.json").write_text(json.dumps(meta))
+        with pytest.raises(BundleError, match="member files"):
+            load_bundle(path)
+    # A bundle without the members key (written before ensembles) loads as one network.
+    del meta["members"], meta["calibration"], meta["input_reference"]
+    (path / "metadata.json").write_text(json.dumps(meta))
+    old = load_bundle(path)
+    assert old.n_members_ == 1 and old.calibration_.method == "none" and old.input_reference_ is None
+    result = trust.ood_check(old, old.background_[0])  # reference rebuilt from the stored background
+    assert np.isfinite(result.distance2)
+
+
+def test_add_members_grows_a_saved_model(single, cohort):
+    import copy
+    model = copy.copy(single.model)
+    sp = trust.model_splits(model, cohort, cohort.fingerprint)
+    df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
+    add_members(model, df.iloc[sp.train], y[sp.train], df.iloc[sp.val], y[sp.val], members=3)
+    assert model.n_members_ == 3 and model.config.members == 3 and single.model.n_members_ == 1
+    raw = model.preprocessor_.encode(df.iloc[sp.test])
+    u = trust.patient_uncertainty(model, raw[0])
+    assert u.members == 3 and u.low <= u.high
+    assert u.wide == (u.high - u.low > trust.WIDE_INTERVAL)
+
+
+def test_ood_flags_an_unusual_patient_and_names_the_feature(single, cohort):
+    model = single.model
+    pre = model.preprocessor_
+    df = cohort.df.reset_index(drop=True)
+    sp = trust.model_splits(model, cohort, cohort.fingerprint)
+    flags = [trust.ood_check(model, pre.encode(df.iloc[[i]])[0]).unusual for i in sp.train]
+    assert np.mean(flags) <= 0.05  # by construction about 1% of training patients exceed the 99th percentile
+    raw = pre.encode(df.iloc[[int(sp.test[0])]])[0].copy()
+    j = pre.feature_names.index("chol")
+    raw[j] = 560.0  # plausible but far above almost every training patient
+    result = trust.ood_check(model, raw)
+    assert result.unusual and result.features[0] == "chol"
+
+
+# ---- external validation ----------------------------------------------------------------------------
+def _other_site(seed: int = 11) -> pd.DataFrame:
+    """A second synthetic site from core.demo with half the patients with disease dropped: a lower
+    prevalence (a shifted intercept), the same features."""
+    df = demo_cohort(n=700, seed=seed)
+    sick = np.flatnonzero(df["num"].to_numpy() > 0)
+    drop = np.random.default_rng(seed).choice(sick, size=len(sick) // 2, replace=False)
+    return df.drop(index=drop).reset_index(drop=True)
+
+
+def test_external_validation_detects_the_shift_and_intercept_update_fixes_it(single, tmp_path):
+    model = single.model
+    path = tmp_path / "site_b.csv"
+    _other_site().to_csv(path, index=False)
+    ext = external_cohort(model, path)
+    result = validate_external(model, ext)
+    assert result.prevalence < model.prevalence_ - 0.1
+    assert [m["code"] for m in result.messages][0] == "prevalence_shift"
+    assert result.calibration["calibration_intercept"] < -0.4
+    assert 0 <= result.auc_low <= result.metrics["roc_auc"] <= result.auc_high <= 1
+    updated = recalibrate_intercept(model, result)
+    after = validate_external(updated, ext)
+    assert abs(after.calibration["calibration_intercept"]) < 0.05
+    assert after.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"], abs=1e-9)  # ranking unchanged
+    assert model.calibration_.method == "none"  # the original is not modified
+    extra = external_extra({"extra": {"cohort": {"name": "x"}}}, result, recalibrated=True)
+    assert extra["cohort"] == {"name": "x"} and extra["external_validations"][0]["recalibrated"]
+
+
+def test_external_file_missing_a_column_is_refused_by_name(single, tmp_path):
+    path = tmp_path / "site_c.csv"
+    _other_site().drop(columns=["thalach"]).to_csv(path, index=False)
+    with pytest.raises(CohortError, match="thalach"):
+        external_cohort(single.model, path)
+    path2 = tmp_path / "site_d.csv"
+    _other_site().drop(columns=["num"]).to_csv(path2, index=False)
+    with pytest.raises(CohortError, match="outcome column 'num'"):
+        external_cohort(single.model, path2)
+
+
+def _cli(*args, env_extra=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=300)
+
+
+def test_cli_validate(single, cohort, tmp_path):
+    bundle = save_bundle(single.model, tmp_path / "bundle", metrics={}, data_fingerprint=cohort.fingerprint,
+                         name="cli")
+    site = tmp_path / "site.csv"
+    _other_site().to_csv(site, index=False)
+    store = tmp_path / "store"
+    run = _cli("validate", "--model", str(bundle), "--data", str(site), "--json", "--recalibrate", "site-b",
+               env_extra={"HEART_RISK_STORE": str(store)})
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["n"] == len(_other_site()) and report["calibration_intercept"] < -0.4
+    assert abs(report["recalibrated"]["calibration_intercept"]) < 0.05
+    assert load_bundle(report["recalibrated"]["bundle"]).calibration_.method == "platt"
+    missing = tmp_path / "missing.csv"
+    _other_site().drop(columns=["ca"]).to_csv(missing, index=False)
+    bad = _cli("validate", "--model", str(bundle), "--data", str(missing))
+    assert bad.returncode == 2 and "ca" in bad.stderr and "Traceback" not in bad.stderr
+    assert _cli("validate", "--model", str(bundle), "--data", str(tmp_path / "nope.csv")).returncode == 2
