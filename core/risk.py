@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import PatientError
-from core.explain import background_sample, explain, reasons
+from core.explain import _single_thread_blas, background_sample, explain, reasons
 from core.schema import Schema
 
 
@@ -112,7 +112,10 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
     raw = pre.encode(df)
     out = df.copy()
     if not with_reasons:
-        risk = model.predict_risk_raw(raw)
+        # One BLAS thread: these thin products (rows x ~20 @ 20 x 10) gain nothing from a second thread,
+        # and on a busy machine the hand-off made a 10k-row table up to 7x slower (bench/run.py).
+        with _single_thread_blas():
+            risk = model.predict_risk_raw(raw)
         out["risk"] = risk
         out["risk_band"] = risk_band(risk, cutoffs)
         return out
