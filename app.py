@@ -30,6 +30,7 @@ try:
         st.Page("pages/patient.py", title=t("nav.patient"), icon=":material/person:"),
         st.Page("pages/explain.py", title=t("nav.explain"), icon=":material/insights:"),
         st.Page("pages/model_card.py", title=t("nav.model_card"), icon=":material/description:"),
+        st.Page("pages/trust.py", title=t("nav.trust"), icon=":material/verified:"),
     ]
     st.navigation(PAGES).run()
 finally:

@@ -163,3 +163,89 @@ def distribution_by_outcome(values: pd.Series, outcome: pd.Series, label: str, c
             fig.add_trace(go.Histogram(x=part, name=name, marker_color=colour, opacity=0.6, nbinsx=30))
     fig.update_layout(title=label, barmode="group" if categorical else "overlay", height=260, **_LAYOUT)
     return fig
+
+
+# ---- trust: calibration with bands, decision curves, subgroups, two models side by side -------------------
+def calibration_bands(curves: dict[str, pd.DataFrame], title: str = "Calibration") -> go.Figure:
+    """curves: name -> table with mean_predicted, observed_rate, low, high (Wilson band), n; one line each
+    with error bars, and the diagonal of perfect calibration."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line=dict(dash="dot", color="grey")))
+    for name, table in curves.items():
+        fig.add_trace(go.Scatter(
+            x=table["mean_predicted"], y=table["observed_rate"], mode="lines+markers", name=name,
+            error_y=dict(type="data", symmetric=False, array=table["high"] - table["observed_rate"],
+                         arrayminus=table["observed_rate"] - table["low"]),
+            customdata=np.column_stack([table["n"], table["low"], table["high"]]),
+            hovertemplate="%{x:.0%} → %{y:.0%} (%{customdata[1]:.0%}–%{customdata[2]:.0%}), n=%{customdata[0]}"
+                          "<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="predicted risk", yaxis_title="observed rate", height=380, **_LAYOUT)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def decision_curve(curve: pd.DataFrame, threshold: float | None = None, title: str = "Decision curve",
+                   names: dict | None = None) -> go.Figure:
+    """curve: threshold, net_benefit, treat_all, treat_none (core.decision.decision_curve)."""
+    names = {"net_benefit": "model", "treat_all": "treat all", "treat_none": "treat none", **(names or {})}
+    fig = go.Figure()
+    styles = {"net_benefit": dict(width=3), "treat_all": dict(dash="dash", color="grey"),
+              "treat_none": dict(dash="dot", color="black")}
+    for column in ("net_benefit", "treat_all", "treat_none"):
+        fig.add_trace(go.Scatter(x=curve["threshold"], y=curve[column], mode="lines", name=names[column],
+                                 line=styles[column]))
+    top = float(np.nanmax(curve[["net_benefit", "treat_all"]].to_numpy())) if len(curve) else 0.5
+    fig.update_yaxes(range=[-0.05, max(0.05, top * 1.1)])
+    if threshold is not None:
+        fig.add_vline(x=threshold, line=dict(color="grey", dash="dot"))
+    fig.update_layout(title=title, xaxis_title="threshold probability", yaxis_title="net benefit", height=380, **_LAYOUT)
+    fig.update_xaxes(tickformat=".0%")
+    return fig
+
+
+def subgroup_auc(table: pd.DataFrame, title: str = "AUC by subgroup") -> go.Figure:
+    """table: column, group, n, auc, auc_low, auc_high, small (core.subgroups); small groups in grey."""
+    labels = [f"{c}: {g} (n={n})" for c, g, n in zip(table["column"], table["group"], table["n"])]
+    colours = ["#9AA5B1" if small else "#2E86C1" for small in table["small"]]
+    fig = go.Figure(go.Scatter(
+        x=table["auc"], y=labels, mode="markers", marker=dict(color=colours, size=10),
+        error_x=dict(type="data", symmetric=False, array=table["auc_high"] - table["auc"],
+                     arrayminus=table["auc"] - table["auc_low"]), showlegend=False))
+    fig.add_vline(x=0.5, line=dict(color="grey", dash="dot"))
+    fig.update_layout(title=title, xaxis_title="ROC AUC", height=max(220, 40 + 32 * len(labels)), **_LAYOUT)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def odds_ratio_forest(table: pd.DataFrame, title: str = "Odds ratios (95% CI)") -> go.Figure:
+    """table: label, term, odds_ratio, low, high (core.glassbox.GlassBox.odds_ratios); log x-axis."""
+    labels = [f"{a} — {b}" for a, b in zip(table["label"], table["term"])]
+    high = table["high"].fillna(table["odds_ratio"])
+    low = table["low"].fillna(table["odds_ratio"])
+    fig = go.Figure(go.Scatter(
+        x=table["odds_ratio"], y=labels, mode="markers", marker=dict(size=9, color="#34495E"),
+        error_x=dict(type="data", symmetric=False, array=high - table["odds_ratio"],
+                     arrayminus=table["odds_ratio"] - low), showlegend=False))
+    fig.add_vline(x=1.0, line=dict(color="grey", dash="dot"))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, xaxis_title="odds ratio", height=max(260, 40 + 26 * len(labels)), **_LAYOUT)
+    return fig
+
+
+def importance_side_by_side(table: pd.DataFrame, title: str = "What each model relies on",
+                            names: tuple[str, str] = ("MLP (mean |SHAP|)", "logistic (mean |log-odds|)")) -> go.Figure:
+    """table: label, mlp_mean_abs_shap, lr_mean_abs_logodds (core.glassbox.compare_global). Each model's
+    importance as a share of its own total, so the two scales can sit on one axis."""
+    mlp = table["mlp_mean_abs_shap"] / max(float(table["mlp_mean_abs_shap"].sum()), 1e-12)
+    lr = table["lr_mean_abs_logodds"] / max(float(table["lr_mean_abs_logodds"].sum()), 1e-12)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=table["label"], x=mlp, orientation="h", name=names[0], marker_color="#2E86C1"))
+    fig.add_trace(go.Bar(y=table["label"], x=lr, orientation="h", name=names[1], marker_color="#9AA5B1"))
+    fig.update_layout(title=title, barmode="group", xaxis_title="share of importance",
+                      height=max(300, 40 + 30 * len(table)), **_LAYOUT)
+    fig.update_xaxes(tickformat=".0%")
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -1,0 +1,419 @@
+"""Trust page: can this model's risks be trusted? Calibration (and recalibration), decision curves with a
+threshold chooser, subgroups, external validation on another site's file, a logistic-regression second
+opinion, and the uncertainty ensemble.
+
+Everything is core's (core.trust, calibration, decision, subgroups, external, glassbox); the page lays it
+out. Results are computed on the model's own test split, recovered from the active cohort
+(core.trust.model_splits); on another cohort only external validation is offered.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import plots
+from core.decision import decision_curve, threshold_summary, useful_range
+from core.errors import CoreError
+from core.evaluate import binary_metrics
+from core.store import save_model
+from core.subgroups import SMALL_GROUP, default_columns, subgroup_table
+from core.trust import WIDE_INTERVAL, calibration_report, model_splits
+from ui.common import need_model
+from ui.i18n import lang, lang_key, t
+from ui.models import activate_saved
+from ui.shell import ensure_shell
+from ui.state import active_cohort, set_model
+
+ensure_shell()  # when this page runs without app.py
+st.title(t("trust.title"))
+st.caption(t("trust.intro"))
+model = need_model()
+cohort = active_cohort()
+meta = st.session_state.get("model_meta") or {}
+info = st.session_state.get("model_info") or {}
+token = st.session_state.get("model_token")
+fingerprint = meta.get("data_fingerprint") or ((meta.get("extra") or {}).get("cohort") or {}).get("fingerprint")
+
+
+def cached(name: str, key, compute):
+    """A value computed once per (model, cohort, key) in this session."""
+    slot = f"trust_cache_{name}"
+    full_key = (token, cohort.fingerprint, key)
+    hit = st.session_state.get(slot)
+    if hit is not None and hit[0] == full_key:
+        return hit[1]
+    value = compute()
+    st.session_state[slot] = (full_key, value)
+    return value
+
+
+def method_name(method: str) -> str:
+    names = {"auto": t("trust.method_auto"), "platt": t("trust.method_platt"), "isotonic": t("trust.method_isotonic"),
+             "none": t("trust.method_none")}
+    return names.get(method, method)
+
+
+def metric_label(key: str) -> str:
+    names = {"sensitivity": t("metric.sensitivity"), "specificity": t("metric.specificity"), "ppv": t("metric.ppv"),
+             "npv": t("metric.npv")}
+    return names.get(key, key)
+
+
+def pct(value, digits: int = 0) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}%}"
+
+
+def num(value, digits: int = 3) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def figure(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+
+
+def adopt(updated, note: str) -> None:
+    """Make a recalibrated / grown copy the session's model (unsaved until the user saves it)."""
+    new_meta = copy.deepcopy(meta)
+    new_meta["calibration"] = updated.calibration_.to_dict()
+    new_meta["members"] = [f"member {k + 1}" for k in range(updated.n_members_)]
+    new_meta["config"] = updated.config.model_dump(mode="json")
+    if splits is not None:
+        df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
+        new_meta["metrics"] = binary_metrics(y[splits.test], updated.predict_risk(df.iloc[splits.test]))
+    new_info = {**info, "source": "trained", "name": None}
+    set_model(updated, new_info, new_meta)
+    st.session_state["trust_note"] = note
+    st.rerun()
+
+
+def save_panel(key: str) -> None:
+    """Save the session's (changed) model as a new version in the store."""
+    if info.get("source") != "trained":
+        return
+    with st.form(f"trust_save_{key}"):
+        name = st.text_input(t("trust.save_name"), value=st.session_state.get("save_name_default", "heart-mlp"),
+                             max_chars=64)
+        if st.form_submit_button(t("trust.save"), icon=":material/save:"):
+            extra = meta.get("extra") or {}
+
+            def write(directory):
+                from core.model import save_bundle
+                save_bundle(model, directory, meta.get("metrics") or {}, fingerprint or "", name.strip(), extra=extra)
+
+            try:
+                path = save_model(write, name)
+                activate_saved(path)
+            except CoreError as exc:
+                st.error(str(exc), icon=":material/error:")
+                return
+            st.session_state["trust_note"] = t("trust.saved", name=name.strip(), version=path.name)
+            st.rerun()
+
+
+note = st.session_state.pop("trust_note", None)
+if note:
+    st.success(note, icon=":material/check_circle:")
+
+try:
+    splits = model_splits(model, cohort, fingerprint)
+except CoreError:
+    splits = None
+    st.info(t("trust.other_cohort"), icon=":material/info:")
+
+df_all = cohort.df.reset_index(drop=True)
+y_all = np.asarray(cohort.y, dtype=float)
+if splits is not None:
+    df_test, y_test = df_all.iloc[splits.test], y_all[splits.test]
+    risk_test = cached("risk_test", None, lambda: model.predict_risk(df_test))
+    st.caption(t("trust.on_test", n=len(y_test), events=int(y_test.sum())))
+
+tabs = st.tabs([t("trust.tab_calibration"), t("trust.tab_decision"), t("trust.tab_subgroups"),
+                t("trust.tab_external"), t("trust.tab_glassbox"), t("trust.tab_uncertainty")])
+
+
+def need_split() -> bool:
+    if splits is None:
+        st.info(t("trust.needs_training_cohort"), icon=":material/info:")
+        return False
+    return True
+
+
+# ---- 1. calibration ------------------------------------------------------------------------------
+with tabs[0]:
+    if need_split():
+        report = cached("calibration", None, lambda: calibration_report(model, df_test, y_test))
+        method = report["method"]
+        st.markdown(t("trust.calibration_in_force", method=method_name(method)))
+        rows = [("calibration_slope", t("metric.calibration_slope"), 2), ("calibration_intercept",
+                t("metric.calibration_intercept"), 2), ("ece", t("trust.ece"), 3), ("brier", t("metric.brier"), 3),
+                ("mean_risk", t("trust.mean_risk"), 3), ("observed_rate", t("trust.observed_rate"), 3)]
+        table = pd.DataFrame({t("card.metric"): [label for _, label, _ in rows],
+                              t("trust.before"): [num(report["before"][k], d) for k, _, d in rows],
+                              t("trust.after"): [num(report["after"][k], d) for k, _, d in rows]})
+        st.dataframe(table, hide_index=True)
+        curves = {t("trust.before"): report["curve_before"]}
+        if method != "none":
+            curves[t("trust.after")] = report["curve_after"]
+        fig = plots.calibration_bands(curves, title=t("trust.calibration_fig"))
+        fig.update_layout(xaxis_title=t("fig.predicted"), yaxis_title=t("fig.observed"))
+        fig.for_each_trace(lambda tr: tr.update(name=t("fig.perfect")) if tr.name == "perfect" else None)
+        figure(fig, "trust_calibration")
+        st.caption(t("trust.calibration_note", bins=report["n_bins"]))
+        if method == "isotonic":
+            st.warning(t("trust.isotonic_shap"), icon=":material/warning:")
+
+        st.subheader(t("trust.recalibrate_title"))
+        choices = ["auto", "platt", "isotonic", "none"]
+        chosen = st.selectbox(t("trust.recalibrate_method"), choices, key=lang_key("trust_method"),
+                              format_func=method_name)
+        st.caption(t("trust.recalibrate_help", n=len(splits.val)))
+        if st.button(t("trust.recalibrate"), icon=":material/tune:"):
+            from core.trust import recalibrate
+            try:
+                updated = recalibrate(model, cohort, splits, method=chosen)
+            except CoreError as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                cal = updated.calibration_
+                scores = ", ".join(f"{method_name(k)} {v:.4f}" for k, v in cal.cv_brier.items())
+                adopt(updated, t("trust.recalibrated", method=method_name(cal.method))
+                      + (f" ({t('trust.cv_brier')}: {scores})" if scores else ""))
+        save_panel("calibration")
+
+# ---- 2. decision curve -------------------------------------------------------------------------------
+with tabs[1]:
+    if need_split():
+        source = st.radio(t("trust.dca_source"), ["test", "cv"], horizontal=True, key=lang_key("trust_dca_source"),
+                          format_func=lambda s: t("trust.dca_source_cv") if s == "cv" else t("trust.dca_source_test"))
+        y_dca, risk_dca = y_test, risk_test
+        if source == "cv":
+            cv = st.session_state.get("trust_cv")
+            if cv is None or cv[0] != (token, cohort.fingerprint):
+                st.caption(t("trust.cv_help"))
+                if st.button(t("trust.run_cv"), icon=":material/play_arrow:"):
+                    from core.evaluate import cross_validate
+                    with st.spinner(t("trust.cv_running")):
+                        single = model.config.model_copy(update={"members": 1})
+                        result = cross_validate(df_all, y_all, cohort.schema, single, n_splits=5, n_repeats=1)
+                    pred = result.predictions[result.predictions["model"] == "mlp"].sort_values("row")
+                    st.session_state["trust_cv"] = ((token, cohort.fingerprint), pred)
+                    st.rerun()
+                y_dca = None
+            else:
+                y_dca, risk_dca = cv[1]["outcome"].to_numpy(), cv[1]["risk"].to_numpy()
+                st.caption(t("trust.cv_note", n=len(y_dca)))
+        if y_dca is not None:
+            threshold = st.slider(t("trust.threshold"), 1, 60, 15, format="%d%%", key="trust_threshold") / 100
+            curve = decision_curve(y_dca, risk_dca)
+            fig = plots.decision_curve(curve, threshold, title=t("trust.dca_fig"),
+                                       names={"net_benefit": t("fig.model"), "treat_all": t("trust.treat_all"),
+                                              "treat_none": t("trust.treat_none")})
+            fig.update_layout(xaxis_title=t("trust.threshold_axis"), yaxis_title=t("trust.net_benefit"))
+            figure(fig, "trust_dca")
+            useful = useful_range(curve)
+            st.markdown(t("trust.useful_range", low=pct(useful[0]), high=pct(useful[1])) if useful
+                        else t("trust.useful_none"))
+            s = threshold_summary(y_dca, risk_dca, threshold)
+            cols = st.columns(4)
+            for col, key in zip(cols, ("sensitivity", "specificity", "ppv", "npv")):
+                col.metric(metric_label(key), pct(s[key]))
+            st.markdown(t("trust.per_100", threshold=pct(threshold), flagged=round(s["flagged_per_100"]),
+                          tp=round(s["true_positives_per_100"]), fp=round(s["false_alarms_per_100"]),
+                          fn=round(s["missed_per_100"])))
+            st.caption(t("trust.dca_note"))
+
+# ---- 3. subgroups ----------------------------------------------------------------------------------
+with tabs[2]:
+    if need_split():
+        names = model.preprocessor_.feature_names
+        labels = {f.name: f.display_label(lang()) for f in model.preprocessor_.features}
+        columns = st.multiselect(t("trust.subgroup_columns"), names, default=default_columns(model.schema),
+                                 format_func=lambda n: labels.get(n, n), key="trust_subgroup_columns")
+        if columns:
+            table = pd.concat([subgroup_table(df_test, y_test, risk_test, c, model.schema, lang=lang())
+                               for c in columns], ignore_index=True)
+            table["column"] = table["column"].map(lambda n: labels.get(n, n))
+            figure(plots.subgroup_auc(table, title=t("trust.subgroup_fig")), "trust_subgroups")
+            shown = pd.DataFrame({
+                t("trust.sg_column"): table["column"], t("trust.sg_group"): table["group"],
+                t("trust.sg_n"): table["n"], t("trust.sg_events"): table["events"],
+                t("trust.sg_prevalence"): table["prevalence"].map(pct),
+                t("trust.sg_mean_risk"): table["mean_risk"].map(pct),
+                t("trust.sg_auc"): [f"{num(a)} ({num(lo)}–{num(hi)})" for a, lo, hi in
+                                    zip(table["auc"], table["auc_low"], table["auc_high"])],
+                t("trust.sg_citl"): table["calibration_in_the_large"].map(lambda v: num(v, 2)),
+                t("trust.sg_small"): table["small"].map(lambda s: t("trust.sg_small_yes") if s else "")})
+            st.dataframe(shown, hide_index=True)
+            if table["small"].any():
+                st.warning(t("trust.sg_small_warning", n=SMALL_GROUP), icon=":material/warning:")
+            st.caption(t("trust.subgroup_note"))
+
+# ---- 4. external validation ------------------------------------------------------------------------
+with tabs[3]:
+    st.markdown(t("trust.external_help"))
+    upload = st.file_uploader(t("trust.external_upload"), type=["csv", "txt", "data"], key="trust_external_file")
+    if upload is not None:
+        from core.external import (external_cohort, external_extra, message_text, recalibrate_intercept,
+                                   validate_external)
+
+        def run_external():
+            ext = external_cohort(model, upload.getvalue(), name=upload.name)
+            return ext, validate_external(model, ext)
+
+        try:
+            ext, result = cached("external", (upload.name, upload.size, upload.file_id), run_external)
+        except CoreError as exc:
+            st.error(t("trust.external_error", message=str(exc)), icon=":material/error:")
+        else:
+            cols = st.columns(4)
+            cols[0].metric(t("trust.ext_patients"), result.n)
+            cols[1].metric(t("trust.ext_prevalence"), pct(result.prevalence),
+                           delta=None if result.training_prevalence is None else
+                           f"{(result.prevalence - result.training_prevalence) * 100:+.0f} pp", delta_color="off")
+            cols[2].metric(t("metric.roc_auc"), num(result.metrics["roc_auc"]),
+                           help=t("trust.auc_ci", low=num(result.auc_low), high=num(result.auc_high)))
+            cols[3].metric(t("metric.brier"), num(result.metrics["brier"]))
+            cols = st.columns(3)
+            cols[0].metric(t("metric.calibration_intercept"), num(result.calibration["calibration_intercept"], 2))
+            cols[1].metric(t("metric.calibration_slope"), num(result.calibration["calibration_slope"], 2))
+            cols[2].metric(t("trust.ece"), num(result.calibration["ece"]))
+            for message in result.messages:
+                code = message["code"]
+                if code == "prevalence_shift":
+                    higher = message["direction"] == "higher"
+                    text = (t("trust.msg_prevalence_higher", here=pct(message["prevalence"]), trained=pct(message["trained"]))
+                            if higher else
+                            t("trust.msg_prevalence_lower", here=pct(message["prevalence"]), trained=pct(message["trained"])))
+                elif code == "citl":
+                    text = t("trust.msg_citl", value=f"{message['intercept']:+.2f}")
+                elif code == "empty_columns":
+                    text = t("trust.msg_empty", columns=", ".join(message["columns"]))
+                else:
+                    text = message_text(message)
+                st.warning(text, icon=":material/warning:")
+            if result.problems:
+                st.caption(t("trust.ext_problems", n=len(result.problems)))
+            c1, c2 = st.columns(2)
+            with c1:
+                fig = plots.calibration_bands({t("fig.model"): result.curve}, title=t("trust.calibration_fig"))
+                fig.update_layout(xaxis_title=t("fig.predicted"), yaxis_title=t("fig.observed"))
+                figure(fig, "trust_ext_calibration")
+            with c2:
+                fig = plots.decision_curve(result.decision, title=t("trust.dca_fig"),
+                                           names={"net_benefit": t("fig.model"), "treat_all": t("trust.treat_all"),
+                                                  "treat_none": t("trust.treat_none")})
+                fig.update_layout(xaxis_title=t("trust.threshold_axis"), yaxis_title=t("trust.net_benefit"))
+                figure(fig, "trust_ext_dca")
+            recorded = st.session_state.setdefault("trust_external_recorded", set())
+            if (token, upload.file_id) not in recorded:  # the card lists every external validation run
+                recorded.add((token, upload.file_id))
+                meta["extra"] = external_extra(meta, result)
+                st.session_state["model_meta"] = meta
+            st.subheader(t("trust.ext_recalibrate_title"))
+            st.caption(t("trust.ext_recalibrate_help"))
+            with st.form("trust_ext_recalibrate"):
+                name = st.text_input(t("trust.save_name"), value=f"{(meta.get('name') or 'heart-mlp')}-site"[:64],
+                                     max_chars=64)
+                if st.form_submit_button(t("trust.ext_recalibrate"), icon=":material/save:"):
+                    try:
+                        updated = recalibrate_intercept(model, result)
+                        extra = external_extra(meta, result, recalibrated=True)
+
+                        def write(directory):
+                            from core.model import save_bundle
+                            save_bundle(updated, directory, meta.get("metrics") or {}, fingerprint or "",
+                                        name.strip(), extra=extra)
+
+                        path = save_model(write, name)
+                        activate_saved(path)
+                    except CoreError as exc:
+                        st.error(str(exc), icon=":material/error:")
+                    else:
+                        st.session_state["trust_note"] = t("trust.saved", name=name.strip(), version=path.name)
+                        st.rerun()
+
+# ---- 5. glass-box second opinion -------------------------------------------------------------------
+with tabs[4]:
+    if need_split():
+        from core.glassbox import compare_global, compare_patient, fit_glassbox
+        try:
+            glass = cached("glassbox", None, lambda: fit_glassbox(model.schema, df_all.iloc[splits.train],
+                                                                  y_all[splits.train]))
+        except CoreError as exc:
+            st.error(str(exc), icon=":material/error:")
+            glass = None
+        if glass is not None:
+            st.markdown(t("trust.glass_intro"))
+            lr_risk = glass.predict_risk(df_test)
+            c1, c2 = st.columns(2)
+            c1.metric(t("trust.glass_auc_mlp"), num(binary_metrics(y_test, risk_test)["roc_auc"]))
+            c2.metric(t("trust.glass_auc_lr"), num(binary_metrics(y_test, lr_risk)["roc_auc"]))
+            if glass.penalised_:
+                st.warning(t("trust.glass_penalised"), icon=":material/warning:")
+            ors = glass.odds_ratios(lang())
+            figure(plots.odds_ratio_forest(ors, title=t("trust.or_fig")), "trust_or")
+            st.dataframe(pd.DataFrame({
+                t("trust.or_feature"): ors["label"], t("trust.or_term"): ors["term"],
+                t("trust.or_value"): ors["odds_ratio"].map(lambda v: num(v, 2)),
+                t("trust.or_ci"): [f"{num(lo, 2)}–{num(hi, 2)}" for lo, hi in zip(ors["low"], ors["high"])]}),
+                hide_index=True)
+            side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
+            fig = plots.importance_side_by_side(side, title=t("trust.side_fig"),
+                                                names=(t("trust.side_mlp"), t("trust.side_lr")))
+            figure(fig, "trust_side")
+            flipped = side[side["disagree"]]["label"].tolist()
+            if flipped:
+                st.warning(t("trust.side_disagree", features=", ".join(flipped)), icon=":material/warning:")
+
+            st.subheader(t("trust.glass_patient"))
+            position = st.selectbox(t("trust.glass_patient_pick"), list(range(len(splits.test))),
+                                    format_func=lambda k: t("trust.test_patient", k=k + 1, row=int(splits.test[k]) + 1),
+                                    key="trust_glass_patient")
+            from core.risk import patient_from_row
+            values = patient_from_row(model, df_all, int(splits.test[position]))
+            both = compare_patient(model, glass, values, lang=lang())
+            c1, c2 = st.columns(2)
+            c1.metric(t("trust.glass_risk_mlp"), pct(both["mlp_risk"]))
+            c2.metric(t("trust.glass_risk_lr"), pct(both["lr_risk"]))
+            tbl = both["table"]
+            kinds = {"direction": t("trust.disagree_direction"), "rank": t("trust.disagree_rank"), "": ""}
+            st.dataframe(pd.DataFrame({
+                t("trust.or_feature"): tbl["label"],
+                t("trust.pt_mlp"): [f"{v * 100:+.1f}" for v in tbl["mlp_shap"]], t("trust.pt_mlp_rank"): tbl["mlp_rank"],
+                t("trust.pt_lr"): [f"{v:+.2f}" for v in tbl["lr_logodds"]], t("trust.pt_lr_rank"): tbl["lr_rank"],
+                t("trust.pt_disagree"): tbl["disagree"].map(kinds)}), hide_index=True)
+            if both["disagreements"]:
+                st.warning(t("trust.pt_disagreements", n=len(both["disagreements"])), icon=":material/warning:")
+            else:
+                st.caption(t("trust.pt_agree"))
+
+# ---- 6. uncertainty ensemble -----------------------------------------------------------------------
+with tabs[5]:
+    members = int(getattr(model, "n_members_", 1))
+    st.markdown(t("trust.ensemble_status", n=members))
+    st.caption(t("trust.ensemble_help", width=round(WIDE_INTERVAL * 100)))
+    if members == 1 and splits is not None:
+        if st.button(t("trust.ensemble_add"), icon=":material/stacks:"):
+            from core.model import add_members
+            grown = copy.copy(model)
+            with st.spinner(t("trust.ensemble_running")):
+                try:
+                    add_members(grown, df_all.iloc[splits.train], y_all[splits.train], df_all.iloc[splits.val],
+                                y_all[splits.val], members=5)
+                except CoreError as exc:
+                    st.error(str(exc), icon=":material/error:")
+                    grown = None
+            if grown is not None:
+                adopt(grown, t("trust.ensemble_done", n=grown.n_members_))
+    elif members > 1 and splits is not None:
+        raw = model.preprocessor_.encode(df_test)
+        risk, low, high = model.predict_interval_raw(raw)
+        width = high - low
+        c1, c2 = st.columns(2)
+        c1.metric(t("trust.ensemble_median_width"), f"{np.median(width) * 100:.0f} pp")
+        c2.metric(t("trust.ensemble_wide"), f"{int(np.sum(width > WIDE_INTERVAL))} / {len(width)}")
+    save_panel("ensemble")

@@ -1,0 +1,82 @@
+"""The Trust page with Streamlit's AppTest: renders in both languages, shows calibration and the decision
+curve for a trained model, recalibrates, validates on an uploaded second site and saves the update."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.demo import demo_cohort
+from tests.test_pages import new_app, no_exceptions, plotly_charts, texts, tr, train, widget
+
+PAGE = "pages/trust.py"
+
+
+@pytest.fixture(autouse=True)
+def model_store(tmp_path, monkeypatch):
+    root = tmp_path / "store"
+    monkeypatch.setenv("HEART_RISK_STORE", str(root))
+    return root
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_trust_page_without_a_model_stops_politely(lang):
+    at = new_app(lang)
+    at.switch_page(PAGE).run()
+    no_exceptions(at)
+    assert tr("trust.title", lang) in texts(at.title)
+    assert tr("common.need_model", lang) in texts(at.info)
+
+
+def _other_site_csv() -> bytes:
+    df = demo_cohort(n=500, seed=21)
+    sick = np.flatnonzero(df["num"].to_numpy() > 0)
+    df = df.drop(index=sick[: len(sick) // 2]).reset_index(drop=True)  # a lower prevalence: a shifted intercept
+    return df.to_csv(index=False).encode()
+
+
+def test_trust_page_with_a_trained_model(model_store):
+    at = new_app()
+    train(at, epochs=40)
+    model = at.session_state["model"]
+    at.switch_page(PAGE).run()
+    no_exceptions(at)
+    test_n = at.session_state["train_result"] is None or len(at.session_state["train_result"].test_y)
+    assert any(tr("trust.on_test", n=test_n, events=int(at.session_state["train_result"].test_y.sum())) == c
+               for c in texts(at.caption))
+    charts = plotly_charts(at)
+    titles = [c.proto.spec for c in charts]
+    assert any(tr("trust.calibration_fig") in s for s in titles) and any(tr("trust.dca_fig") in s for s in titles)
+    assert any(tr("trust.subgroup_fig") in s for s in titles)
+    assert any(tr("trust.or_fig") in s for s in titles)
+    assert widget(at.metric, tr("metric.sensitivity")).value.endswith("%")
+    assert any("true positives" in m for m in texts(at.markdown))
+
+    # Recalibrate with Platt scaling: the session's model becomes a new, unsaved, calibrated model.
+    at.selectbox(key="trust_method@en").set_value("platt").run()
+    widget(at.button, tr("trust.recalibrate")).click().run()
+    no_exceptions(at)
+    calibrated = at.session_state["model"]
+    assert calibrated is not model and calibrated.calibration_.method == "platt"
+    assert model.calibration_.method == "none"
+    assert any(s.startswith(tr("trust.recalibrated", method=tr("trust.method_platt"))) for s in texts(at.success))
+
+    # External validation of the upload; then the intercept update saved as a new version.
+    at.file_uploader(key="trust_external_file").set_value(("site_b.csv", _other_site_csv(), "text/csv")).run()
+    no_exceptions(at)
+    warnings = texts(at.warning)
+    assert any("less common here" in w for w in warnings), warnings
+    assert widget(at.metric, tr("trust.ext_patients")).value == str(len(_other_site_csv().splitlines()) - 1)
+    assert at.session_state["model_meta"]["extra"]["external_validations"][0]["name"] == "site_b.csv"
+    at.form(key="trust_ext_recalibrate").text_input[0].set_value("site-b-model")
+    submit = [b for b in at.get("form_submit_button") if b.label == tr("trust.ext_recalibrate")]
+    submit[0].click().run()
+    no_exceptions(at)
+    saved = list((model_store / "site-b-model").iterdir())
+    assert [p.name for p in saved] == ["v1"]
+    assert at.session_state["model"].calibration_.method == "platt"
+    assert at.session_state["model"].calibration_.source.startswith("external intercept update")
+
+    # The same page in Chinese, with the saved model.
+    at.sidebar.selectbox(key="lang_choice").set_value("zh").run()
+    no_exceptions(at)
+    assert tr("trust.title", "zh") in texts(at.title)
