@@ -14,6 +14,7 @@ from core.errors import CoreError
 from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
 from core.counterfactual import counterfactuals, default_modifiable, sentence
 from core.similar import similar_patients
+from core.trust import ood_check, patient_uncertainty
 from core.units import from_model, input_range, to_model, unit_options
 from ui import figures
 from ui.common import need_model
@@ -193,6 +194,26 @@ with right:
     st.badge(t("patient.band", band=band_name(result.risk_band)), color=BAND_COLOURS[result.risk_band],
              icon=":material/monitor_heart:")
     st.caption(t("patient.cutoffs", low=f"{CUTOFFS.low:.0%}", high=f"{CUTOFFS.high:.0%}"))
+
+    # Trust: the ensemble's range, the calibrated risk when it is not what the reasons add up to, and
+    # whether this patient is unlike the training patients.
+    patient_raw = result.explanation.raw[0]
+    spread = patient_uncertainty(model, patient_raw, CUTOFFS)
+    if spread.members > 1:
+        st.markdown(t("patient.interval", risk=f"{spread.risk:.0%}", low=f"{spread.low:.0%}", high=f"{spread.high:.0%}",
+                      n=spread.members))
+        if spread.wide:
+            st.warning(t("patient.interval_wide", width=f"{(spread.high - spread.low) * 100:.0f}"),
+                       icon=":material/warning:")
+        elif spread.crosses_band:
+            st.info(t("patient.interval_band"), icon=":material/info:")
+    calibration = getattr(model, "calibration_", None)
+    if calibration is not None and not calibration.folds_into_networks:
+        st.info(t("patient.isotonic_note", risk=f"{spread.risk:.1%}", raw=f"{result.risk:.1%}"), icon=":material/info:")
+    unusual = ood_check(model, patient_raw)
+    if unusual.unusual:
+        labels = ", ".join(feature_label(schema[n]) for n in unusual.features) or t("patient.ood_combination")
+        st.warning(t("patient.ood", features=labels), icon=":material/travel_explore:")
 
     if result.check.extrapolated:
         names = []

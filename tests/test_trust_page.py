@@ -80,3 +80,24 @@ def test_trust_page_with_a_trained_model(model_store):
     at.sidebar.selectbox(key="lang_choice").set_value("zh").run()
     no_exceptions(at)
     assert tr("trust.title", "zh") in texts(at.title)
+
+
+def test_ensemble_range_and_unusual_patient_on_the_patient_page():
+    at = new_app()
+    train(at, epochs=40)
+    at.switch_page(PAGE).run()
+    widget(at.button, tr("trust.ensemble_add")).click().run()
+    no_exceptions(at)
+    model = at.session_state["model"]
+    assert model.n_members_ == 5
+    assert tr("trust.ensemble_done", n=5) in texts(at.success)
+    at.switch_page("pages/patient.py").run()
+    no_exceptions(at)
+    shown = [m for m in texts(at.markdown) if "10th–90th percentile" in m]
+    assert len(shown) == 1 and "across 5 networks" in shown[0]
+    assert not any("unlike the training patients" in w for w in texts(at.warning))
+    chol = [w for w in at.number_input if w.key.startswith("pt_chol")][0]
+    chol.set_value(560).run()
+    no_exceptions(at)
+    warnings = [w for w in texts(at.warning) if "unlike the training patients" in w]
+    assert len(warnings) == 1 and "Serum cholesterol" in warnings[0]
