@@ -28,6 +28,7 @@ try:
         st.Page("pages/cohort.py", title=t("nav.cohort"), icon=":material/groups:", default=True),
         st.Page("pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
         st.Page("pages/patient.py", title=t("nav.patient"), icon=":material/person:"),
+        st.Page("pages/scoring.py", title=t("nav.scoring"), icon=":material/table_view:"),
         st.Page("pages/explain.py", title=t("nav.explain"), icon=":material/insights:"),
         st.Page("pages/model_card.py", title=t("nav.model_card"), icon=":material/description:"),
         st.Page("pages/trust.py", title=t("nav.trust"), icon=":material/verified:"),

@@ -133,3 +133,122 @@ def test_similar_patients_come_from_the_active_cohort():
     rate = metric(at, tr("similar.outcome_rate", k=10)).value
     outcomes = table[tr("similar.outcome")]
     assert percent(rate) == pytest.approx(100 * (outcomes == tr("similar.yes")).mean(), abs=0.5)
+
+
+# ---- core.scoring -------------------------------------------------------------------------------
+def test_score_cohort_orders_columns_counts_bands_and_reports_progress():
+    from core.risk import risk_band, score_table
+    from core.scoring import filter_scored, score_cohort
+    model = logistic_model()
+    df = demo_cohort().iloc[:120]
+    seen = []
+    scored = score_cohort(model, df, with_reasons=True, progress=lambda done, total: seen.append((done, total)))
+    table = scored.table
+    assert seen[-1] == (120, 120)
+    assert list(table.columns[:6]) == ["row", "risk", "risk_band", "reason_1", "reason_2", "reason_3"]
+    assert list(table["row"]) == list(range(1, 121))
+    reference = score_table(model, df)
+    np.testing.assert_allclose(table["risk"], reference["risk"])
+    assert list(table["reason_1"]) == list(reference["reason_1"])
+    assert list(table["risk_band"]) == list(risk_band(table["risk"].to_numpy()))
+    counts = scored.band_counts()
+    assert sum(counts.values()) == 120 and counts["high"] == int((table["risk"] >= 0.65).sum())
+    high = filter_scored(table, ["high", "intermediate"], 0.5)
+    assert len(high) == int((table["risk"] >= 0.5).sum())
+    assert not scored.with_interval and "risk_low" not in table
+
+
+def test_an_ensemble_adds_its_interval():
+    from core.network import Network
+    from core.scoring import score_cohort
+
+    class Ensemble:  # the interface an ensemble model offers (core.model: n_members_, predict_interval_raw)
+        def __init__(self, base):
+            self.base = base
+            self.preprocessor_, self.schema, self.background_ = base.preprocessor_, base.schema, base.background_
+            W, b = base.networks_[0].layers[0]
+            self.networks_ = [Network([(W * s, b)]) for s in (0.8, 1.0, 1.2)]
+            self.n_members_ = 3
+
+        def predict_risk_raw(self, raw):
+            X = self.preprocessor_.transform_raw(raw)
+            return np.mean([net.proba(X) for net in self.networks_], axis=0)
+
+        def predict_interval_raw(self, raw):
+            X = self.preprocessor_.transform_raw(raw)
+            members = np.array([net.proba(X) for net in self.networks_])
+            return members.mean(axis=0), members.min(axis=0), members.max(axis=0)
+
+    scored = score_cohort(Ensemble(logistic_model()), demo_cohort().iloc[:50], with_reasons=False)
+    table = scored.table
+    assert scored.with_interval and list(table.columns[:5]) == ["row", "risk", "risk_band", "risk_low", "risk_high"]
+    assert (table["risk_low"] <= table["risk"] + 1e-12).all() and (table["risk"] <= table["risk_high"] + 1e-12).all()
+
+
+def test_downloads_neutralise_formula_cells():
+    from openpyxl import load_workbook
+
+    from core.export import csv_bytes
+    from core.scoring import excel_bytes, score_cohort
+    df = demo_cohort().iloc[:20].copy()
+    df.insert(0, "patient_id", ["=HYPERLINK(\"http://x\")"] + [f"P{i}" for i in range(1, 20)])
+    table = score_cohort(logistic_model(), df, with_reasons=False).table
+    text = csv_bytes(table).decode("utf-8-sig")
+    assert "'=HYPERLINK" in text
+    book = load_workbook(io.BytesIO(excel_bytes(table)))
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    assert header[:3] == ["row", "risk", "risk_band"]
+    ids = [row[header.index("patient_id")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert ids[0] == "'=HYPERLINK(\"http://x\")" and ids[1] == "P1"
+    risks = [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    np.testing.assert_allclose(risks, table["risk"])
+
+
+def test_missing_columns_are_refused():
+    from core.errors import PatientError
+    from core.scoring import score_cohort
+    with pytest.raises(PatientError, match="missing: chol, thal"):
+        score_cohort(logistic_model(), demo_cohort().drop(columns=["chol", "thal"]))
+
+
+# ---- the Score-a-cohort page --------------------------------------------------------------------
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_scoring_page_scores_the_active_cohort_and_filters(lang):
+    at = app_with_model(lang, "pages/scoring.py")
+    no_exceptions(at)
+    assert tr("scoring.title", lang) in texts(at.title)
+    scored = at.session_state["sc_result"][1]
+    cohort = at.session_state["cohort"]
+    assert len(scored.table) == cohort.n and scored.with_reasons
+    counts = scored.band_counts()
+    assert metric(at, tr("band.high", lang)).value == f"{counts['high']:,}"
+    shown = at.dataframe[0].value
+    assert len(shown) == cohort.n and tr("scoring.reason", lang, k=1) in shown.columns
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("download_button")) == 2
+    # only the high band, at least 70%
+    at.multiselect(key=f"sc_bands@{lang}").set_value(["high"]).run()
+    at.slider(key="sc_min_risk").set_value(70).run()
+    no_exceptions(at)
+    shown = at.dataframe[0].value
+    expected = scored.table[(scored.table["risk_band"] == "high") & (scored.table["risk"] >= 0.7)]
+    assert len(shown) == len(expected)
+    assert tr("scoring.shown", lang, n=len(expected), total=cohort.n) in texts(at.caption)
+    assert at.session_state["sc_result"][1] is scored  # filtering does not score again
+
+
+def test_scoring_page_upload_names_missing_columns_and_scores_a_good_file():
+    at = app_with_model("en", "pages/scoring.py")
+    at.segmented_control(key="sc_source@en").set_value("upload").run()
+    assert any(i.startswith("Upload a CSV with the model's columns") for i in texts(at.info))
+    bad = demo_cohort().drop(columns=["chol"]).iloc[:30].to_csv(index=False).encode()
+    at.file_uploader(key="sc_upload").set_value(("ward.csv", bad, "text/csv")).run()
+    no_exceptions(at)
+    assert any("lacks columns the model needs: chol" in e for e in texts(at.error))
+    good = demo_cohort().iloc[:40].assign(mrn=[f"M{i}" for i in range(40)]).to_csv(index=False).encode()
+    at.file_uploader(key="sc_upload").set_value(("ward.csv", good, "text/csv")).run()
+    no_exceptions(at)
+    scored = at.session_state["sc_result"][1]
+    assert len(scored.table) == 40 and list(scored.table["mrn"][:2]) == ["M0", "M1"]
+    assert any(c.startswith("Scoring ward.csv: 40 patients") for c in texts(at.caption))
