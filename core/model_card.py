@@ -198,7 +198,98 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     sections.append(Section(tr("card.calibration", lang), paragraphs=[
         tr("card.calibration_text", lang, slope=_num(slope, 2, lang), intercept=_num(intercept, 2, lang))]))
 
+    sections += trust_sections(meta, lang)
     sections.append(Section(tr("card.limits", lang), bullets=known_limits(meta, lang)))
+    return sections
+
+
+def _interval(value, low, high, lang: str, digits: int = 3) -> str:
+    if low is None or high is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
+        return _num(value, digits, lang)
+    return f"{_num(value, digits, lang)} ({_num(low, digits, lang)}–{_num(high, digits, lang)})"
+
+
+def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
+    """Recalibration, the uncertainty ensemble, the Trust page's checks (calibration, decision curve,
+    subgroups), external validations, and the TRIPOD+AI items these answer."""
+    extra = meta.get("extra") or {}
+    trust = extra.get("trust") or {}
+    external = extra.get("external_validations") or []
+    calibration = meta.get("calibration") or {}
+    members = meta.get("members")
+    n_members = len(members) if isinstance(members, list) and members else (meta.get("config") or {}).get("members", 1)
+    sections = []
+    answered = []
+
+    method = calibration.get("method", "none")
+    if method != "none":
+        names = {"platt": tr("card.recal_platt", lang), "isotonic": tr("card.recal_isotonic", lang)}
+        paragraphs = [tr("card.recal_text", lang, method=names.get(method, method), n=calibration.get("n", "?"),
+                         source=str(calibration.get("source") or tr("card.not_recorded", lang)))]
+        if method == "platt":
+            paragraphs.append(tr("card.recal_platt_params", lang, a=_num(calibration.get("a"), 3, lang),
+                                 b=_num(calibration.get("b"), 3, lang)))
+        else:
+            paragraphs.append(tr("card.recal_isotonic_note", lang))
+        scores = calibration.get("cv_brier") or {}
+        if scores:
+            paragraphs.append(tr("card.recal_chosen", lang, scores=", ".join(
+                f"{k} {_num(v, 4, lang)}" for k, v in scores.items())))
+        sections.append(Section(tr("card.recalibration", lang), paragraphs=paragraphs))
+        answered.append(tr("card.tripod_12f", lang))
+    if isinstance(n_members, int) and n_members > 1:
+        sections.append(Section(tr("card.ensemble", lang), paragraphs=[tr("card.ensemble_text", lang, n=n_members)]))
+
+    if trust:
+        before, after = trust.get("calibration_before") or {}, trust.get("calibration_after") or {}
+        rows = [[tr("card.metric", lang), tr("card.before_recal", lang), tr("card.in_force", lang)]]
+        for key, label in (("calibration_slope", tr("metric.calibration_slope", lang)),
+                           ("calibration_intercept", tr("metric.calibration_intercept", lang)),
+                           ("ece", tr("card.ece", lang)), ("brier", tr("metric.brier", lang))):
+            rows.append([label, _num(before.get(key), 3, lang), _num(after.get(key), 3, lang)])
+        paragraphs = [tr("card.trust_test", lang, n=trust.get("n_test", "?"),
+                         auc=_interval(trust.get("roc_auc"), trust.get("auc_low"), trust.get("auc_high"), lang))]
+        sections.append(Section(tr("card.trust_calibration", lang), paragraphs=paragraphs, table=rows))
+        decision = trust.get("decision") or {}
+        nb_rows = [[tr("card.threshold", lang), tr("card.nb_model", lang), tr("card.nb_all", lang)]]
+        for row in decision.get("net_benefit") or []:
+            nb_rows.append([_pct(row.get("threshold"), lang), _num(row.get("net_benefit"), 3, lang),
+                            _num(row.get("treat_all"), 3, lang)])
+        useful = (tr("card.dca_useful", lang, low=_pct(decision.get("useful_from"), lang),
+                     high=_pct(decision.get("useful_to"), lang))
+                  if decision.get("useful_from") is not None else tr("card.dca_none", lang))
+        sections.append(Section(tr("card.decision", lang), paragraphs=[useful], table=nb_rows))
+        groups = trust.get("subgroups") or []
+        if groups:
+            sg = [[tr("card.sg_group", lang), tr("card.rows", lang), tr("card.prevalence", lang),
+                   tr("card.sg_auc", lang), tr("card.sg_citl", lang)]]
+            for g in groups:
+                flag = " *" if g.get("small") else ""
+                sg.append([f"{g.get('column')}: {g.get('group')}{flag}", _num(g.get("n"), lang=lang),
+                           _pct(g.get("prevalence"), lang),
+                           _interval(g.get("auc"), g.get("auc_low"), g.get("auc_high"), lang),
+                           _num(g.get("calibration_in_the_large"), 2, lang)])
+            sections.append(Section(tr("card.subgroups", lang), paragraphs=[tr("card.sg_note", lang)], table=sg))
+        answered += [tr("card.tripod_12e", lang), tr("card.tripod_23a", lang)]
+
+    if external:
+        ext = [[tr("card.ext_site", lang), tr("card.rows", lang), tr("card.prevalence", lang),
+                tr("metric.roc_auc", lang), tr("metric.brier", lang), tr("metric.calibration_intercept", lang),
+                tr("metric.calibration_slope", lang), tr("card.ext_updated", lang)]]
+        for e in external:
+            ext.append([str(e.get("name")), _num(e.get("n"), lang=lang), _pct(e.get("prevalence"), lang),
+                        _interval(e.get("roc_auc"), e.get("auc_low"), e.get("auc_high"), lang),
+                        _num(e.get("brier"), 3, lang), _num(e.get("calibration_intercept"), 2, lang),
+                        _num(e.get("calibration_slope"), 2, lang), _num(bool(e.get("recalibrated")), lang=lang)])
+        sections.append(Section(tr("card.external", lang), paragraphs=[tr("card.external_note", lang)], table=ext))
+        answered.append(tr("card.tripod_evaluation", lang))
+        if any(e.get("recalibrated") for e in external) or str(calibration.get("source", "")).startswith("external"):
+            answered.append(tr("card.tripod_24", lang))
+    if (extra.get("cv") or meta.get("cv")) and (extra.get("cv") or meta.get("cv")).get("summary"):
+        answered.insert(0, tr("card.tripod_12c", lang))
+    if answered:
+        sections.append(Section(tr("card.tripod", lang), paragraphs=[tr("card.tripod_note", lang)],
+                                bullets=list(dict.fromkeys(answered))))
     return sections
 
 

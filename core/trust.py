@@ -152,3 +152,30 @@ def need_trained(model) -> None:
 
 __all__ = ["Splits", "model_splits", "uncalibrated_risk_raw", "recalibrate", "calibration_report", "Uncertainty",
            "patient_uncertainty", "OODResult", "ood_check", "WIDE_INTERVAL", "INTERVAL"]
+
+
+def trust_summary(model, df_test: pd.DataFrame, y_test, lang: str = "en") -> dict:
+    """What the model card reports from the Trust checks, as JSON-ready numbers (no patient rows): test AUC
+    with its DeLong interval, calibration before / in force, the decision curve's useful range and net
+    benefit at 10/20/30%, and the default subgroups (sex, age bands)."""
+    from core.decision import decision_curve, useful_range
+    from core.subgroups import auc_interval, default_columns, subgroup_table
+    y_test = np.asarray(y_test, dtype=float)
+    report = calibration_report(model, df_test, y_test)
+    risk = report["risk_after"]
+    auc, low, high = auc_interval(y_test, risk)
+    curve = decision_curve(y_test, risk, thresholds=[0.1, 0.2, 0.3])
+    full = decision_curve(y_test, risk)
+    useful = useful_range(full)
+    tables = [subgroup_table(df_test, y_test, risk, c, model.schema, lang=lang) for c in default_columns(model.schema)]
+    subgroups = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return {"n_test": int(y_test.size), "roc_auc": auc, "auc_low": low, "auc_high": high,
+            "calibration_method": report["method"],
+            "calibration_before": report["before"], "calibration_after": report["after"],
+            "decision": {"useful_from": useful[0] if useful else None, "useful_to": useful[1] if useful else None,
+                         "net_benefit": curve[["threshold", "net_benefit", "treat_all"]].to_dict(orient="records")},
+            "subgroups": subgroups.to_dict(orient="records"),
+            "members": int(getattr(model, "n_members_", 1))}
+
+
+__all__ += ["trust_summary"]

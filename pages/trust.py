@@ -33,7 +33,8 @@ st.title(t("trust.title"))
 st.caption(t("trust.intro"))
 model = need_model()
 cohort = active_cohort()
-meta = st.session_state.get("model_meta") or {}
+# A copy: a saved model's metadata is shared read-only between sessions; changes go back through the session.
+meta = copy.deepcopy(st.session_state.get("model_meta") or {})
 info = st.session_state.get("model_info") or {}
 token = st.session_state.get("model_token")
 fingerprint = meta.get("data_fingerprint") or ((meta.get("extra") or {}).get("cohort") or {}).get("fingerprint")
@@ -129,6 +130,12 @@ y_all = np.asarray(cohort.y, dtype=float)
 if splits is not None:
     df_test, y_test = df_all.iloc[splits.test], y_all[splits.test]
     risk_test = cached("risk_test", None, lambda: model.predict_risk(df_test))
+    # What the model card reports from these checks (saved with the model when it is saved).
+    from core.trust import trust_summary
+    summary = cached("summary", lang(), lambda: trust_summary(model, df_test, y_test, lang()))
+    if (meta.get("extra") or {}).get("trust") != summary:
+        meta.setdefault("extra", {})["trust"] = summary
+        st.session_state["model_meta"] = copy.deepcopy(meta)
     st.caption(t("trust.on_test", n=len(y_test), events=int(y_test.sum())))
 
 tabs = st.tabs([t("trust.tab_calibration"), t("trust.tab_decision"), t("trust.tab_subgroups"),
@@ -312,7 +319,7 @@ with tabs[3]:
             if (token, upload.file_id) not in recorded:  # the card lists every external validation run
                 recorded.add((token, upload.file_id))
                 meta["extra"] = external_extra(meta, result)
-                st.session_state["model_meta"] = meta
+                st.session_state["model_meta"] = copy.deepcopy(meta)
             st.subheader(t("trust.ext_recalibrate_title"))
             st.caption(t("trust.ext_recalibrate_help"))
             with st.form("trust_ext_recalibrate"):

@@ -229,3 +229,33 @@ def test_cli_validate(single, cohort, tmp_path):
     bad = _cli("validate", "--model", str(bundle), "--data", str(missing))
     assert bad.returncode == 2 and "ca" in bad.stderr and "Traceback" not in bad.stderr
     assert _cli("validate", "--model", str(bundle), "--data", str(tmp_path / "nope.csv")).returncode == 2
+
+
+def test_model_card_reports_trust_results_and_tripod_items(ensemble, cohort, tmp_path):
+    from core.model_card import card_html, card_markdown, tr
+    model = ensemble.model
+    sp = trust.model_splits(model, cohort, cohort.fingerprint)
+    calibrated = trust.recalibrate(model, cohort, sp, method="platt")
+    df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
+    summary = trust.trust_summary(calibrated, df.iloc[sp.test], y[sp.test])
+    assert summary["n_test"] == len(sp.test) and summary["members"] == 3
+    assert summary["auc_low"] <= summary["roc_auc"] <= summary["auc_high"]
+    assert {g["column"] for g in summary["subgroups"]} == {"sex", "age"}
+    site = tmp_path / "site.csv"
+    _other_site().to_csv(site, index=False)
+    result = validate_external(calibrated, external_cohort(calibrated, site))
+    extra = external_extra({"extra": {"trust": summary}}, result, recalibrated=False)
+    path = save_bundle(calibrated, tmp_path / "card", metrics={}, data_fingerprint=cohort.fingerprint,
+                       name="carded", extra=extra)
+    meta = load_bundle(path).metadata_  # through JSON: NaN -> null must still render
+    md = card_markdown(meta, "en")
+    for key in ("card.recalibration", "card.ensemble", "card.trust_calibration", "card.decision", "card.subgroups",
+                "card.external", "card.tripod"):
+        assert f"## {tr(key)}" in md, key
+    assert tr("card.tripod_12f") in md and tr("card.tripod_23a") in md and tr("card.tripod_evaluation") in md
+    assert "site.csv" in md and f"{summary['roc_auc']:.3f}" in md
+    zh = card_html(meta, "zh")
+    assert tr("card.external", "zh") in zh and tr("card.tripod", "zh") in zh
+    # A card without these results has none of the new sections.
+    plain = card_markdown({"name": "plain", "metrics": {}}, "en")
+    assert tr("card.tripod") not in plain and tr("card.recalibration") not in plain

@@ -50,6 +50,11 @@ def test_trust_page_with_a_trained_model(model_store):
     assert any(tr("trust.or_fig") in s for s in titles)
     assert widget(at.metric, tr("metric.sensitivity")).value.endswith("%")
     assert any("true positives" in m for m in texts(at.markdown))
+    assert at.session_state["model_meta"]["extra"]["trust"]["n_test"] == test_n
+    at.switch_page("pages/model_card.py").run()
+    card = " ".join(texts(at.markdown))
+    assert tr("card.decision") in card and tr("card.subgroups") in card and tr("card.tripod") in card
+    at.switch_page(PAGE).run()
 
     # Recalibrate with Platt scaling: the session's model becomes a new, unsaved, calibrated model.
     at.selectbox(key="trust_method@en").set_value("platt").run()
