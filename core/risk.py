@@ -93,12 +93,22 @@ def patient_risk(model, values: dict, *, with_reasons: bool = True, lang: str = 
     raw = np.array([[pre.encode_value(j, values.get(f.name)) for j, f in enumerate(pre.features)]])
     if with_reasons:
         expl = explain(pre, model.networks_, raw, model.background_)
-        risk = float(expl.output[0])
+        risk = float(_reported_risk(model, raw, expl.output)[0])
         why = reasons(expl, 0, schema, pre, top=top, lang=lang)
     else:
         expl, why = None, []
         risk = float(model.predict_risk_raw(raw)[0])
     return PatientRisk(risk=risk, risk_band=risk_band(risk, cutoffs), check=check, explanation=expl, reasons=why)
+
+
+def _reported_risk(model, raw: np.ndarray, explained: np.ndarray) -> np.ndarray:
+    """The risk to report. SHAP explains the networks' output; with Platt recalibration that output is
+    the calibrated risk (folded into the last layer). An isotonic map cannot be folded in: then the risk
+    reported is the calibrated one and the reasons explain the uncalibrated network output (the pages say so)."""
+    calibration = getattr(model, "calibration_", None)
+    if calibration is not None and not calibration.folds_into_networks:
+        return model.predict_risk_raw(raw)
+    return explained
 
 
 def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int = 3, lang: str = "en",
@@ -124,7 +134,7 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
     for start in range(0, len(df), chunk):
         part = raw[start:start + chunk]
         expl = explain(pre, model.networks_, part, model.background_)
-        risk[start:start + len(part)] = expl.output
+        risk[start:start + len(part)] = _reported_risk(model, part, expl.output)
         for i in range(len(part)):
             for k, reason in enumerate(reasons(expl, i, model.schema, pre, top=top, lang=lang)):
                 texts[k][start + i] = reason.text
