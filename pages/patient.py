@@ -14,6 +14,7 @@ from core.errors import CoreError
 from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
 from core.counterfactual import counterfactuals, default_modifiable, sentence
 from core.similar import similar_patients
+from core.report import build_report, report_html, report_pdf
 from core.trust import ood_check, patient_uncertainty
 from core.units import from_model, input_range, to_model, unit_options
 from ui import figures
@@ -334,3 +335,31 @@ with st.expander(t("similar.title")):
                          column_config={t("similar.risk"): st.column_config.NumberColumn(format="%.1f%%"),
                                         t("similar.distance"): st.column_config.NumberColumn(format="%.2f")})
             st.caption(t("similar.help"))
+
+# ---- the patient's report -------------------------------------------------------------------------
+st.divider()
+st.subheader(t("report_dl.title"))
+info = st.session_state.get("model_info") or {}
+meta = st.session_state.get("model_meta") or {}
+report_args = dict(meta=meta, model_name=info.get("name") or meta.get("name") or t("sidebar.unsaved_model"),
+                   model_version=None, lang=lang(), cutoffs=CUTOFFS,
+                   whatifs=[sentence(a, schema, lang()) for a in getattr(found, "alternatives", [])])
+report_values = dict(values)
+
+
+def pdf_bytes() -> bytes:
+    # Built only when clicked (fonts take a second or two to embed), on Streamlit's download thread.
+    report = build_report(model, report_values, for_pdf=True, **report_args)
+    return report_pdf(report)
+
+
+def html_bytes() -> bytes:
+    return report_html(build_report(model, report_values, **report_args)).encode("utf-8")
+
+
+r1, r2 = st.columns(2)
+r1.download_button(t("report_dl.pdf"), pdf_bytes, file_name="heart-risk-report.pdf", mime="application/pdf",
+                   icon=":material/picture_as_pdf:", on_click="ignore", key="pt_report_pdf")
+r2.download_button(t("report_dl.html"), html_bytes, file_name="heart-risk-report.html", mime="text/html",
+                   icon=":material/print:", on_click="ignore", key="pt_report_html")
+st.caption(t("report_dl.help"))

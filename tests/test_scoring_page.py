@@ -92,6 +92,8 @@ def test_whatif_suggestions_apply_to_the_form(lang):
     at = app_with_model(lang, "pages/patient.py")
     no_exceptions(at)
     assert tr("whatif.title", lang) in texts(at.subheader)
+    # the report: PDF and HTML, built when clicked (core.report is tested in tests/test_report.py)
+    assert [d.proto.label for d in at.get("download_button")] == [tr("report_dl.pdf", lang), tr("report_dl.html", lang)]
     chosen = at.multiselect(key=f"pt_cf_features@{lang}")
     assert chosen.value == ["trestbps", "chol", "fbs"]  # the schema's modifiable features
     # a low target that the typical patient is above

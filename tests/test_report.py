@@ -1,0 +1,157 @@
+"""The patient report: a one-page PDF (opened with pypdf) and print-ready HTML, both languages."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import numpy as np
+import pytest
+
+pypdf = pytest.importorskip("pypdf")
+
+from core import report as report_module  # noqa: E402
+from core.demo import demo_cohort  # noqa: E402
+from core.report import (ReportError, build_report, cjk_font_path, report_filename, report_html,  # noqa: E402
+                         report_pdf)
+from core.risk import patient_from_row, patient_risk  # noqa: E402
+
+NOW = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
+META = {"name": "ward-mlp", "data_fingerprint": "f" * 64, "metrics": {"roc_auc": 0.9123}}
+
+
+@pytest.fixture(scope="module")
+def model():
+    from sklearn.linear_model import LogisticRegression
+
+    from core.model import RiskModel
+    from core.network import Network
+    from core.preprocess import Preprocessor
+    from core.schema import cleveland_schema
+    df = demo_cohort()
+    pre = Preprocessor(cleveland_schema()).fit(df)
+    fit = LogisticRegression(max_iter=1000).fit(pre.transform(df), (df["num"] > 0).astype(int))
+    m = RiskModel(cleveland_schema())
+    m.preprocessor_ = pre
+    m.networks_ = [Network([(fit.coef_.T, fit.intercept_)])]
+    m.background_ = pre.encode(df.iloc[:80])
+    return m
+
+
+@pytest.fixture
+def patient(model):
+    values = patient_from_row(model, demo_cohort(), 10)
+    values.update(trestbps=151.0, chol=287.0, ca=None)
+    return values
+
+
+def pdf_text(data: bytes) -> tuple[int, str]:
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    return len(reader.pages), " ".join(page.extract_text() for page in reader.pages)
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_the_english_pdf_opens_on_one_page_and_holds_the_patient(model, patient):
+    whatif = "If resting blood pressure were 125 instead of 151 mmHg: 40% → 31%"
+    report = build_report(model, patient, meta=META, model_version="v3", lang="en", whatifs=[whatif], now=NOW)
+    data = report_pdf(report)
+    assert data.startswith(b"%PDF-")
+    pages, text = pdf_text(data)
+    assert pages == 1
+    flat = squash(text)
+    for expected in ("Heart-disease risk report", "151 mmHg", "287 mg/dl", "Resting blood pressure",
+                     f"{report.risk:.1%}", "ward-mlp", "v3", "0.912", "f" * 64, "2026-03-04 05:06 UTC",
+                     "Decision support only", "resting blood pressure were 125 instead of 151",
+                     "missing", report.reasons[0].split(":")[0]):
+        assert squash(expected) in flat, expected
+    assert report.band in ("low", "intermediate", "high") and f"Risk band: {report.band}" in text
+
+
+def test_the_report_numbers_are_the_patient_pages(model, patient):
+    report = build_report(model, patient, meta=META, lang="en", now=NOW)
+    result = patient_risk(model, patient, top=13)
+    assert report.risk == pytest.approx(result.risk)
+    assert report.reasons == [r.text for r in result.reasons[:3]]
+    # the waterfall goes from the cohort average to the patient's risk
+    assert report.base_value + sum(s for _, s in report.contributions) == pytest.approx(report.risk, abs=1e-9)
+    assert len(report.contributions) == len([r for r in result.reasons])
+    assert report.interval is None and report.test_auc == pytest.approx(0.9123)
+    assert report.missing == ["Major vessels coloured by fluoroscopy"]
+    assert report_filename(report, "pdf") == "heart-risk-report-20260304-050600.pdf"
+
+
+@pytest.mark.skipif(cjk_font_path() is None, reason="no CJK font on this machine (e.g. fonts-wqy-zenhei)")
+def test_the_chinese_pdf_is_in_chinese(model, patient):
+    report = build_report(model, patient, meta=META, lang="zh", whatifs=["如果静息血压为 125 而不是 151 mmHg：40% → 31%"],
+                          now=NOW, for_pdf=True)
+    assert report.lang == "zh" and report.note is None
+    pages, text = pdf_text(report_pdf(report))
+    flat = squash(text)
+    assert pages == 1
+    for expected in ("心脏病风险报告", "静息血压", "151 mmHg", "风险分层", "仅供决策支持", "如果静息血压为125而不是151",
+                     "ward-mlp"):
+        assert squash(expected) in flat, expected
+
+
+def test_without_a_cjk_font_the_pdf_is_english_and_says_why(model, patient, monkeypatch):
+    monkeypatch.setattr(report_module, "cjk_font_path", lambda: None)
+    chinese = build_report(model, patient, meta=META, lang="zh", now=NOW)
+    with pytest.raises(ReportError, match="CJK font"):
+        report_pdf(chinese)
+    report = build_report(model, patient, meta=META, lang="zh", now=NOW, for_pdf=True,
+                          whatifs=["如果静息血压为 125 而不是 151 mmHg"])
+    assert report.lang == "en" and report.whatifs == []
+    _, text = pdf_text(report_pdf(report))
+    assert "A Chinese PDF needs a CJK font" in text and "Resting blood pressure" in text
+
+
+def test_with_only_the_built_in_font_latin_text_still_prints(model, patient, monkeypatch):
+    monkeypatch.setattr(report_module, "cjk_font_path", lambda: None)
+    monkeypatch.setattr(report_module, "latin_font_paths", lambda: None)
+    report = build_report(model, patient, meta=META, lang="en", now=NOW, whatifs=["If x were 1: 50% → 10%"])
+    _, text = pdf_text(report_pdf(report))
+    assert "151 mmHg" in text and "50% -> 10%" in text
+
+
+def test_an_ensemble_shows_its_interval(model, patient):
+    from core.network import Network
+
+    class Ensemble:
+        def __init__(self, base):
+            self.preprocessor_, self.schema, self.background_ = base.preprocessor_, base.schema, base.background_
+            W, b = base.networks_[0].layers[0]
+            self.networks_ = [Network([(W * s, b)]) for s in (0.7, 1.0, 1.3)]
+            self.n_members_ = 3
+
+        def predict_risk_raw(self, raw):
+            X = self.preprocessor_.transform_raw(raw)
+            return np.mean([n.proba(X) for n in self.networks_], axis=0)
+
+        def predict_interval_raw(self, raw):
+            X = self.preprocessor_.transform_raw(raw)
+            members = np.array([n.proba(X) for n in self.networks_])
+            return members.mean(axis=0), members.min(axis=0), members.max(axis=0)
+
+    report = build_report(Ensemble(model), patient, meta=META, lang="en", now=NOW)
+    low, high = report.interval
+    assert low <= report.risk <= high and low < high
+    _, text = pdf_text(report_pdf(report))
+    assert squash(f"{low:.1%} – {high:.1%}") in squash(text)
+    assert f"{low:.1%} – {high:.1%}" in report_html(report)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_html_report_is_complete_and_escaped(model, patient, lang):
+    meta = dict(META, name="<script>alert(1)</script>")
+    report = build_report(model, patient, meta=meta, lang=lang, now=NOW, whatifs=["<b>bold</b>"])
+    page = report_html(report)
+    assert page.startswith("<!DOCTYPE html>") and "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "151 mmHg" in page and "287 mg/dl" in page and "f" * 64 in page and "@page" in page
+    assert "<svg" in page and page.count("<rect") >= 3
+    if lang == "zh":
+        assert "心脏病风险报告" in page and "静息血压" in page and "仅供决策支持" in page
+    else:
+        assert "Heart-disease risk report" in page and "Decision support only" in page
