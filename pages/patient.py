@@ -15,6 +15,7 @@ from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, 
 from core.counterfactual import counterfactuals, default_modifiable, sentence
 from core.similar import similar_patients
 from core.report import build_report, report_html, report_pdf
+from core.audit import audit_path, log_prediction
 from core.trust import ood_check, patient_uncertainty
 from core.units import from_model, input_range, to_model, unit_options
 from ui import figures
@@ -363,3 +364,13 @@ r1.download_button(t("report_dl.pdf"), pdf_bytes, file_name="heart-risk-report.p
 r2.download_button(t("report_dl.html"), html_bytes, file_name="heart-risk-report.html", mime="text/html",
                    icon=":material/print:", on_click="ignore", key="pt_report_html")
 st.caption(t("report_dl.help"))
+
+# ---- the audit trail (off unless HEART_RISK_AUDIT names a file): one line per prediction shown ------
+audit_file = audit_path(st.secrets)
+if audit_file is not None and st.session_state.get("pt_audit_key") != (token, key):
+    try:
+        log_prediction(audit_file, values, result.risk, model=report_args["model_name"], source="patient",
+                       risk_band=result.risk_band)
+    except OSError:
+        st.warning(t("audit.write_failed"), icon=":material/warning:")
+    st.session_state["pt_audit_key"] = (token, key)

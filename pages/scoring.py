@@ -13,6 +13,7 @@ import plotly.express as px
 import streamlit as st
 
 import core.data
+from core.audit import audit_path, log_table
 from core.data import read_table
 from core.errors import CoreError
 from core.export import csv_bytes
@@ -108,6 +109,14 @@ if stored is None or stored[0] != key:
     bar.empty()
     stored = (key, scored)
     st.session_state["sc_result"] = stored
+    audit_file = audit_path(st.secrets)
+    if audit_file is not None:  # the audit trail, when on: one line per patient scored
+        info = st.session_state.get("model_info") or {}
+        try:
+            log_table(audit_file, table, pre.feature_names, scored.table["risk"], bands=scored.table["risk_band"],
+                      model=info.get("name") or t("sidebar.unsaved_model"), source="cohort")
+        except OSError:
+            st.warning(t("audit.write_failed"), icon=":material/warning:")
 scored = stored[1]
 full = scored.table
 

@@ -254,3 +254,47 @@ def test_scoring_page_upload_names_missing_columns_and_scores_a_good_file():
     scored = at.session_state["sc_result"][1]
     assert len(scored.table) == 40 and list(scored.table["mrn"][:2]) == ["M0", "M1"]
     assert any(c.startswith("Scoring ward.csv: 40 patients") for c in texts(at.caption))
+
+
+# ---- the audit trail in the dashboard ---------------------------------------------------------------
+def test_without_the_audit_log_there_is_no_audit_page_and_nothing_is_written(tmp_path):
+    at = app_with_model("en", "pages/patient.py")
+    no_exceptions(at)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/audit.py")
+    assert not list(tmp_path.glob("**/*.jsonl"))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_with_the_audit_log_predictions_are_recorded_and_browsable(tmp_path, monkeypatch, lang):
+    from core.audit import inputs_hash, read_log
+    log = tmp_path / "audit" / "predictions.jsonl"
+    monkeypatch.setenv("HEART_RISK_AUDIT", str(log))
+    at = app_with_model(lang, "pages/patient.py")
+    no_exceptions(at)
+    at.run()  # a rerun with the same inputs is not a new prediction
+    table, bad = read_log(log)
+    assert bad == 0 and len(table) == 1 and table["source"].tolist() == ["patient"]
+    risk = percent(metric(at, tr("patient.risk", lang)).value)
+    assert table["risk"].iloc[0] * 100 == pytest.approx(risk, abs=0.05)
+    assert table["model"].iloc[0] == "toy-logistic (v1)"
+    assert "237.0" not in log.read_text() and "trestbps" not in log.read_text()
+    values = {f: v for f, v in at.session_state["pt_history"]["key"]}
+    assert table["inputs_sha256"].iloc[0] == inputs_hash(values)
+
+    at.switch_page("pages/scoring.py").run()
+    no_exceptions(at)
+    cohort = at.session_state["cohort"]
+    table, _ = read_log(log)
+    assert len(table) == 1 + cohort.n and (table["source"] == "cohort").sum() == cohort.n
+
+    at.switch_page("pages/audit.py").run()
+    no_exceptions(at)
+    assert tr("audit.title", lang) in texts(at.title)
+    assert metric(at, tr("audit.entries", lang)).value == f"{1 + cohort.n:,}"
+    shown = at.dataframe[0].value
+    assert len(shown) == 1 + cohort.n
+    assert shown[tr("audit.source", lang)].iloc[-1] == tr("audit.source_patient", lang)  # newest first
+    at.multiselect(key=f"audit_sources@{lang}").set_value(["patient"]).run()
+    assert len(at.dataframe[0].value) == 1
+    assert tr("audit.shown", lang, n=1, total=1 + cohort.n) in texts(at.caption)
