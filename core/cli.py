@@ -121,6 +121,25 @@ def _cohort(args):
     return cohort_from_frame(demo_cohort(), cleveland_schema(), name=DEMO_NAME, synthetic=True, missing=args.missing)
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null: its C++ libraries print start-up
+    notes (oneDNN) before TF_CPP_MIN_LOG_LEVEL applies, and stderr is for our own lines (a bad input
+    gets exactly one). A failing import still raises, and is reported as usual."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def _warn(problems) -> None:
     for problem in problems:
         print(f"warning: {problem.message}", file=sys.stderr)
@@ -132,11 +151,14 @@ def cmd_train(args) -> int:
     cohort = _cohort(args)
     _warn(cohort.problems)
     config = _config(args)
+    _import_tensorflow_quietly()
     result = train_on_cohort(cohort, config)
 
     def write(directory):
+        # The dashboard's shape of ``extra``: a bundle trained here opens on the Model card page too.
+        from core.model_card import card_extra, cohort_summary
         save_bundle(result.model, directory, metrics=result.metrics, data_fingerprint=cohort.fingerprint,
-                    name=args.name, extra={"cohort": cohort.name, "synthetic": cohort.synthetic, "sizes": result.sizes})
+                    name=args.name, extra=card_extra(cohort_summary(cohort), result.sizes))
 
     if args.out:
         out = Path(args.out)
@@ -161,6 +183,7 @@ def cmd_evaluate(args) -> int:
         raise CoreError("--cv needs at least 2 folds and 1 repeat")
     cohort = _cohort(args)
     _warn(cohort.problems)
+    _import_tensorflow_quietly()
     result = cross_validate(cohort.df, cohort.y, cohort.schema, _config(args), n_splits=n_splits, n_repeats=n_repeats)
     summary = result.summary
     if args.json:
@@ -172,13 +195,27 @@ def cmd_evaluate(args) -> int:
 
 
 def _read_patients(path: str, model):
-    from core.data import read_table
+    """The patients to score, checked against the model's schema: a value the model was never meant to
+    see (text in a number column, ±inf, outside the plausible range, a code it does not know — e.g. a file
+    coded for another model) is refused, naming column, rows and rule; missing values are imputed."""
+    from core.data import check_features, read_table
+    from core.schema import format_rows
     if not Path(path).is_file():
         raise CoreError(f"--input: no such file: {path}")
     table = read_table(path).df
     missing = [name for name in model.schema.feature_names if name not in table.columns]
     if missing:
         raise CoreError(f"--input lacks columns the model needs: {', '.join(missing)}")
+    checked, problems = check_features(table, model.schema)
+    bad = [p for p in problems if p.rule != "missing"]
+    if bad:
+        details = "; ".join(f"{p.column}: {p.detail}, {'row' if p.count == 1 else 'rows'} "
+                            f"{format_rows([r - 1 for r in p.rows])}" for p in bad)
+        raise CoreError(f"--input: {details} (the model scores only plausible values and codes it knows)")
+    _warn(problems)
+    table = table.reset_index(drop=True)
+    for name in checked.columns:  # the checked columns: markers like "?" missing, numbers as numbers
+        table[name] = checked[name]
     return table
 
 
@@ -186,6 +223,7 @@ def cmd_predict(args) -> int:
     from core.export import write_csv
     from core.model import load_bundle
     from core.risk import score_table
+    _import_tensorflow_quietly()
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
     scored = score_table(model, table, lang=args.lang)
@@ -197,6 +235,7 @@ def cmd_predict(args) -> int:
 def cmd_explain(args) -> int:
     from core.explain import explain
     from core.model import load_bundle
+    _import_tensorflow_quietly()
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
     pre = model.preprocessor_
@@ -248,39 +287,6 @@ def cmd_counterfactual(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
-            "counterfactual": cmd_counterfactual, "validate": cmd_validate}
-
-
-def _first_line(exc) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _json_default(o):
-    import numpy as np
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def main(argv=None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except CoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, UnicodeError) as exc:
-        print(f"error: {type(exc).__name__}: {getattr(exc, 'strerror', None) or 'cannot read or write a file'}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # never a traceback; the type name helps a bug report without leaking values
-        print(f"internal error ({type(exc).__name__}); please report it", file=sys.stderr)
-        return 1
 def cmd_validate(args) -> int:
     from core.external import external_cohort, external_extra, recalibrate_intercept, validate_external
     from core.model import load_bundle
@@ -323,3 +329,36 @@ def cmd_validate(args) -> int:
     return 0
 
 
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
+            "counterfactual": cmd_counterfactual, "validate": cmd_validate}
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def main(argv=None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CoreError as exc:  # one line, always: a message from a library may carry more
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeError) as exc:
+        print(f"error: {type(exc).__name__}: {getattr(exc, 'strerror', None) or 'cannot read or write a file'}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback; the type name helps a bug report without leaking values
+        print(f"internal error ({type(exc).__name__}); please report it", file=sys.stderr)
+        return 1

@@ -125,6 +125,7 @@ def _decode(data: bytes, name: str) -> tuple[str, str]:
         raise CohortError(f"{not_text} (it contains NUL bytes)")
     else:
         candidates = ["utf-8-sig", "gb18030", _guess_encoding, "cp1252", "latin-1"]
+        _refuse_mixed_encodings(data, name)
     for encoding in candidates:
         if callable(encoding):  # charset-normalizer only when the strict decoders failed (it is slow)
             encoding = encoding(data) or "cp1252"
@@ -143,6 +144,34 @@ def _decode(data: bytes, name: str) -> tuple[str, str]:
             raise CohortError(f"{not_text} (it contains binary data)")
         return text, encoding
     raise CohortError(f"{not_text} (it cannot be decoded)")
+
+
+def _refuse_mixed_encodings(data: bytes, name: str) -> None:
+    """Refuse a file whose lines were saved in different encodings (rows pasted together from two
+    exports): some lines are UTF-8 with accented or Chinese letters, others are not UTF-8 at all. Any one
+    decoding would turn one half into nonsense silently. Only the first MB is examined."""
+    try:
+        data.decode("utf-8")
+        return
+    except UnicodeDecodeError:
+        pass
+    utf8, other = [], []
+    for number, line in enumerate(_head(data).split(b"\n")):
+        if line.isascii():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            other.append(number)
+            continue
+        # Letters a UTF-8 export really holds; a GB18030 line that happens to be valid UTF-8 decodes to
+        # rarer Latin Extended letters and is not counted.
+        if any("\u00c0" <= c <= "\u00ff" and c not in "\u00d7\u00f7" or "\u4e00" <= c <= "\u9fff" for c in text):
+            utf8.append(number)
+    if utf8 and other:
+        lines = lambda numbers: format_rows(numbers).replace(" rows)", " lines)")  # noqa: E731
+        raise CohortError(f"{name}: the file mixes text encodings: lines {lines(utf8)} are UTF-8, lines "
+                          f"{lines(other)} are not (save the whole file again as UTF-8)")
 
 
 def _looks_chinese(text: str) -> bool:
@@ -373,6 +402,76 @@ def _failures(pschema: pa.DataFrameSchema, data: pd.DataFrame) -> dict[tuple[str
     return {}
 
 
+def _strip_markers(data: pd.DataFrame, columns: list[str]) -> None:
+    """Text cells stripped and missing markers ("?", "NA", ...) made missing, in place."""
+    for col in columns:
+        if not pd.api.types.is_numeric_dtype(data[col]):
+            cells = data[col].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+            data[col] = cells.where(~cells.isin(MISSING_MARKERS), np.nan)
+
+
+def _code_text(f, code) -> str:
+    """A code of the schema as the file should hold it, with its meaning: '3 = normal'."""
+    value = int(code) if isinstance(code, float) and code.is_integer() else code
+    label = f.code_label(code)
+    return str(value) if label == str(value) else f"{value} = {label}"
+
+
+def _check_values(data: pd.DataFrame, schema: Schema) -> list[Problem]:
+    """Text in numeric columns (errors), ±inf, impossible values and unknown codes (warnings: the cells
+    are set to missing in ``data``, whose index must be 0..n-1)."""
+    rows_in = len(data)
+    problems: list[Problem] = []
+    for f in schema.model_features:
+        if f.kind in ("numeric", "ordinal"):
+            numbers = pd.to_numeric(data[f.name], errors="coerce").astype(float)
+            text = numbers.isna() & data[f.name].notna()
+            if text.any():
+                problems.append(_problem(f.name, "text", text, "error", "refused: fix the file",
+                                         ("text value", " in a numeric column")))
+            data[f.name] = numbers
+    order = {f.name: k for k, f in enumerate(schema.features)}
+    failures = _failures(_pandera_schema(schema), data)
+    for (col, check), positions in sorted(failures.items(), key=lambda item: order[item[0][0]]):
+        f = schema[col]
+        mask = np.zeros(rows_in, dtype=bool)
+        mask[positions] = True
+        if check == "infinite":
+            what = ("infinite value", "")
+        elif check == "range":
+            what = ("value", _range_text(f))
+        else:
+            what = ("unknown code", f" (known: {', '.join(_code_text(f, c) for c in f.code_values())})")
+        problems.append(_problem(col, check, mask, "warning", "set to missing", what))
+        data.loc[mask, col] = np.nan
+    for f in schema.model_features:  # numeric codes as floats, once unknown codes (text too) are gone
+        if f.codes and all(isinstance(c, float) for c in f.code_values()):
+            data[f.name] = pd.to_numeric(data[f.name], errors="coerce").astype(float)
+    return problems
+
+
+def check_features(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Problem]]:
+    """A table of patients to score, checked as a training cohort is: text in a numeric column, ±inf,
+    values outside the plausible range and codes the schema does not know, then missing values; each a
+    Problem naming column, rows and rule (never a value). Returns the feature columns with the offending
+    cells missing. The caller decides what to refuse; the outcome column is not needed."""
+    absent = [n for n in schema.feature_names if n not in df.columns]
+    if absent:
+        raise CohortError(f"columns the model needs are not in the file: {absent}; columns are {list(df.columns)}")
+    names = [f.name for f in schema.model_features]
+    data = df[names].copy().reset_index(drop=True)
+    _strip_markers(data, names)
+    problems = _check_values(data, schema)
+    for f in schema.model_features:
+        absent_values = data[f.name].isna().to_numpy()
+        if absent_values.any():
+            coded = f.kind in ("binary", "categorical")
+            problems.append(_problem(f.name, "missing", absent_values, "warning",
+                                     f"imputed from the training split's {'most frequent value' if coded else 'median'}",
+                                     ("missing value", "")))
+    return data, problems
+
+
 def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> ValidationResult:
     """Check a table against a schema; return a clean copy, the 0/1 outcome and what was changed."""
     if missing not in ("impute", "drop"):
@@ -395,37 +494,8 @@ def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> Valid
     if not schema.model_features:
         raise CohortError(f"no feature columns to learn from; columns are {columns}")
     data = df.copy().reset_index(drop=True)  # row labels become positions; the caller's frame is untouched
-    for col in [f.name for f in schema.model_features] + [target]:
-        if not pd.api.types.is_numeric_dtype(data[col]):
-            cells = data[col].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
-            data[col] = cells.where(~cells.isin(MISSING_MARKERS), np.nan)
-
-    problems: list[Problem] = []
-    for f in schema.model_features:
-        if f.kind in ("numeric", "ordinal"):
-            numbers = pd.to_numeric(data[f.name], errors="coerce").astype(float)
-            text = numbers.isna() & data[f.name].notna()
-            if text.any():
-                problems.append(_problem(f.name, "text", text, "error", "refused: fix the file",
-                                         ("text value", " in a numeric column")))
-            data[f.name] = numbers
-    order = {f.name: k for k, f in enumerate(schema.features)}
-    failures = _failures(_pandera_schema(schema), data)
-    for (col, check), positions in sorted(failures.items(), key=lambda item: order[item[0][0]]):
-        f = schema[col]
-        mask = np.zeros(rows_in, dtype=bool)
-        mask[positions] = True
-        if check == "infinite":
-            what = ("infinite value", "")
-        elif check == "range":
-            what = ("value", _range_text(f))
-        else:
-            what = ("unknown code", f" (known: {', '.join(f.code_label(c) for c in f.code_values())})")
-        problems.append(_problem(col, check, mask, "warning", "set to missing", what))
-        data.loc[mask, col] = np.nan
-    for f in schema.model_features:  # numeric codes as floats, once unknown codes (text too) are gone
-        if f.codes and all(isinstance(c, float) for c in f.code_values()):
-            data[f.name] = pd.to_numeric(data[f.name], errors="coerce").astype(float)
+    _strip_markers(data, [f.name for f in schema.model_features] + [target])
+    problems = _check_values(data, schema)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         exc = CohortError("; ".join(p.message for p in errors))
@@ -451,7 +521,9 @@ def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> Valid
     clean = data[keep].reset_index(drop=True)
     y = outcome[keep].to_numpy(dtype=float)
     if len(clean) < MIN_ROWS:
-        raise CohortError(f"only {_plural(len(clean), 'usable row')} of {rows_in}; at least {MIN_ROWS} are needed")
+        why = "; ".join(p.message for p in problems if p.action == "rows dropped")
+        raise CohortError(f"only {_plural(len(clean), 'usable row')} of {rows_in}"
+                          f"{f' ({why})' if why else ''}; at least {MIN_ROWS} are needed")
     if np.unique(y).size < 2:
         kind = "positive" if y[0] == 1 else "negative"
         raise CohortError(f"only one outcome class: all {len(y)} rows are {kind} ({target} {rule})")

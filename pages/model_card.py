@@ -18,8 +18,13 @@ info = st.session_state.get("model_info") or {}
 if not meta.get("name"):
     meta = {**meta, "name": info.get("name") or t("sidebar.unsaved_model")}
 
-markdown = card_markdown(meta, lang())
-html = card_html(meta, lang())
+try:
+    markdown = card_markdown(meta, lang())
+    html = card_html(meta, lang())
+except (AttributeError, TypeError, ValueError, KeyError) as exc:  # metadata of another shape (the hashes
+    # cover the model files, not metadata.json): say so instead of failing the page
+    st.error(t("card_page.unreadable", kind=type(exc).__name__), icon=":material/error:")
+    st.stop()
 slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(meta.get("name") or "model")).strip("-") or "model"
 c1, c2 = st.columns(2)
 c1.download_button(t("card_page.download_md"), markdown.encode("utf-8"), file_name=f"model-card-{slug}.md",
