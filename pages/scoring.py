@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
-import plotly.express as px
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 import core.data
@@ -33,9 +33,41 @@ def band_name(band: str) -> str:
     return {"low": t("band.low"), "intermediate": t("band.intermediate"), "high": t("band.high")}[band]
 
 
-def table_key(df: pd.DataFrame) -> int:
-    """A cheap content key (pandas' row hashes), so a new file or cohort scores again."""
-    return int(pd.util.hash_pandas_object(df, index=False).sum())
+def prepare(source_id, load):
+    """Read and check the patients once per file (or cohort) and model: a rerun (a filter moved) reuses
+    them. Returns (table, name, problems) or stops the page with the reason."""
+    source_id = (source_id, lang())  # messages are in the session's language
+    cached = st.session_state.get("sc_input")
+    if cached is None or cached[0] != source_id:
+        try:
+            table, name = load()
+            missing = [n for n in pre.feature_names if n not in table.columns]
+            problems, error = [], None
+            if missing:
+                error = t("scoring.missing_columns", columns=", ".join(map(str, missing)))
+            elif check_features is not None:
+                # Checked as a cohort is: text in a number column refused; implausible values and unknown
+                # codes set to missing (when the engine offers the check).
+                checked, problems = check_features(table, model.schema)
+                if any(p.severity == "error" for p in problems):
+                    error = t("scoring.refused")
+                else:
+                    table = table.reset_index(drop=True).copy()
+                    for col in checked.columns:
+                        table[col] = checked[col]
+        except CoreError as exc:
+            table, name, problems, error = None, None, [], str(exc)
+        cached = (source_id, table, name, problems, error)
+        st.session_state["sc_input"] = cached
+    _, table, name, problems, error = cached
+    if error:
+        if name is not None:
+            st.caption(t("scoring.which", name=name, n=len(table)))
+        st.error(error, icon=":material/error:")
+        if problems:
+            show_problems(problems)
+        st.stop()
+    return table, name, problems
 
 
 ensure_shell()  # when this page runs without app.py
@@ -47,51 +79,33 @@ cohort = active_cohort()
 source = st.segmented_control(t("scoring.source"), ["active", "upload"], key=lang_key("sc_source"), default="active",
                               required=True, format_func={"active": t("scoring.source_active"),
                                                           "upload": t("scoring.source_upload")}.get)
+check_features = getattr(core.data, "check_features", None)
+token = st.session_state.get("model_token")
 if source == "upload":
     upload = st.file_uploader(t("scoring.upload"), type=["csv", "txt", "tsv", "data"], key="sc_upload",
                               help=t("scoring.upload_help"))
     if upload is None:
         st.info(t("scoring.upload_hint", columns=", ".join(pre.feature_names)), icon=":material/info:")
         st.stop()
-    try:
+
+    def load_upload():
         read = read_table(upload)
-    except CoreError as exc:
-        st.error(str(exc), icon=":material/error:")
-        st.stop()
-    table, name = read.df, read.name
+        return read.df, read.name
+
+    source_id = ("upload", upload.file_id, token)
+    table, name, problems = prepare(source_id, load_upload)
 else:
-    table, name = cohort.df, cohort.name
+    source_id = ("active", cohort.name, cohort.fingerprint, token)
+    table, name, problems = prepare(source_id, lambda: (cohort.df, cohort.name))
 st.caption(t("scoring.which", name=name, n=len(table)))
-
-missing = [n for n in pre.feature_names if n not in table.columns]
-if missing:
-    st.error(t("scoring.missing_columns", columns=", ".join(map(str, missing))), icon=":material/error:")
-    st.stop()
-
-# Check values as a cohort is checked (text in a number column refused; implausible values and unknown
-# codes set to missing), when the engine offers it.
-check_features = getattr(core.data, "check_features", None)
-if check_features is not None:
-    try:
-        checked, problems = check_features(table, model.schema)
-    except CoreError as exc:
-        st.error(str(exc), icon=":material/error:")
-        st.stop()
-    if any(p.severity == "error" for p in problems):
-        st.error(t("scoring.refused"), icon=":material/error:")
-        show_problems(problems)
-        st.stop()
-    table = table.reset_index(drop=True).copy()
-    for col in checked.columns:
-        table[col] = checked[col]
-    notable = [p for p in problems if p.rule != "missing"]
-    if notable:
-        with st.expander(t("scoring.problems", n=len(notable))):
-            show_problems(notable)
+notable = [p for p in problems if p.rule != "missing"]
+if notable:
+    with st.expander(t("scoring.problems", n=len(notable))):
+        show_problems(notable)
 
 with_reasons = st.checkbox(t("scoring.with_reasons"), value=len(table) <= REASONS_BY_DEFAULT,
                            key=f"sc_reasons_{len(table) <= REASONS_BY_DEFAULT}", help=t("scoring.with_reasons_help"))
-key = (st.session_state.get("model_token"), table_key(table), with_reasons, lang())
+key = (source_id, with_reasons, lang())
 stored = st.session_state.get("sc_result")
 if stored is None or stored[0] != key:
     bar = st.progress(0.0, text=t("scoring.progress", done=0, total=len(table)))
@@ -150,18 +164,23 @@ st.dataframe(shown.rename(columns=labels), hide_index=True, height=420,
 st.caption(t("scoring.shown", n=len(view), total=len(full)))
 
 if len(view):
-    hist = px.histogram(x=view["risk"] * 100, color=view["risk_band"].map(band_name), nbins=40,
-                        color_discrete_map={band_name(b): BAND_COLOURS[b] for b in BANDS},
-                        category_orders={"color": [band_name(b) for b in BANDS]})
+    # Binned here (2.5-point bins, stacked by band): the browser gets 40 bars, not 100,000 values.
+    edges = np.linspace(0, 100, 41)
+    hist = go.Figure()
+    for band in BANDS:
+        counts, _ = np.histogram(view.loc[view["risk_band"] == band, "risk"] * 100, bins=edges)
+        hist.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=2.5, name=band_name(band),
+                     marker_color=BAND_COLOURS[band])
     hist.update_layout(title=t("scoring.histogram"), xaxis_title=t("scoring.risk_axis"), yaxis_title=t("scoring.count_axis"),
-                       legend_title_text=t("scoring.band"), bargap=0.05, height=340, margin=dict(t=50, b=40))
+                       legend_title_text=t("scoring.band"), barmode="stack", bargap=0, height=340,
+                       margin=dict(t=50, b=40), xaxis=dict(range=[0, 100]))
     st.plotly_chart(hist, key="sc_histogram", config={"displayModeBar": False})
 
 slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-")[:60] or "cohort"
 d1, d2 = st.columns(2)
-d1.download_button(t("scoring.download_csv", n=len(view)), csv_bytes(view), file_name=f"risk-{slug}.csv",
+# Both files are built only when asked for (100,000 rows: seconds for the CSV, a minute or more for Excel).
+d1.download_button(t("scoring.download_csv", n=len(view)), lambda: csv_bytes(view), file_name=f"risk-{slug}.csv",
                    mime="text/csv", icon=":material/download:", on_click="ignore", key="sc_download_csv")
-# The workbook is built only when asked for (openpyxl needs seconds for 100,000 rows).
 d2.download_button(t("scoring.download_xlsx", n=len(view)), lambda: excel_bytes(view), file_name=f"risk-{slug}.xlsx",
                    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                    icon=":material/download:", on_click="ignore", key="sc_download_xlsx")
