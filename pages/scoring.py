@@ -25,7 +25,7 @@ from ui.shell import ensure_shell
 from ui.state import active_cohort
 
 CUTOFFS = BandCutoffs()
-REASONS_BY_DEFAULT = 5000  # above this many patients the (slow) reasons are opt-in
+REASONS_BY_DEFAULT = 2000  # above this many patients the (slow) reasons are opt-in
 BAND_COLOURS = {"low": "#2e7d32", "intermediate": "#ef6c00", "high": "#c62828"}
 
 
