@@ -174,10 +174,12 @@ def number_input(page, label: str):
 
 
 def wait_charts_drawn(page, timeout_ms: float = 30_000) -> None:
-    """Every Plotly chart on screen has drawn its SVG."""
+    """Every element's code has loaded (Streamlit shows a skeleton until then: charts and tables come in
+    chunks fetched on first use) and every Plotly chart has drawn its SVG."""
     page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
-                 .every(el => el.querySelector('.main-svg'))""", timeout=timeout_ms)
+        """() => !document.querySelector('[data-testid="stSkeleton"]')
+                 && [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+                    .every(el => el.querySelector('.main-svg'))""", timeout=timeout_ms)
 
 
 def screenshot(page, path: Path, limit: int = SCREENSHOT_LIMIT) -> Path:
