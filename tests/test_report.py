@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-pypdf = pytest.importorskip("pypdf")
+import pypdf  # pinned in requirements.txt: a missing one is a red test, not a skip
 
 from core import report as report_module  # noqa: E402
 from core.demo import demo_cohort  # noqa: E402
@@ -82,8 +82,9 @@ def test_the_report_numbers_are_the_patient_pages(model, patient):
     assert report_filename(report, "pdf") == "heart-risk-report-20260304-050600.pdf"
 
 
-@pytest.mark.skipif(cjk_font_path() is None, reason="no CJK font on this machine (e.g. fonts-wqy-zenhei)")
 def test_the_chinese_pdf_is_in_chinese(model, patient):
+    # scripts/test.sh installs Debian's fonts-wqy-zenhei; without a CJK font this fails rather than skips.
+    assert cjk_font_path() is not None, "no CJK font (apt-get install fonts-wqy-zenhei, as scripts/test.sh does)"
     report = build_report(model, patient, meta=META, lang="zh", whatifs=["如果静息血压为 125 而不是 151 mmHg：40% → 31%"],
                           now=NOW, for_pdf=True)
     assert report.lang == "zh" and report.note is None
