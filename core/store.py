@@ -1,6 +1,7 @@
 """The model store: named, versioned bundles in one folder outside the code tree.
 
-Where: $HEART_RISK_STORE, else the user's data directory (platformdirs), e.g.
+Where: $HEART_RISK_STORE, else the dashboard's configured location (Streamlit secret ``model_store``, see
+:func:`configure_root`), else the user's data directory (platformdirs), e.g.
 ~/.local/share/heart-risk/models. Layout: <root>/<name>/v<k>/ (one bundle each). A save is written into
 a hidden temporary folder and renamed into place: a crash at any point leaves no half-written version
 visible, and two sessions saving the same name get two versions (rename onto an existing version fails,
@@ -19,10 +20,22 @@ from core.errors import BundleError
 NAME = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9 _.\-\u4e00-\u9fff]{0,63}$")
 
 
+_configured_root: Path | None = None
+
+
+def configure_root(path) -> None:
+    """Where the store lives when $HEART_RISK_STORE is not set: the dashboard passes the ``model_store``
+    of its Streamlit secrets on every run; None goes back to the user's data directory."""
+    global _configured_root
+    _configured_root = Path(path).expanduser() if path else None
+
+
 def store_root() -> Path:
     env = os.environ.get("HEART_RISK_STORE")
     if env:
         root = Path(env)
+    elif _configured_root is not None:
+        root = _configured_root
     else:
         import platformdirs
         root = Path(platformdirs.user_data_dir("heart-risk", appauthor=False)) / "models"

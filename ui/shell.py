@@ -13,9 +13,10 @@ import threading
 
 import streamlit as st
 
+from ui.auth import read_secrets, require_login
 from ui.i18n import LANGUAGES, t
 from ui.models import adopt_finished_job
-from ui.state import active_cohort, active_model, init_session
+from ui.state import active_cohort, active_model, configure_store, init_session
 
 _run = threading.local()  # each script run has its own thread
 
@@ -32,6 +33,9 @@ def draw_shell() -> None:
         st.session_state["lang_switched_from"] = current if chosen != current else None  # for ui.i18n.lang_key
         st.session_state["lang"] = chosen
     st.set_page_config(page_title=t("app.title"), page_icon=":material/cardiology:", layout="wide")
+    secrets = read_secrets()
+    configure_store(secrets)
+    require_login(secrets)  # stops the run until the user is in: nothing of a cohort or model is drawn before
     adopt_finished_job()  # a run that ended while the user was on another page
     with st.sidebar:
         cohort = active_cohort()

@@ -23,6 +23,13 @@ DEFAULTS = {"lang": "en", "cohort": None, "model": None, "model_info": None, "mo
 WARM_ENV = "HEART_RISK_WARM_TF"  # "0": do not import TensorFlow in the background (tests of startup)
 
 
+def configure_store(secrets: dict | None) -> None:
+    """The model store named by the secret ``model_store`` ($HEART_RISK_STORE, when set, still wins)."""
+    from core.store import configure_root
+    path = (secrets or {}).get("model_store")
+    configure_root(path.strip() if isinstance(path, str) and path.strip() else None)
+
+
 def init_session() -> None:
     keep_keras_state()
     for key, value in DEFAULTS.items():
