@@ -5,8 +5,8 @@ Sessions are AppTest instances, one thread each, sharing one process as the sess
 server do (st.cache_resource, the Keras trainers, TensorFlow's threads are shared; st.session_state is
 not). AppTest was written for one test at a time: each run installs a mock Runtime in a class attribute,
 sets ``global.appTest`` and resets both when it ends, which would pull them away from the other threads'
-runs. The test installs one Runtime for all sessions (as a server has one) and sets the option once;
-everything else — script runs, widget state, uploads, session state — is AppTest's, per session.
+runs. The test installs one Runtime and one script cache for all sessions (as a server has one of each)
+and sets the option once; everything else — script runs, widget state, uploads, session state — is AppTest's, per session.
 
 Printed with ``pytest -s`` and recorded in docs/operations.md: memory per session (growth of the
 process's resident memory over the 8 sessions, divided by 8) and the time of a Patient-page rerun while
@@ -72,6 +72,12 @@ def shared_runtime(monkeypatch, tmp_path):
     monkeypatch.setattr(app_test, "Runtime", SessionRuntime)
     monkeypatch.setattr(Runtime, "_instance", runtime)
     monkeypatch.setattr(app_test, "patch_config_options", lambda options: contextlib.nullcontext())
+    # A server compiles each page once into its runtime's script cache, under a lock; AppTest makes a
+    # new cache per run, and on CPython 3.11 ast.parse in several threads at once can fail with a spurious
+    # "AST constructor recursion depth mismatch" (python/cpython#106905). One cache, as on a server.
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    scripts = ScriptCache()
+    monkeypatch.setattr(app_test, "ScriptCache", lambda: scripts)
     monkeypatch.setenv("HEART_RISK_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("HEART_RISK_WARM_TF", "0")
     with patch_config_options({"global.appTest": True}):
@@ -95,7 +101,7 @@ def session(i: int, results: dict, start: threading.Barrier) -> None:
     out = results[i] = {"errors": [], "latencies": []}
 
     def check(step: str) -> None:
-        out["errors"] += [f"{step}: {e.value}" for e in at.exception]
+        out["errors"] += [f"{step}: {e.message or e.value} {' | '.join(e.stack_trace[-6:])}" for e in at.exception]
 
     try:
         name, data = ward_cohort(i)
@@ -133,7 +139,8 @@ def session(i: int, results: dict, start: threading.Barrier) -> None:
                                 for e in getattr(at, kind)) + " ".join(e.value for e in at.sidebar.text)
         out["app"] = at
     except Exception as exc:  # noqa: BLE001 - reported by the test with the session's number
-        out["errors"].append(f"{type(exc).__name__}: {exc}")
+        import traceback
+        out["errors"].append(f"{type(exc).__name__}: {exc} {traceback.format_exc()[-1500:]}")
 
 
 def test_eight_sessions_upload_train_and_score_at_once_without_seeing_each_other(shared_runtime):
