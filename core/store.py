@@ -68,6 +68,10 @@ def save_model(write_bundle, name: str, root: Path | None = None) -> Path:
     directory; this function makes it visible atomically and returns its final path."""
     name = check_name(name)
     root = root or store_root()
+    try:  # what killed processes left behind goes with the next save (never a young, running one)
+        clean_stale(root)
+    except OSError:
+        pass
     staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=root))
     try:
         bundle_dir = staging / "bundle"

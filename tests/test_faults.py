@@ -146,9 +146,13 @@ def test_sigkill_during_training_and_saving_loses_no_saved_version(tmp_path):
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".")]
     print(f"\nSIGKILL x{len(plan)}: {kills}; {len(listed)} versions in the store ({len(saved)} reported saved), "
           f"all load; staging folders left: {len(leftovers)}")
-    assert store.clean_stale(root, older_than_s=0) == len(leftovers)
-    assert_store_intact(root, saved)
+    young = store.save_model(lambda d: shutil.copytree(saved[0], d), NAME, root=root)
+    assert len([p for p in root.iterdir() if p.name.startswith(".")]) == len(leftovers)  # young: maybe running
+    for name in leftovers:  # an hour later, the next save removes them
+        os.utime(root / name, (time.time() - 7200, time.time() - 7200))
+    old = store.save_model(lambda d: shutil.copytree(saved[0], d), NAME, root=root)
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
+    assert_store_intact(root, saved + [young, old])
 
 
 # ---- the same, deterministically: a crash at each step of a save ----------------------------------
