@@ -155,8 +155,9 @@ def _refuse_mixed_encodings(data: bytes, name: str) -> None:
         return
     except UnicodeDecodeError:
         pass
-    utf8, other = [], []
-    for number, line in enumerate(_head(data).split(b"\n")):
+    lines = _head(data).split(b"\n")
+    utf8_cjk, utf8_latin, other = [], [], []
+    for number, line in enumerate(lines):
         if line.isascii():
             continue
         try:
@@ -164,14 +165,24 @@ def _refuse_mixed_encodings(data: bytes, name: str) -> None:
         except UnicodeDecodeError:
             other.append(number)
             continue
-        # Letters a UTF-8 export really holds; a GB18030 line that happens to be valid UTF-8 decodes to
-        # rarer Latin Extended letters and is not counted.
-        if any("\u00c0" <= c <= "\u00ff" and c not in "\u00d7\u00f7" or "\u4e00" <= c <= "\u9fff" for c in text):
-            utf8.append(number)
-    if utf8 and other:
-        lines = lambda numbers: format_rows(numbers).replace(" rows)", " lines)")  # noqa: E731
-        raise CohortError(f"{name}: the file mixes text encodings: lines {lines(utf8)} are UTF-8, lines "
-                          f"{lines(other)} are not (save the whole file again as UTF-8)")
+        if any("\u4e00" <= c <= "\u9fff" for c in text):
+            utf8_cjk.append(number)
+        elif any("\u00c0" <= c <= "\u00ff" and c not in "\u00d7\u00f7" for c in text):
+            utf8_latin.append(number)
+    if not other:
+        return
+    # A GB18030 line of one or two characters is valid UTF-8 now and then ("毛" reads as "ë"): accented
+    # letters count only when the other lines are not Chinese.
+    rest = b"\n".join(lines[n] for n in other)
+    try:
+        chinese = _looks_chinese(rest.decode("gb18030")) and _prefers(rest, "gb18030", "cp1252")
+    except UnicodeDecodeError:
+        chinese = False
+    utf8 = sorted(utf8_cjk + ([] if chinese else utf8_latin))
+    if utf8:
+        numbered = lambda numbers: format_rows(numbers).replace(" rows)", " lines)")  # noqa: E731
+        raise CohortError(f"{name}: the file mixes text encodings: lines {numbered(utf8)} are UTF-8, lines "
+                          f"{numbered(other)} are not (save the whole file again as UTF-8)")
 
 
 def _looks_chinese(text: str) -> bool:

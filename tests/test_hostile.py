@@ -654,3 +654,17 @@ def test_a_model_card_from_metadata_of_another_shape_says_so_instead_of_failing(
     at.switch_page("pages/model_card.py").run()
     assert [e.value for e in at.exception] == []
     assert any(e.startswith(tr("card_page.unreadable", kind="AttributeError")[:40]) for e in errors(at)), errors(at)
+
+
+def test_mixed_chinese_encodings_are_refused_but_a_gb18030_file_is_not_mistaken_for_a_mix():
+    """UTF-8 and GB18030 rows in one file: refused, naming the lines. A GB18030 file in which a line
+    happens to be valid UTF-8 ("毛" is the bytes of "ë"): read as Chinese."""
+    from core.data import read_table
+    rows = ["科室,姓,年龄,结局"] + [f"{ward},{name},{40 + k},{k % 2}" for k, (ward, name) in
+                                   enumerate(zip(["心内科", "急诊", "外科"] * 7, ["毛", "男", "么", "王"] * 6))]
+    mixed = b"\n".join(line.encode("utf-8" if k % 2 else "gb18030") for k, line in enumerate(rows))
+    with pytest.raises(CohortError, match=r"mixes text encodings: lines 2, 4, 6, .* are UTF-8, lines 1, 3, 5, .* are not"):
+        read_table(mixed, name="wards.csv")
+    single = "\n".join(["姓,年龄,结局"] + [f"{name},{40 + k},{k % 2}" for k, name in enumerate(["毛", "男", "么"] * 5)])
+    read = read_table(single.encode("gb18030"))
+    assert read.encoding == "gb18030" and set(read.df["姓"]) == {"毛", "男", "么"}
