@@ -45,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--l2", type=float)
         p.add_argument("--patience", type=int)
         p.add_argument("--no-early-stopping", action="store_true")
+        p.add_argument("--members", type=int, help="networks in the uncertainty ensemble (default 1)")
 
     p = sub.add_parser("train", help="train the MLP, save a bundle, print test metrics as JSON")
     data_args(p)
@@ -94,7 +95,8 @@ def _config(args):
     from core.model import TrainConfig
     fields = {"epochs": args.epochs, "seed": args.seed, "activation": args.activation,
               "optimizer": args.optimizer, "loss": args.loss, "learning_rate": args.learning_rate,
-              "batch_size": args.batch_size, "dropout": args.dropout, "l2": args.l2, "patience": args.patience}
+              "batch_size": args.batch_size, "dropout": args.dropout, "l2": args.l2, "patience": args.patience,
+              "members": getattr(args, "members", None)}
     values = {k: v for k, v in fields.items() if v is not None}
     if args.hidden:
         try:

@@ -28,6 +28,7 @@ from ui.shell import ensure_shell
 from ui.state import active_cohort, forget_saved_bundles, load_saved_bundle
 
 DEFAULT = TrainConfig()
+DASHBOARD_MEMBERS = 5  # networks in the uncertainty ensemble: ~3x one fit's time, gives every risk a range
 METRICS = ("accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc", "brier", "calibration_slope",
            "calibration_intercept")
 
@@ -102,6 +103,8 @@ def training_form(cohort, running: bool) -> None:
             "early_stopping": c3.checkbox(t("train.early_stopping"), DEFAULT.early_stopping),
             "patience": c3.number_input(t("train.patience"), 1, 1000, DEFAULT.patience, 1),
             "seed": c3.number_input(t("train.seed"), 0, 2**31 - 1, DEFAULT.seed, 1),
+            # Every risk on the patient page comes with a range when the model is an ensemble (issue: trust).
+            "members": c3.number_input(t("train.members"), 1, 20, DASHBOARD_MEMBERS, 1, help=t("train.members_help")),
         }
         submitted = st.form_submit_button(t("train.start"), type="primary", icon=":material/play_arrow:",
                                           disabled=running)

@@ -72,10 +72,11 @@ def plotly_charts(at: AppTest) -> list:
     return list(at.main.get("plotly_chart"))
 
 
-def train(at: AppTest, epochs: int = 5, early_stopping: bool = True) -> None:
-    """Fill the Train page's form and wait for the background run."""
+def train(at: AppTest, epochs: int = 5, early_stopping: bool = True, members: int = 1) -> None:
+    """Fill the Train page's form and wait for the background run (one network unless asked: faster)."""
     at.switch_page("pages/train.py").run()
     widget(at.number_input, tr("train.epochs")).set_value(epochs)
+    widget(at.number_input, tr("train.members")).set_value(members)
     widget(at.checkbox, tr("train.early_stopping")).set_value(early_stopping)
     at.get("form_submit_button")[0].click().run()
     no_exceptions(at)
@@ -435,3 +436,14 @@ def test_the_first_page_draws_without_tensorflow():
     modules, seconds = done.stdout.split()[-2:]
     assert modules == "0"
     print(f"first page in {seconds} s without TensorFlow")
+
+
+def test_the_train_form_trains_an_ensemble_whose_range_the_patient_page_shows():
+    at = new_app()
+    at.switch_page("pages/train.py").run()
+    assert widget(at.number_input, tr("train.members")).value == 5  # the dashboard's default: every risk has a range
+    train(at, epochs=8, members=3)
+    assert at.session_state["model"].n_members_ == 3
+    at.switch_page("pages/patient.py").run()
+    no_exceptions(at)
+    assert any("across 3 networks" in m for m in texts(at.markdown))
