@@ -216,3 +216,38 @@ def test_explain_and_model_card_pages_render(server, page):
         expect(main.get_by_role("heading", name=tr(key), exact=True)).to_be_visible()
     expect(page.get_by_test_id("stDownloadButton").filter(has_text=tr("card_page.download_md"))).to_be_visible()
     screenshot(page, SHOTS / "model_card.png")
+
+
+def test_patient_report_pdf_and_scored_cohort_csv_download(server, page, tmp_path):
+    """The two files a clinician takes away: the patient's one-page PDF report and the scored cohort CSV."""
+    import io
+
+    import pandas as pd
+    import pypdf
+
+    open_dashboard(page, server)
+    train(page, epochs=15)
+    go_to(page, "nav.patient")
+    expect(risk_metric(page)).to_be_visible()
+    shown = risk_text(page)
+    pdf_button = page.get_by_test_id("stDownloadButton").filter(has_text=tr("report_dl.pdf"))
+    expect(pdf_button).to_be_visible(timeout=60_000)
+    with page.expect_download(timeout=60_000) as pdf_download:
+        pdf_button.locator("button").click()
+    pdf_path = tmp_path / "report.pdf"
+    pdf_download.value.save_as(pdf_path)
+    reader = pypdf.PdfReader(pdf_path)
+    text = " ".join(p.extract_text() for p in reader.pages)
+    assert len(reader.pages) == 1
+    assert shown.rstrip("%").split(".")[0] in text  # the risk on screen is the risk in the report
+    assert "bpm" in text and "mmHg" in text  # the patient's inputs with their units
+
+    go_to(page, "nav.scoring")
+    csv_button = page.get_by_role("button", name=re.compile(r"^CSV \(303 "))
+    expect(csv_button).to_be_visible(timeout=60_000)
+    with page.expect_download(timeout=60_000) as csv_download:
+        csv_button.click()
+    scored = pd.read_csv(io.BytesIO(csv_download.value.path().read_bytes()), encoding="utf-8-sig")
+    assert len(scored) == 303  # the active demo cohort, every patient
+    assert scored["risk"].between(0, 1).all()
+    assert set(scored["risk_band"]) <= {"low", "intermediate", "high"}
