@@ -7,7 +7,6 @@ BrowserMissing and the caller decides (the tests fail, never skip).
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import socket
@@ -17,6 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("HEART_RISK_CHROMIUM", "/usr/bin/chromium")
@@ -24,7 +24,6 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1400, "height": 900}
 SCREENSHOT_LIMIT = 400_000  # bytes: the README shows these images
-I18N = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 
 # Streamlit's root element says whether a script run is going on (its own e2e tests wait on it).
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
@@ -32,13 +31,6 @@ IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-con
 
 class BrowserMissing(RuntimeError):
     pass
-
-
-def tr(key: str, lang: str = "en", **kwargs) -> str:
-    """A user-facing string as the dashboard shows it (assets/i18n.json), so tests follow wording changes."""
-    entry = I18N[key]
-    text = entry.get(lang) or entry["en"]
-    return text.format(**kwargs) if kwargs else text
 
 
 # ---- the server --------------------------------------------------------------------------------

@@ -28,16 +28,11 @@ from streamlit.testing.v1 import AppTest
 
 from core import store
 from core.errors import BundleError
+from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 NAME = "fault-test"
-
-
-def tr(key: str, **kwargs) -> str:
-    text = TABLE[key]["en"]
-    return text.format(**kwargs) if kwargs else text
 
 
 @pytest.fixture(scope="module")

@@ -35,16 +35,11 @@ from core.data import Cohort, load_cohort
 from core.demo import demo_cohort
 from core.errors import BundleError, CohortError
 from core.schema import CLEVELAND_COLUMNS, cleveland_schema
+from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDMADE = Path(__file__).resolve().parent / "hostile"
 APP = str(ROOT / "app.py")
-TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
-
-
-def tr(key: str, **kwargs) -> str:
-    text = TABLE[key]["en"]
-    return text.format(**kwargs) if kwargs else text
 
 
 # ---- the corpus ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import json
 import os
 import socket
 import subprocess
@@ -21,16 +20,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_cohort
+from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 PAGES = ["pages/cohort.py", "pages/train.py", "pages/patient.py", "pages/explain.py", "pages/model_card.py"]
-TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
-
-
-def tr(key: str, lang: str = "en", **kwargs) -> str:
-    text = TABLE[key][lang]
-    return text.format(**kwargs) if kwargs else text
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import json
 import logging
 import os
 import subprocess
@@ -25,21 +24,16 @@ from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_cohort
 from core.errors import CoreError
+from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 
 # Values no formatting of another number produces by chance; each is searched for as text.
 SENTINELS = {"chol": 287.123, "trestbps": 141.777, "thalach": 163.919, "oldpeak": 2.345}
 IMPOSSIBLE = {"trestbps": 913.579, "age": -7.531, "chol": 1234.567}
 TEXT_SENTINEL = "=SENTINEL_CMD(47)"
 NEEDLES = ["287.123", "141.777", "163.919", "2.345", "913.579", "7.531", "1234.567", "SENTINEL_CMD"]
-
-
-def tr(key: str, **kwargs) -> str:
-    text = TABLE[key]["en"]
-    return text.format(**kwargs) if kwargs else text
 
 
 def leaks(text: str) -> list[str]:

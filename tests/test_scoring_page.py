@@ -5,7 +5,6 @@ trained model would be (no TensorFlow: these pages score in numpy)."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_cohort
+from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
-
-
-def tr(key: str, lang: str = "en", **kwargs) -> str:
-    text = TABLE[key][lang]
-    return text.format(**kwargs) if kwargs else text
 
 
 @pytest.fixture(autouse=True)
