@@ -16,7 +16,11 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from i18n_table import tr
+
+try:
+    from i18n_table import tr  # under pytest: tests/ is on sys.path
+except ModuleNotFoundError:  # imported as tests.browser_util by bench/dashboard.py
+    from tests.i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("HEART_RISK_CHROMIUM", "/usr/bin/chromium")
