@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from core.data import (Cohort, ReadResult, cohort_from_frame, load_cohort, read_table, table_fingerprint,
                        validate)
+from core.demo import demo_cohort
 from core.errors import CohortError
 from core.schema import CLEVELAND_COLUMNS, cleveland_schema
 
@@ -363,3 +365,31 @@ csv_text = st.text(alphabet=st.sampled_from(list('0123456789.,;|\t\n\r"? -=+@aé
 @given(csv_text, st.sampled_from(["utf-8", "utf-8-sig", "gb18030", "utf-16"]))
 def test_any_csv_like_text_gives_a_table_or_a_cohort_error(text, encoding):
     _read_or_refuse(text.encode(encoding))
+
+
+# ---- pandera only when a rule is broken ------------------------------------------------------------
+def test_a_clean_cohort_is_validated_without_importing_pandera():
+    # The first page validates the demo cohort; pandera's import (~0.4 s) is only paid when there is a failure to report.
+    import subprocess
+    import sys
+    code = ("import sys; from core.data import cohort_from_frame; from core.demo import demo_cohort; "
+            "from core.schema import cleveland_schema; "
+            "c = cohort_from_frame(demo_cohort(), cleveland_schema(), name='demo', synthetic=True); "
+            "assert c.n == 303, c.n; print('pandera' in sys.modules)")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+
+
+def test_fast_path_and_pandera_find_the_same_failures():
+    from core import data as core_data
+    schema = cleveland_schema()
+    rules = core_data._rules(schema)
+    frame = demo_cohort(60, seed=3)[schema.feature_names].astype(float).reset_index(drop=True)
+    assert core_data._failures(rules, frame) == {}
+    frame.loc[[4, 9], "trestbps"] = [500.0, np.inf]  # out of range, then infinite
+    frame.loc[17, "thal"] = 5.0  # unknown code
+    frame.loc[20, "chol"] = np.nan  # missing is not a failure
+    found = {key: list(rows) for key, rows in core_data._failures(rules, frame).items()}
+    assert found == {("trestbps", "range"): [4], ("trestbps", "infinite"): [9], ("thal", "code"): [17]}
