@@ -20,3 +20,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 export PY
+# The app's own bytecode, written once: where PYTHONDONTWRITEBYTECODE is set (these machines set it), every
+# cold server otherwise compiled its ~40 modules again before the first page (pip already compiles packages).
+"$PY" -m compileall -q -j 0 app.py core ui pages >/dev/null || true

@@ -6,4 +6,5 @@ source "$(dirname "$0")/setup.sh"
 if [ ! -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq && apt-get install -y -qq fonts-wqy-zenhei >/dev/null || echo "note: no CJK font; Chinese PDF reports fall back to English"
 fi
-exec "$PY" -m streamlit run app.py "$@"
+# ui.serve is `streamlit run app.py` with the first page's imports done while the browser loads (ui/serve.py).
+exec "$PY" -m ui.serve "$@"

@@ -1,4 +1,4 @@
-"""Driving the live dashboard in Debian's Chromium: start `streamlit run app.py` on a free port, open
+"""Driving the live dashboard in Debian's Chromium: start it (`python -m ui.serve`) on a free port, open
 pages, wait on Streamlit's own state, take readable full-page screenshots.
 
 Shared by tests/test_browser.py and bench/dashboard.py. No pytest here: a missing browser raises
@@ -65,8 +65,9 @@ class Server:
 
 
 def start_server(store: Path, log_path: Path, warm_tensorflow: bool = True, timeout: float = 60.0,
-                 wait: bool = True, file_watcher: str | None = "none") -> Server:
-    """`streamlit run app.py` on a free localhost port, with the model store in ``store``.
+                 wait: bool = True, file_watcher: str | None = "none", launcher: bool = True) -> Server:
+    """The dashboard on a free localhost port, with the model store in ``store``: started as
+    scripts/start.sh starts it (`python -m ui.serve`), or with ``launcher=False`` as `streamlit run app.py`.
 
     The file watcher is off by default: the tree may change while the tests run (other work in progress),
     and a module reloaded under a running training thread is not what is being tested. ``None`` keeps
@@ -76,7 +77,8 @@ def start_server(store: Path, log_path: Path, warm_tensorflow: bool = True, time
     env = dict(os.environ, HEART_RISK_STORE=str(store), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     if not warm_tensorflow:
         env["HEART_RISK_WARM_TF"] = "0"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    start = ["-m", "ui.serve"] if launcher else ["-m", "streamlit", "run", "app.py"]
+    cmd = [sys.executable, *start, "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     if file_watcher is not None:
         cmd += ["--server.fileWatcherType", file_watcher]

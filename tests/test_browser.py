@@ -72,6 +72,9 @@ def cohort_stats(cohort) -> str:
 
 
 def test_first_page_shows_the_synthetic_demo_cohort_and_the_notice(server, page):
+    elsewhere = []  # a hospital network may have no internet: nothing may be fetched from outside
+    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:"))
+            else elsewhere.append(r.url))
     open_dashboard(page, server)
     side = sidebar(page)
     expect(side.locator(".stMarkdownBadge")).to_have_text(re.compile(re.escape(tr("sidebar.synthetic")) + "$"))
@@ -81,6 +84,8 @@ def test_first_page_shows_the_synthetic_demo_cohort_and_the_notice(server, page)
     expect(page.get_by_test_id("stMetric").filter(has_text=tr("cohort.rows")).get_by_test_id("stMetricValue")
            ).to_have_text("303")
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(13)  # one distribution per feature
+    wait_idle(page)
+    assert elsewhere == []
     screenshot(page, SHOTS / "cohort.png")
 
 
@@ -178,10 +183,12 @@ def test_patient_risk_changes_with_a_value_and_shows_the_delta(server, page):
     screenshot(page, SHOTS / "patient_zh.png")
 
 
-def test_first_click_on_the_language_select_switches_to_chinese(tmp_path_factory, browser):
+@pytest.mark.parametrize("launcher", [True, False], ids=["ui.serve", "streamlit-run"])
+def test_first_click_on_the_language_select_switches_to_chinese(tmp_path_factory, browser, launcher):
     """On a server's very first session (where Streamlit's legacy pages mode used to eat the first click
-    on a sidebar widget), one choice in the language select is enough."""
-    fresh = _server(tmp_path_factory, "fresh", warm_tensorflow=False)
+    on a sidebar widget), one choice in the language select is enough: started as scripts/start.sh does
+    (ui.serve leaves that mode before any session) and as plain `streamlit run app.py` (app.py leaves it)."""
+    fresh = _server(tmp_path_factory, "fresh", warm_tensorflow=False, launcher=launcher)
     context, page = new_page(browser)
     try:
         open_dashboard(page, fresh)

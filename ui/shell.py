@@ -10,6 +10,7 @@ widgets keep one identity from the first run on.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -19,6 +20,8 @@ from ui.models import adopt_finished_job
 from ui.state import active_cohort, active_model, configure_store, init_session
 
 _run = threading.local()  # each script run has its own thread
+
+ICON = Path(__file__).resolve().parent.parent / "assets" / "icon.png"
 
 
 def draw_shell() -> None:
@@ -32,7 +35,9 @@ def draw_shell() -> None:
                               format_func=LANGUAGES.get, key="lang_choice")
         st.session_state["lang_switched_from"] = current if chosen != current else None  # for ui.i18n.lang_key
         st.session_state["lang"] = chosen
-    st.set_page_config(page_title=t("app.title"), page_icon=":material/cardiology:", layout="wide")
+    # A file of ours, not a Material icon: Streamlit fetches those from fonts.gstatic.com, which a hospital
+    # network without internet answers late or never.
+    st.set_page_config(page_title=t("app.title"), page_icon=str(ICON), layout="wide")
     secrets = read_secrets()
     configure_store(secrets)
     require_login(secrets)  # stops the run until the user is in: nothing of a cohort or model is drawn before

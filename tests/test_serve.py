@@ -1,0 +1,53 @@
+"""ui/serve.py, the launcher scripts/start.sh runs: what it moves out of the first page's way still happens.
+(The browser tests and bench/dashboard.py start every server through it.)"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.components.v2 import manifest_scanner
+from streamlit.components.v2.component_manager import BidiComponentManager
+from streamlit.runtime.pages_manager import PagesManager
+
+from ui import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def scans(monkeypatch):
+    calls = []
+    monkeypatch.setattr(manifest_scanner, "scan_component_manifests", lambda *a, **k: calls.append(1) or [])
+    original = BidiComponentManager.discover_and_register_components
+    yield calls
+    BidiComponentManager.discover_and_register_components = original
+
+
+def test_the_component_scan_is_deferred_then_run_once(scans):
+    run_pending = serve.defer_component_scan()
+    manager = BidiComponentManager()
+    manager.discover_and_register_components(start_file_watching=False)  # what Runtime() does at start
+    assert scans == []  # not before the server listens
+    run_pending()
+    assert scans == [1]
+    manager.discover_and_register_components(start_file_watching=False)  # the real method is back
+    assert scans == [1, 1]
+
+
+def test_preload_imports_the_first_page_but_not_tensorflow():
+    # In a fresh interpreter: this test process has long imported everything.
+    code = ("import sys; from ui import serve; serve.wait_until_listening = lambda timeout=30.0: None; "
+            "done = []; serve.preload(lambda: done.append(1)); "
+            "print(sorted(m for m in ('core.data', 'core.demo', 'ui.state', 'ui.figures', 'tensorflow', 'keras') "
+            "if m in sys.modules), done)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "['core.data', 'core.demo', 'ui.figures', 'ui.state'] [1]"
+
+
+def test_legacy_pages_mode_is_left_before_any_session(monkeypatch):
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", None)
+    serve.skip_legacy_pages_mode()
+    assert PagesManager.uses_pages_directory is False

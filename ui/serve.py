@@ -1,0 +1,104 @@
+"""Start the dashboard: `streamlit run app.py`, with the first page's imports done while the browser loads.
+
+    python -m ui.serve [streamlit options]        # what scripts/start.sh runs
+
+Streamlit runs app.py only once a browser session connects, ~0.7 s after the server answers: the time
+Chromium takes to fetch and parse Streamlit's frontend. That first run then spent ~0.75 s importing numpy,
+pandas, scipy, pydantic and the app's own modules. Here a thread does that work as soon as the server
+listens, while the browser is still busy with the frontend (started earlier, it slowed the server's own
+start), and the interpreter switches threads every 1 ms instead of 5 ms. Two things Streamlit did before
+the first page are moved out of its way: its scan of all installed packages for components (now after the
+server listens) and app.py's rerun out of the legacy pages-folder mode (not needed). bench/dashboard.py
+measures the first page both ways. `streamlit run app.py` still works; its first page is that much slower.
+
+TensorFlow is not imported here: it would take the CPU the first page needs (app.py warms it after the
+first page is drawn).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+SWITCH_INTERVAL_S = 0.001
+
+
+def wait_until_listening(timeout: float = 30.0) -> None:
+    """Until Streamlit's runtime has started its server (or ``timeout``: then preload anyway)."""
+    from streamlit.runtime import Runtime, RuntimeState
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Runtime.exists() and Runtime.instance().state != RuntimeState.INITIAL:
+            return
+        time.sleep(0.02)
+
+
+def preload(component_scan: Callable[[], None] = lambda: None) -> None:
+    """Import what the Cohort page needs and build the demo cohort once, then let Streamlit scan for
+    components (deferred from its start)."""
+    try:
+        wait_until_listening()
+        # PIL first: plotly looks it up in sys.modules and must not find it half-imported (ui/jobs.py).
+        from ui.jobs import import_shared_modules
+        import_shared_modules()
+        from core.data import cohort_from_frame
+        from core.demo import DEMO_NAME, demo_cohort
+        from core.schema import cleveland_schema
+        cohort_from_frame(demo_cohort(), cleveland_schema(), name=DEMO_NAME, synthetic=True)
+        from core import plots, uci  # noqa: F401
+        import ui.common, ui.figures, ui.shell, ui.state  # noqa: F401,E401
+    except Exception:  # noqa: BLE001 - a failed preload costs only the head start; the page's import reports it
+        pass
+    component_scan()  # logs its own failures (Streamlit's code)
+
+
+def defer_component_scan() -> Callable[[], None]:
+    """Streamlit scans the metadata of every installed package for "v2 components" before its server
+    listens (~0.2 s here; this app uses none). Returns the scan, to run once the server listens."""
+    try:
+        from streamlit.components.v2.component_manager import BidiComponentManager
+    except ImportError:  # moved in another Streamlit: scan at start as usual
+        return lambda: None
+    scan = BidiComponentManager.discover_and_register_components
+    pending = []
+    BidiComponentManager.discover_and_register_components = lambda self, **kw: pending.append((self, kw))
+
+    def run_pending() -> None:
+        BidiComponentManager.discover_and_register_components = scan
+        for manager, kw in pending:
+            scan(manager, **kw)
+    return run_pending
+
+
+def skip_legacy_pages_mode() -> None:
+    """Streamlit sees pages/ and first runs app.py in its legacy pages-folder mode; app.py leaves that mode
+    with an extra rerun (~0.2 s of the first page). Said up front here, that rerun never happens."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        PagesManager.uses_pages_directory = False
+    except ImportError:  # moved: app.py's own rerun still handles it
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Streamlit's command line (and so all of Streamlit) is imported here first, so the preload thread
+    # never meets a half-imported Streamlit module.
+    from streamlit.web import cli
+    sys.path.insert(0, str(APP.parent))
+    # One process serves the browser's files and runs the scripts: a thread holding the GIL (an import, a
+    # page's pandas work) made Tornado wait up to 5 ms per 64 KB chunk of Streamlit's 9 MB frontend. 1 ms
+    # lets it in sooner; heavy numerics (TensorFlow, numpy) release the GIL and do not notice.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    skip_legacy_pages_mode()
+    scan = defer_component_scan()
+    threading.Thread(target=preload, args=(scan,), daemon=True, name="preload").start()
+    sys.argv = ["streamlit", "run", str(APP), *argv]
+    return cli.main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
