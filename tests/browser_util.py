@@ -65,7 +65,8 @@ class Server:
 
 
 def start_server(store: Path, log_path: Path, warm_tensorflow: bool = True, timeout: float = 60.0,
-                 wait: bool = True, file_watcher: str | None = "none", launcher: bool = True) -> Server:
+                 wait: bool = True, file_watcher: str | None = "none", launcher: bool = True,
+                 port: int | None = None) -> Server:
     """The dashboard on a free localhost port, with the model store in ``store``: started as
     scripts/start.sh starts it (`python -m ui.serve`), or with ``launcher=False`` as `streamlit run app.py`.
 
@@ -73,7 +74,7 @@ def start_server(store: Path, log_path: Path, warm_tensorflow: bool = True, time
     and a module reloaded under a running training thread is not what is being tested. ``None`` keeps
     whatever .streamlit/config.toml says (what `scripts/start.sh` gets).
     """
-    port = free_port()
+    port = free_port() if port is None else port
     env = dict(os.environ, HEART_RISK_STORE=str(store), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     if not warm_tensorflow:
         env["HEART_RISK_WARM_TF"] = "0"
