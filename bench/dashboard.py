@@ -11,8 +11,8 @@ form_to_chart_ms_p50  Patient page with a trained model: a number is typed into 
                       -> the risk metric *and* the waterfall on screen both show the new patient. Timed in the
                       page: performance.now() at the Enter keydown to the animation frame where both changed.
                       Median of 20 changes (5 with quick). Target <= 300 ms.
-Also reported: the cold start's split (process -> /_stcore/health), the time until all 13 distribution charts
-are drawn, the same cold start for a returning visitor (same address, the browser's cache kept from an
+Also reported: the cold start's split (process -> /_stcore/health), the time from a click on the
+distributions section (drawn on demand) until its 13 charts are drawn, the same cold start for a returning visitor (same address, the browser's cache kept from an
 earlier visit to an earlier server: a clinician's everyday case), the same cold start as plain `streamlit run app.py` (no preload, 5 ms thread switches) and as
 plain `streamlit run` with Streamlit's default file watcher on (it walks the whole app folder, a .venv inside
 it included: what the first page cost before .streamlit/config.toml turned it off), interleaved with the
@@ -80,15 +80,19 @@ def first_page_once(browser, base: Path, file_watcher: str | None = None, launch
         rows = page.get_by_test_id("stMetric").filter(has_text=tr("cohort.rows")).get_by_test_id("stMetricValue")
         rows.wait_for()
         shown = time.perf_counter() - server.started
+        wait_idle(page)
+        opened = time.perf_counter()  # the distributions are drawn on demand: one click
+        page.get_by_test_id("stExpander").filter(has_text=tr("cohort.distributions_open", n=13)).locator(
+            "summary").click()
         page.wait_for_function("""() => document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length
                                   >= 13""")
-        charts = time.perf_counter() - server.started
+        charts = time.perf_counter() - opened
     finally:
         page.close()
         if own_context:
             context.close()
         stop_server(server)
-    return {"first_page_s": shown, "server_ready_s": healthy, "all_charts_s": charts}
+    return {"first_page_s": shown, "server_ready_s": healthy, "distributions_click_s": charts}
 
 
 def form_to_chart(browser, base: Path, changes: int) -> list[float]:
@@ -167,7 +171,7 @@ def run(quick: bool = False) -> dict:
         "first_page_s": _median([c["first_page_s"] for c in cold]),
         "first_page_s_runs": [round(c["first_page_s"], 3) for c in cold],
         "first_page_server_ready_s": _median([c["server_ready_s"] for c in cold]),
-        "first_page_all_charts_s": _median([c["all_charts_s"] for c in cold]),
+        "first_page_distributions_click_s": _median([c["distributions_click_s"] for c in cold]),
         "first_page_s_returning_visitor": _median([c["first_page_s"] for c in returning]),
         "first_page_s_returning_visitor_runs": [round(c["first_page_s"], 3) for c in returning],
         "first_page_s_streamlit_run": _median([c["first_page_s"] for c in plain]),

@@ -21,6 +21,7 @@ from ui.state import active_cohort, cohort_fits_model, set_cohort, shared_demo_c
 SOURCES = ("demo", "upload", "uci")
 KINDS = ["numeric", "ordinal", "binary", "categorical"]
 ROLES = ["feature", "ignored"]
+DISTRIBUTIONS_KEY = "cohort_distributions_open"
 
 
 def source_label(key: str) -> str:
@@ -257,12 +258,17 @@ show_problems(cohort.problems)
 st.subheader(t("cohort.missing_title"))
 st.dataframe(figures.value_counts_missing(cohort), hide_index=True)
 
-st.subheader(t("cohort.distributions"))
+# Drawn only when opened (the choice is kept for the session): Plotly's 4.7 MB frontend and 13 charts held
+# the browser's main thread for 1-2 s while the rest of this first page was being drawn (bench/dashboard.py).
 features = cohort.schema.model_features
-charts = distributions(cohort)
-for start in range(0, len(features), 3):
-    cols = st.columns(3)
-    for col, feature, fig in zip(cols, features[start:start + 3], charts[start:start + 3]):
-        with col:
-            st.plotly_chart(fig, key=f"dist_{feature.name}", config={"displayModeBar": False})
+section = st.expander(t("cohort.distributions_open", n=len(features)), key=DISTRIBUTIONS_KEY, on_change="rerun",
+                      icon=":material/bar_chart:")
+if section.open:
+    charts = distributions(cohort)
+    with section:
+        for start in range(0, len(features), 3):
+            cols = st.columns(3)
+            for col, feature, fig in zip(cols, features[start:start + 3], charts[start:start + 3]):
+                with col:
+                    st.plotly_chart(fig, key=f"dist_{feature.name}", config={"displayModeBar": False})
 st.caption(t("cohort.fingerprint", fingerprint=cohort.fingerprint[:16]))

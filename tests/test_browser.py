@@ -83,9 +83,13 @@ def test_first_page_shows_the_synthetic_demo_cohort_and_the_notice(server, page)
     expect(page.get_by_test_id("stMain").get_by_text(tr("notice.short"))).to_be_visible()
     expect(page.get_by_test_id("stMetric").filter(has_text=tr("cohort.rows")).get_by_test_id("stMetricValue")
            ).to_have_text("303")
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(13)  # one distribution per feature
     wait_idle(page)
     assert elsewhere == []
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)  # drawn on demand: one click
+    page.get_by_test_id("stExpander").filter(has_text=tr("cohort.distributions_open", n=13)).locator("summary").click()
+    expect(page.get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(13)  # one distribution per feature
+    wait_idle(page)
     screenshot(page, SHOTS / "cohort.png")
 
 

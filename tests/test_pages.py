@@ -97,6 +97,10 @@ def test_every_page_renders_without_a_model(lang):
     at = new_app(lang)
     no_exceptions(at)
     assert tr("cohort.title", lang) in texts(at.title)
+    assert plotly_charts(at) == []  # the distributions are drawn when their section is opened
+    at.session_state["cohort_distributions_open"] = True  # what opening the expander sets
+    at.run()
+    no_exceptions(at)
     assert len(plotly_charts(at)) == 13  # one distribution per feature of the demo cohort
     for page in PAGES[1:]:
         at.switch_page(page).run()
