@@ -32,8 +32,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.browser_util import (WATERFALL_JS, free_port, go_to, launch_browser, new_page, number_input, risk_metric,  # noqa: E402
-                                sidebar, start_server, stop_server, tr, train, wait_healthy, wait_idle)
+from tests.browser_util import (WATERFALL_JS, cohort_rows, free_port, go_to, launch_browser, new_page,  # noqa: E402
+                                number_input, risk_metric, sidebar, start_server, stop_server, tr, train, wait_healthy, wait_idle)
 
 FIRST_PAGE_TARGET_S = 3.0
 FORM_TARGET_MS = 300.0
@@ -77,8 +77,7 @@ def first_page_once(browser, base: Path, file_watcher: str | None = None, launch
         page.goto(server.url)
         page.get_by_role("heading", name=tr("cohort.title"), level=1).wait_for()
         sidebar(page).get_by_text(tr("sidebar.cohort")).wait_for()
-        rows = page.get_by_test_id("stMetric").filter(has_text=tr("cohort.rows")).get_by_test_id("stMetricValue")
-        rows.wait_for()
+        cohort_rows(page).wait_for()
         shown = time.perf_counter() - server.started
         wait_idle(page)
         opened = time.perf_counter()  # the distributions are drawn on demand: one click

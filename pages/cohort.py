@@ -13,7 +13,7 @@ from core.errors import CoreError
 from core.schema import Code, Feature, Schema, default_rule, infer_schema, is_cleveland
 from core.uci import cleveland_url, fetch_cleveland
 from ui import figures
-from ui.common import show_problems
+from ui.common import key_figure, show_problems
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model, set_cohort, shared_demo_cohort
@@ -245,10 +245,14 @@ if model is not None and not cohort_fits_model(cohort, model):
 
 positives = int(np.sum(cohort.y == 1))
 c1, c2, c3, c4 = st.columns(4)
-c1.metric(t("cohort.rows"), f"{cohort.n}", help=t("cohort.rows_help", rows_in=cohort.rows_in or cohort.n))
-c2.metric(t("cohort.positive"), f"{positives}")
-c3.metric(t("cohort.negative"), f"{cohort.n - positives}")
-c4.metric(t("cohort.prevalence"), f"{cohort.prevalence:.1%}")
+with c1:
+    key_figure(t("cohort.rows"), f"{cohort.n}", "rows", help=t("cohort.rows_help", rows_in=cohort.rows_in or cohort.n))
+with c2:
+    key_figure(t("cohort.positive"), f"{positives}", "positive")
+with c3:
+    key_figure(t("cohort.negative"), f"{cohort.n - positives}", "negative")
+with c4:
+    key_figure(t("cohort.prevalence"), f"{cohort.prevalence:.1%}", "prevalence")
 st.caption(t("cohort.outcome_rule", target=cohort.schema.target or "—", rule=cohort.schema.positive_rule or "> 0"))
 
 st.subheader(t("cohort.report"))

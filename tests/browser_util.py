@@ -247,6 +247,11 @@ def train(page, epochs: int = 15, timeout_ms: float = 120_000) -> None:
     wait_idle(page)
 
 
+def cohort_rows(page):
+    """The Cohort page's patient count (a key figure: Markdown, not st.metric)."""
+    return page.locator(".st-key-figure_rows h3")
+
+
 def risk_metric(page, lang: str = "en"):
     """The patient's risk: the first metric of that name (similar patients repeat it further down)."""
     return page.get_by_test_id("stMetric").filter(has_text=tr("patient.risk", lang)).first

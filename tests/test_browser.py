@@ -14,8 +14,8 @@ from core.data import load_cohort
 from core.errors import CoreError
 from core.schema import cleveland_schema
 
-from browser_util import (ROOT, BrowserMissing, choose, go_to, launch_browser, nav_link, new_page, number_input,
-                          open_dashboard, risk_metric, risk_text, screenshot, sidebar, start_server, stop_server,
+from browser_util import (ROOT, BrowserMissing, choose, cohort_rows, go_to, launch_browser, nav_link, new_page,
+                          number_input, open_dashboard, risk_metric, risk_text, screenshot, sidebar, start_server, stop_server,
                           tr, upload_cohort, wait_idle, waterfall_signature, WATERFALL_JS, write_cohort_csv, train)
 
 SHOTS = ROOT / "docs" / "screenshots"
@@ -81,8 +81,7 @@ def test_first_page_shows_the_synthetic_demo_cohort_and_the_notice(server, page)
     notice = side.get_by_test_id("stAlertContentWarning").get_by_test_id("stMarkdownContainer")
     expect(notice).to_have_text(tr("notice.decision_support"))
     expect(page.get_by_test_id("stMain").get_by_text(tr("notice.short"))).to_be_visible()
-    expect(page.get_by_test_id("stMetric").filter(has_text=tr("cohort.rows")).get_by_test_id("stMetricValue")
-           ).to_have_text("303")
+    expect(cohort_rows(page)).to_have_text("303")
     wait_idle(page)
     assert elsewhere == []
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)  # drawn on demand: one click
@@ -103,8 +102,7 @@ def test_uploaded_gb18030_semicolon_csv_becomes_the_cohort(server, page, tmp_pat
     expect(side.get_by_text(cohort_stats(engine))).to_be_visible()
     expect(side.get_by_test_id("stText")).to_have_text("队列.csv")
     expect(side.locator(".stMarkdownBadge")).to_have_count(0)  # no longer the synthetic demo
-    expect(page.get_by_test_id("stMetric").filter(has_text=tr("cohort.rows")).get_by_test_id("stMetricValue")
-           ).to_have_text("250")
+    expect(cohort_rows(page)).to_have_text("250")
 
 
 def test_header_only_csv_is_refused_and_the_previous_cohort_stays(server, page, tmp_path):

@@ -97,6 +97,11 @@ def test_every_page_renders_without_a_model(lang):
     at = new_app(lang)
     no_exceptions(at)
     assert tr("cohort.title", lang) in texts(at.title)
+    figures = [m.value for m in at.main.markdown]  # the key figures: Markdown, not st.metric (ui.common)
+    ill = int((demo_cohort()["num"] > 0).sum())
+    for label, value in (("cohort.rows", "303"), ("cohort.positive", f"{ill}"), ("cohort.negative", f"{303 - ill}"),
+                         ("cohort.prevalence", f"{ill / 303:.1%}")):
+        assert f"{tr(label, lang)}  \n### {value}" in figures
     assert plotly_charts(at) == []  # the distributions are drawn when their section is opened
     at.session_state["cohort_distributions_open"] = True  # what opening the expander sets
     at.run()
