@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 
-import numpy as np
 import pytest
 
 import pypdf  # pinned in requirements.txt: a missing one is a red test, not a skip
@@ -14,6 +13,7 @@ from core.demo import demo_cohort  # noqa: E402
 from core.report import (ReportError, build_report, cjk_font_path, report_filename, report_html,  # noqa: E402
                          report_pdf)
 from core.risk import patient_from_row, patient_risk  # noqa: E402
+from fake_models import ScaledEnsemble, logistic_model  # noqa: E402
 
 NOW = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.timezone.utc)
 META = {"name": "ward-mlp", "data_fingerprint": "f" * 64, "metrics": {"roc_auc": 0.9123}}
@@ -21,20 +21,7 @@ META = {"name": "ward-mlp", "data_fingerprint": "f" * 64, "metrics": {"roc_auc":
 
 @pytest.fixture(scope="module")
 def model():
-    from sklearn.linear_model import LogisticRegression
-
-    from core.model import RiskModel
-    from core.network import Network
-    from core.preprocess import Preprocessor
-    from core.schema import cleveland_schema
-    df = demo_cohort()
-    pre = Preprocessor(cleveland_schema()).fit(df)
-    fit = LogisticRegression(max_iter=1000).fit(pre.transform(df), (df["num"] > 0).astype(int))
-    m = RiskModel(cleveland_schema())
-    m.preprocessor_ = pre
-    m.networks_ = [Network([(fit.coef_.T, fit.intercept_)])]
-    m.background_ = pre.encode(df.iloc[:80])
-    return m
+    return logistic_model(background_rows=80)
 
 
 @pytest.fixture
@@ -117,25 +104,7 @@ def test_with_only_the_built_in_font_latin_text_still_prints(model, patient, mon
 
 
 def test_an_ensemble_shows_its_interval(model, patient):
-    from core.network import Network
-
-    class Ensemble:
-        def __init__(self, base):
-            self.preprocessor_, self.schema, self.background_ = base.preprocessor_, base.schema, base.background_
-            W, b = base.networks_[0].layers[0]
-            self.networks_ = [Network([(W * s, b)]) for s in (0.7, 1.0, 1.3)]
-            self.n_members_ = 3
-
-        def predict_risk_raw(self, raw):
-            X = self.preprocessor_.transform_raw(raw)
-            return np.mean([n.proba(X) for n in self.networks_], axis=0)
-
-        def predict_interval_raw(self, raw):
-            X = self.preprocessor_.transform_raw(raw)
-            members = np.array([n.proba(X) for n in self.networks_])
-            return members.mean(axis=0), members.min(axis=0), members.max(axis=0)
-
-    report = build_report(Ensemble(model), patient, meta=META, lang="en", now=NOW)
+    report = build_report(ScaledEnsemble(model, scales=(0.7, 1.0, 1.3)), patient, meta=META, lang="en", now=NOW)
     low, high = report.interval
     assert low <= report.risk <= high and low < high
     _, text = pdf_text(report_pdf(report))

@@ -8,11 +8,11 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_cohort
+from fake_models import ScaledEnsemble, logistic_model
 from i18n_table import tr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,26 +24,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HEART_RISK_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("HEART_RISK_WARM_TF", "0")  # these pages never need TensorFlow
     monkeypatch.delenv("HEART_RISK_AUDIT", raising=False)
-
-
-def logistic_model():
-    """A RiskModel whose network is a logistic regression fitted on the demo cohort (numpy only)."""
-    from sklearn.linear_model import LogisticRegression
-
-    from core.model import RiskModel
-    from core.network import Network
-    from core.preprocess import Preprocessor
-    from core.schema import cleveland_schema
-    df = demo_cohort()
-    schema = cleveland_schema()
-    pre = Preprocessor(schema).fit(df)
-    y = (df["num"] > 0).astype(int).to_numpy()
-    fit = LogisticRegression(max_iter=1000).fit(pre.transform(df), y)
-    model = RiskModel(schema)
-    model.preprocessor_ = pre
-    model.networks_ = [Network([(fit.coef_.T, fit.intercept_)])]
-    model.background_ = pre.encode(df.iloc[:100])
-    return model
 
 
 META = {"name": "toy-logistic", "created_utc": "2026-01-02T03:04:05+00:00", "data_fingerprint": "ab" * 32,
@@ -155,27 +135,9 @@ def test_score_cohort_orders_columns_counts_bands_and_reports_progress():
 
 
 def test_an_ensemble_adds_its_interval():
-    from core.network import Network
     from core.scoring import score_cohort
 
-    class Ensemble:  # the interface an ensemble model offers (core.model: n_members_, predict_interval_raw)
-        def __init__(self, base):
-            self.base = base
-            self.preprocessor_, self.schema, self.background_ = base.preprocessor_, base.schema, base.background_
-            W, b = base.networks_[0].layers[0]
-            self.networks_ = [Network([(W * s, b)]) for s in (0.8, 1.0, 1.2)]
-            self.n_members_ = 3
-
-        def predict_risk_raw(self, raw):
-            X = self.preprocessor_.transform_raw(raw)
-            return np.mean([net.proba(X) for net in self.networks_], axis=0)
-
-        def predict_interval_raw(self, raw):
-            X = self.preprocessor_.transform_raw(raw)
-            members = np.array([net.proba(X) for net in self.networks_])
-            return members.mean(axis=0), members.min(axis=0), members.max(axis=0)
-
-    scored = score_cohort(Ensemble(logistic_model()), demo_cohort().iloc[:50], with_reasons=False)
+    scored = score_cohort(ScaledEnsemble(logistic_model()), demo_cohort().iloc[:50], with_reasons=False)
     table = scored.table
     assert scored.with_interval and list(table.columns[:5]) == ["row", "risk", "risk_band", "risk_low", "risk_high"]
     assert (table["risk_low"] <= table["risk"] + 1e-12).all() and (table["risk"] <= table["risk_high"] + 1e-12).all()
