@@ -11,12 +11,13 @@ form_to_chart_ms_p50  Patient page with a trained model: a number is typed into 
                       -> the risk metric *and* the waterfall on screen both show the new patient. Timed in the
                       page: performance.now() at the Enter keydown to the animation frame where both changed.
                       Median of 20 changes (5 with quick). Target <= 300 ms.
-Also reported: the cold start's split (process -> /_stcore/health), the time from a click on the
-distributions section (drawn on demand) until its 13 charts are drawn, the same cold start for a returning visitor (same address, the browser's cache kept from an
-earlier visit to an earlier server: a clinician's everyday case), the same cold start as plain `streamlit run app.py` (no preload, 5 ms thread switches) and as
-plain `streamlit run` with Streamlit's default file watcher on (it walks the whole app folder, a .venv inside
-it included: what the first page cost before .streamlit/config.toml turned it off), interleaved with the
-first, and the spread of the form changes (p90, max). The machine is shared: the load
+Also reported: the cold start's split (process -> /_stcore/health); the time from a click on the
+distributions section (drawn on demand) until its 13 charts are drawn; the same cold start for a returning
+visitor (same address, the browser's cache kept from an earlier visit to an earlier server: a clinician's
+everyday case); the same cold start as plain `streamlit run app.py` (no preload, 5 ms thread switches) and
+as plain `streamlit run` with Streamlit's default file watcher on (it walks the whole app folder, a .venv
+inside it included: what the first page cost before .streamlit/config.toml turned it off), interleaved with
+the first; the spread of the form changes (p90, max). The machine is shared: the load
 average at start and end is part of the result.
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.browser_util import (WATERFALL_JS, cohort_rows, free_port, go_to, launch_browser, new_page,  # noqa: E402
-                                number_input, risk_metric, sidebar, start_server, stop_server, tr, train, wait_healthy, wait_idle)
+                                number_input, risk_metric, sidebar, start_server, stop_server, tr, train,
+                                wait_healthy, wait_idle)
 
 FIRST_PAGE_TARGET_S = 3.0
 FORM_TARGET_MS = 300.0

@@ -415,8 +415,9 @@ def _failures(rules: dict[str, list[tuple[str, Rule]]], data: pd.DataFrame) -> d
     if all(bool(rule(data[col].dropna()).all()) for col, checks in rules.items() for _, rule in checks):
         return {}
     import pandera.pandas as pa
-    pschema = pa.DataFrameSchema({col: pa.Column(nullable=True, checks=[pa.Check(rule, name=name) for name, rule in checks])
-                                  for col, checks in rules.items()}, strict=False)
+    columns = {col: pa.Column(nullable=True, checks=[pa.Check(rule, name=name) for name, rule in checks])
+               for col, checks in rules.items()}
+    pschema = pa.DataFrameSchema(columns, strict=False)
     try:
         pschema.validate(data, lazy=True)
     except pa.errors.SchemaErrors as exc:

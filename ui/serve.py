@@ -37,19 +37,17 @@ def wait_until_listening(timeout: float = 30.0) -> None:
 
 
 def preload(component_scan: Callable[[], None] = lambda: None) -> None:
-    """Import what the Cohort page needs and build the demo cohort once, then let Streamlit scan for
+    """Import what the Cohort page needs and build the shared demo cohort, then let Streamlit scan for
     components (deferred from its start)."""
     try:
         wait_until_listening()
         # PIL first: plotly looks it up in sys.modules and must not find it half-imported (ui/jobs.py).
         from ui.jobs import import_shared_modules
         import_shared_modules()
-        from core.data import cohort_from_frame
-        from core.demo import DEMO_NAME, demo_cohort
-        from core.schema import cleveland_schema
-        cohort_from_frame(demo_cohort(), cleveland_schema(), name=DEMO_NAME, synthetic=True)
+        from ui.state import shared_demo_cohort
+        shared_demo_cohort()  # fills the cache the first session reads (st.cache_resource: one per process)
         from core import plots, uci  # noqa: F401
-        import ui.common, ui.figures, ui.shell, ui.state  # noqa: F401,E401
+        import ui.common, ui.figures, ui.shell  # noqa: F401,E401
     except Exception:  # noqa: BLE001 - a failed preload costs only the head start; the page's import reports it
         pass
     component_scan()  # logs its own failures (Streamlit's code)
@@ -90,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamlit.web import cli
     sys.path.insert(0, str(APP.parent))
     # One process serves the browser's files and runs the scripts: a thread holding the GIL (an import, a
-    # page's pandas work) made Tornado wait up to 5 ms per 64 KB chunk of Streamlit's 9 MB frontend. 1 ms
-    # lets it in sooner; heavy numerics (TensorFlow, numpy) release the GIL and do not notice.
+    # page's pandas work) made the web server (Uvicorn) wait up to 5 ms at each switch while it sent
+    # Streamlit's 9 MB frontend. 1 ms lets it in sooner; heavy numerics (TensorFlow, numpy) release the GIL.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     skip_legacy_pages_mode()
     scan = defer_component_scan()
