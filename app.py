@@ -3,8 +3,8 @@ navigation over the pages.
 
 Run: streamlit run app.py
 
-Nothing imported here (or by the Cohort page) loads TensorFlow: the first page draws in about a second,
-then ui.state.warm_tensorflow imports it in the background for training and loading models.
+Nothing imported here (or by the Cohort page) loads TensorFlow: the first page draws without it, then
+ui.state.warm_tensorflow imports it in the background for training and loading models.
 """
 import streamlit as st
 

@@ -4,7 +4,8 @@ app.py draws it once per run, above the page. A page file run on its own (``stre
 draws it itself through :func:`ensure_shell`, so every page works alone.
 
 The pages live in ``pages/``. Streamlit still treats such a folder as its legacy multipage mode for the
-first script run of a server; app.py leaves that mode at once (before drawing anything), so the sidebar's
+first script run of a server; ui.serve (scripts/start.sh) turns that mode off before the server starts, and
+under plain `streamlit run app.py` app.py leaves it at once (before drawing anything), so the sidebar's
 widgets keep one identity from the first run on.
 """
 from __future__ import annotations
