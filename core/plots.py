@@ -78,31 +78,43 @@ def confusion_matrix(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
     return fig
 
 
-def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_features: int = 13) -> go.Figure:
+def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_features: int = 13, *,
+              title: str = "Why this risk (percentage points)", x_title: str = "risk, %",
+              start_label: str = "average patient", end_label: str = "this patient",
+              other_label: str = "{n} other features") -> go.Figure:
     """One patient's SHAP waterfall in percentage points.
 
     reasons: columns label (e.g. 'Max heart rate 108 bpm') and shap_value (probability scale), any order.
-    Sorted by |shap_value|; features beyond max_features are summed into 'other features'.
+    Sorted by |shap_value|; features beyond max_features are summed into ``other_label`` ({n}: how many).
+    The labels are parameters so a page can translate them without updating the figure afterwards.
     """
-    frame = reasons.assign(order=reasons.shap_value.abs()).sort_values("order", ascending=False)
-    if len(frame) > max_features:
-        rest = frame.iloc[max_features - 1:]
-        frame = pd.concat([frame.iloc[:max_features - 1],
-                           pd.DataFrame({"label": [f"{len(rest)} other features"], "shap_value": [rest.shap_value.sum()]})])
-    frame = frame.iloc[::-1]  # largest at the top of the chart
-    points = frame.shap_value.to_numpy() * 100
-    fig = go.Figure(go.Waterfall(
-        orientation="h", measure=["absolute"] + ["relative"] * len(frame) + ["total"],
-        y=["average patient"] + list(frame.label) + ["this patient"],
-        x=[base_value * 100] + list(points) + [risk * 100],
-        text=[f"{base_value:.0%}"] + [f"{p:+.1f}" for p in points] + [f"{risk:.0%}"],
-        textposition="outside",
-        increasing=dict(marker=dict(color=RISK_UP)), decreasing=dict(marker=dict(color=RISK_DOWN)),
-        totals=dict(marker=dict(color="#555555")), connector=dict(line=dict(color="#BBBBBB"))))
-    fig.update_layout(title="Why this risk (percentage points)", xaxis_title="risk, %", showlegend=False,
-                      height=120 + 32 * (len(frame) + 2), **_LAYOUT)
-    fig.update_yaxes(autorange="reversed")
-    return fig
+    labels = [str(label) for label in reasons.label]
+    shap_values = reasons.shap_value.to_numpy(dtype=float)
+    order = np.argsort(-np.abs(shap_values), kind="stable")
+    labels, shap_values = [labels[i] for i in order], shap_values[order]
+    if len(labels) > max_features:
+        rest = shap_values[max_features - 1:]
+        labels = labels[:max_features - 1] + [other_label.format(n=len(rest))]
+        shap_values = np.append(shap_values[:max_features - 1], rest.sum())
+    # Smallest first on a reversed axis: read top-down, from the average patient through the largest
+    # effects to this patient's risk.
+    labels, points = labels[::-1], shap_values[::-1] * 100
+    # One spec, validated once by go.Figure: update_layout/update_yaxes cost ~10 ms per figure, and this
+    # one is redrawn at every change in the patient form.
+    return go.Figure({
+        "data": [{
+            "type": "waterfall", "orientation": "h",
+            "measure": ["absolute"] + ["relative"] * len(labels) + ["total"],
+            "y": [start_label] + labels + [end_label],
+            "x": [base_value * 100, *points.tolist(), risk * 100],
+            "text": [f"{base_value:.0%}"] + [f"{p:+.1f}" for p in points] + [f"{risk:.0%}"],
+            "textposition": "outside", "cliponaxis": False,  # the end labels ("+37", "79%") may sit past the axis
+            "increasing": {"marker": {"color": RISK_UP}}, "decreasing": {"marker": {"color": RISK_DOWN}},
+            "totals": {"marker": {"color": "#555555"}}, "connector": {"line": {"color": "#BBBBBB"}}}],
+        "layout": {"title": {"text": title}, "xaxis": {"title": {"text": x_title}},
+                   "yaxis": {"autorange": "reversed"},
+                   "showlegend": False, "height": 120 + 32 * (len(labels) + 2), **_LAYOUT,
+                   "margin": {**_LAYOUT["margin"], "r": 45}}})
 
 
 def importance_bar(importance: pd.DataFrame) -> go.Figure:
@@ -143,14 +155,22 @@ def dependence(frame: pd.DataFrame, feature_label: str, colour_label: str | None
     return fig
 
 
-def sensitivity_strip(curve: pd.DataFrame, current_value: float, feature_label: str, unit: str | None = None) -> go.Figure:
-    """curve: columns value, risk (the patient's risk across the feature's plausible range)."""
-    fig = go.Figure(go.Scatter(x=curve.value, y=curve.risk, mode="lines", line=dict(color=RISK_UP)))
-    fig.add_vline(x=current_value, line=dict(color="black", dash="dot"), annotation_text="now")
-    title = f"{feature_label}" + (f" ({unit})" if unit else "")
-    fig.update_layout(title=f"Risk across {title}", xaxis_title=title, yaxis_title="risk",
-                      yaxis_tickformat=".0%", yaxis_range=[0, 1], height=260, **_LAYOUT)
-    return fig
+def sensitivity_strip(curve: pd.DataFrame, current_value: float, feature_label: str, unit: str | None = None, *,
+                      title: str | None = None, y_title: str = "risk", now_label: str = "now") -> go.Figure:
+    """curve: columns value, risk (the patient's risk across the feature's plausible range); a dotted line
+    marks the patient's current value. Built as one spec, like the waterfall (redrawn at every change)."""
+    axis = f"{feature_label}" + (f" ({unit})" if unit else "")
+    return go.Figure({
+        "data": [{"type": "scatter", "x": curve.value.tolist(), "y": curve.risk.tolist(), "mode": "lines",
+                  "line": {"color": RISK_UP}}],
+        "layout": {"title": {"text": title if title is not None else f"Risk across {axis}"},
+                   "xaxis": {"title": {"text": axis}},
+                   "yaxis": {"title": {"text": y_title}, "tickformat": ".0%", "range": [0, 1]},
+                   "shapes": [{"type": "line", "xref": "x", "x0": current_value, "x1": current_value,
+                               "yref": "y domain", "y0": 0, "y1": 1, "line": {"color": "black", "dash": "dot"}}],
+                   "annotations": [{"text": now_label, "xref": "x", "x": current_value, "yref": "y domain", "y": 1,
+                                    "xanchor": "left", "yanchor": "top", "showarrow": False}],
+                   "height": 260, **_LAYOUT}})
 
 
 def distribution_by_outcome(values: pd.Series, outcome: pd.Series, label: str, categorical: bool) -> go.Figure:

@@ -1,7 +1,12 @@
 """Patient page: the what-if form. Enter a patient, see the risk, its band and why; change a value and
-see the new risk beside the previous one.
+see the new risk beside the previous one. Under the result, four tabs: the risk across one value's range,
+what would lower the risk, similar patients, the patient's report.
 
 Scoring is core.risk.patient_risk on the session's model (numpy: no Keras, no retraining, no reloading).
+A change in the form reruns only the form and what depends on it (a fragment), and only the open tab is
+computed: server CPU per change ~220 -> ~50 ms, browser main thread ~380 -> ~260 ms (bench/dashboard.py
+form_to_chart; in the benchmark the browser shares the server's two cores, and its redraw is what decides
+how soon the new risk shows).
 """
 from __future__ import annotations
 
@@ -132,22 +137,10 @@ def input_widget(f, pre, j: int):
     return None if shown is None else to_model(float(shown), f, unit)
 
 
-# ---- the page ----------------------------------------------------------------------------------
-ensure_shell()  # when this page runs without app.py
-st.title(t("patient.title"))
-model = need_model()
-pre, schema = model.preprocessor_, model.schema
-cohort = active_cohort()
-fits = cohort_fits_model(cohort, model)
-
-token = st.session_state.get("model_token")
-if st.session_state.get("pt_token") != token:  # a new model: a fresh form with typical values
-    st.session_state["pt_token"] = token
-    st.session_state["pt_history"] = {"key": None, "risk": None, "previous": None}
-    prefill()
-
-left, right = st.columns([6, 5], gap="large")
-with left:
+# ---- the page's sections -------------------------------------------------------------------------
+def patient_form(model, cohort, fits: bool) -> dict:
+    """The inputs: where the values come from, then one widget per feature. Returns model units."""
+    pre = model.preprocessor_
     st.subheader(t("patient.inputs"))
     sources = ["typical", "row"] if fits else ["typical"]
     st.radio(t("patient.prefill"), sources, key=lang_key("pt_source"), horizontal=True, on_change=prefill,
@@ -168,8 +161,18 @@ with left:
     for j, f in enumerate(pre.features):
         with cols[j % 2]:
             values[f.name] = input_widget(f, pre, j)
+    return values
 
-with right:
+
+def patient_key(values: dict) -> tuple:
+    """The patient as a hashable key: what the previous risk, the what-if cache and the audit compare."""
+    return tuple((k, None if v is None else round(float(v), 6) if isinstance(v, (int, float)) else str(v))
+                 for k, v in sorted(values.items()))
+
+
+def result_panel(model, values: dict, key: tuple):
+    """Risk, band, previous risk, trust notes, the top reasons and the waterfall. Returns the PatientRisk."""
+    pre, schema = model.preprocessor_, model.schema
     st.subheader(t("patient.result"))
     try:
         started = time.perf_counter()
@@ -177,11 +180,9 @@ with right:
         elapsed_ms = (time.perf_counter() - started) * 1000
     except CoreError as exc:
         st.error(str(exc), icon=":material/error:")
-        st.stop()
+        return None
 
     history = st.session_state.setdefault("pt_history", {"key": None, "risk": None, "previous": None})
-    key = tuple((k, None if v is None else round(float(v), 6) if isinstance(v, (int, float)) else str(v))
-                for k, v in sorted(values.items()))
     if history["key"] != key:
         history["previous"] = history["risk"] if history["key"] is not None else None
         history["key"], history["risk"] = key, result.risk
@@ -232,37 +233,39 @@ with right:
     st.markdown(f"**{t('patient.reasons')}**")
     for reason in result.reasons[:3]:
         st.markdown(f"- {reason.text}")
-    expl = result.explanation
-    st.plotly_chart(figures.waterfall(result.reasons, expl.base_value, result.risk), key="waterfall",
+    st.plotly_chart(figures.waterfall(result.reasons, result.explanation.base_value, result.risk), key="waterfall",
                     config={"displayModeBar": False})
     st.caption(t("patient.timing", ms=f"{elapsed_ms:.0f}"))
+    return result
 
-st.divider()
-st.subheader(t("patient.sensitivity"))
-numeric = [f for f in pre.features if not is_coded(f)]
-if numeric:
+
+def sensitivity_panel(model, values: dict) -> None:
+    """One measurement varied across its plausible range, the others held: the risk as a curve."""
+    pre, schema = model.preprocessor_, model.schema
+    numeric = [f for f in pre.features if not is_coded(f)]
+    if not numeric:
+        st.info(t("patient.sensitivity_none"), icon=":material/info:")
+        return
     names = [f.name for f in numeric]
     default = names.index("thalach") if "thalach" in names else 0
     sens_key = lang_key("pt_sens_feature")
     chosen = st.selectbox(t("patient.sensitivity_feature"), names, index=0 if sens_key in st.session_state else default,
-                          key=sens_key,
-                          format_func={n: feature_label(schema[n]) for n in names}.get)
+                          key=sens_key, format_func={n: feature_label(schema[n]) for n in names}.get)
     f = schema[chosen]
     try:
         curve = sensitivity(model, values, chosen)
     except CoreError as exc:
         st.error(str(exc), icon=":material/error:")
-    else:
-        unit = current_unit(f)
-        curve = curve.assign(value=[from_model(v, f, unit) for v in curve.value])
-        now = values.get(chosen)
-        now = pre.fill_[pre.feature_names.index(chosen)] if now is None else now
-        st.plotly_chart(figures.sensitivity(curve, from_model(now, f, unit), feature_label(f), unit),
-                        key="sensitivity", config={"displayModeBar": False})
-        st.caption(t("patient.sensitivity_help"))
+        return
+    unit = current_unit(f)
+    curve = curve.assign(value=[from_model(v, f, unit) for v in curve.value])
+    now = values.get(chosen)
+    now = pre.fill_[pre.feature_names.index(chosen)] if now is None else now
+    st.plotly_chart(figures.sensitivity(curve, from_model(now, f, unit), feature_label(f), unit),
+                    key="sensitivity", config={"displayModeBar": False})
+    st.caption(t("patient.sensitivity_help"))
 
 
-# ---- what would lower the risk, similar patients --------------------------------------------------
 def md_text(text: str) -> str:
     """Plain text for st.markdown: a label from a user's file must not format ($ would start LaTeX)."""
     for ch in "\\`*_[]()#<>|~$":
@@ -277,100 +280,162 @@ def apply_whatif(changes: dict) -> None:
         fill_form(model, changes, only=True)
 
 
-st.divider()
-st.subheader(t("whatif.title"))
-names = pre.feature_names
-cf_key = lang_key("pt_cf_features")
-c1, c2 = st.columns([1, 2])
-target_pct = c1.slider(t("whatif.target"), 5, 60, 20, step=1, format="%d%%", key="pt_cf_target",
-                       help=t("whatif.target_help"))
-chosen_features = c2.multiselect(t("whatif.features"), names,
-                                 default=None if cf_key in st.session_state else default_modifiable(schema),
-                                 key=cf_key, format_func={n: feature_label(schema[n]) for n in names}.get,
-                                 help=t("whatif.features_help"))
-cf_cache_key = (key, target_pct, tuple(chosen_features))
-cached = st.session_state.get("pt_cf_cache")
-if cached is None or cached[0] != cf_cache_key:
-    try:
-        cached = (cf_cache_key, counterfactuals(model, values, target_pct / 100, chosen_features))
-    except CoreError as exc:
-        cached = (cf_cache_key, str(exc))
-    st.session_state["pt_cf_cache"] = cached
-found = cached[1]
-if isinstance(found, str):
-    st.error(found, icon=":material/error:")
-elif not found.alternatives:
-    st.info(found.message(lang()), icon=":material/info:")
-else:
-    for i, alt in enumerate(found.alternatives):
-        text_col, button_col = st.columns([5, 1], vertical_alignment="center")
-        text_col.markdown(f"{i + 1}. {md_text(sentence(alt, schema, lang()))}")
-        button_col.button(t("whatif.apply"), key=f"pt_cf_apply_{i}", on_click=apply_whatif,
-                          args=({c.feature: c.new for c in alt.changes},), icon=":material/edit_note:")
-    st.caption(t("whatif.help", ms=f"{found.seconds * 1000:.0f}"))
+def whatif_settings(schema) -> tuple[int, list]:
+    """The what-if target and features: as chosen in its tab, or the defaults before it was ever opened."""
+    chosen = st.session_state.get(lang_key("pt_cf_features"))
+    return int(st.session_state.get("pt_cf_target", 20)), list(default_modifiable(schema) if chosen is None else chosen)
 
-with st.expander(t("similar.title")):
+
+def whatif_search(model, values: dict, key: tuple, target_pct: int, features: list):
+    """The counterfactual search for this patient and these settings (kept in the session: the search
+    runs once per patient, not once per rerun). Returns the result, or the error's message."""
+    cache_key = (st.session_state.get("model_token"), key, target_pct, tuple(features))
+    cached = st.session_state.get("pt_cf_cache")
+    if cached is None or cached[0] != cache_key:
+        try:
+            cached = (cache_key, counterfactuals(model, values, target_pct / 100, features))
+        except CoreError as exc:
+            cached = (cache_key, str(exc))
+        st.session_state["pt_cf_cache"] = cached
+    return cached[1]
+
+
+def whatif_panel(model, values: dict, key: tuple) -> None:
+    """The smallest plausible changes that bring the risk under a target, each with 'Apply to form'."""
+    schema = model.schema
+    names = model.preprocessor_.feature_names
+    cf_key = lang_key("pt_cf_features")
+    c1, c2 = st.columns([1, 2])
+    target_pct = c1.slider(t("whatif.target"), 5, 60, 20, step=1, format="%d%%", key="pt_cf_target",
+                           help=t("whatif.target_help"))
+    chosen_features = c2.multiselect(t("whatif.features"), names,
+                                     default=None if cf_key in st.session_state else default_modifiable(schema),
+                                     key=cf_key, format_func={n: feature_label(schema[n]) for n in names}.get,
+                                     help=t("whatif.features_help"))
+    found = whatif_search(model, values, key, target_pct, chosen_features)
+    if isinstance(found, str):
+        st.error(found, icon=":material/error:")
+    elif not found.alternatives:
+        st.info(found.message(lang()), icon=":material/info:")
+    else:
+        for i, alt in enumerate(found.alternatives):
+            text_col, button_col = st.columns([5, 1], vertical_alignment="center")
+            text_col.markdown(f"{i + 1}. {md_text(sentence(alt, schema, lang()))}")
+            button_col.button(t("whatif.apply"), key=f"pt_cf_apply_{i}", on_click=apply_whatif,
+                              args=({c.feature: c.new for c in alt.changes},), icon=":material/edit_note:")
+        st.caption(t("whatif.help", ms=f"{found.seconds * 1000:.0f}"))
+
+
+def similar_panel(model, values: dict, cohort, fits: bool) -> None:
+    """The k most similar patients of the active cohort, their outcomes and risks."""
+    pre = model.preprocessor_
     if not fits:
         st.info(t("similar.cohort_mismatch"), icon=":material/info:")
-    else:
-        k = st.number_input(t("similar.k"), min_value=1, max_value=min(50, cohort.n), value=min(10, cohort.n),
-                            step=1, key="pt_similar_k")
-        try:
-            similar = similar_patients(model, values, cohort.df, cohort.y, k=int(k))
-        except CoreError as exc:
-            st.error(str(exc), icon=":material/error:")
-        else:
-            st.caption(t("similar.source", name=md_text(cohort.name), n=cohort.n))
-            m1, m2, m3 = st.columns(3)
-            m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True)
-            m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)
-            m3.metric(t("patient.risk"), f"{similar.patient_risk:.1%}", border=True)
-            shown = similar.table.copy()
-            for f in pre.features:
-                shown[f.name] = [feature_value(f, v) for v in shown[f.name]]
-            shown["outcome"] = [t("similar.yes") if v == 1 else t("similar.no") for v in shown["outcome"]]
-            shown["risk"] = shown["risk"] * 100
-            labels = {"row": t("similar.row"), "distance": t("similar.distance"), "outcome": t("similar.outcome"),
-                      "risk": t("similar.risk"), **{f.name: feature_label(f) for f in pre.features}}
-            st.dataframe(shown.rename(columns=labels), hide_index=True,
-                         column_config={t("similar.risk"): st.column_config.NumberColumn(format="%.1f%%"),
-                                        t("similar.distance"): st.column_config.NumberColumn(format="%.2f")})
-            st.caption(t("similar.help"))
-
-# ---- the patient's report -------------------------------------------------------------------------
-st.divider()
-st.subheader(t("report_dl.title"))
-info = st.session_state.get("model_info") or {}
-meta = st.session_state.get("model_meta") or {}
-report_args = dict(meta=meta, model_name=info.get("name") or meta.get("name") or t("sidebar.unsaved_model"),
-                   model_version=None, lang=lang(), cutoffs=CUTOFFS,
-                   whatifs=[sentence(a, schema, lang()) for a in getattr(found, "alternatives", [])])
-report_values = dict(values)
-
-
-def pdf_bytes() -> bytes:
-    # Built only when clicked (fonts take a second or two to embed), on Streamlit's download thread.
-    report = build_report(model, report_values, for_pdf=True, **report_args)
-    return report_pdf(report)
-
-
-def html_bytes() -> bytes:
-    return report_html(build_report(model, report_values, **report_args)).encode("utf-8")
-
-
-r1, r2 = st.columns(2)
-r1.download_button(t("report_dl.pdf"), pdf_bytes, file_name="heart-risk-report.pdf", mime="application/pdf",
-                   icon=":material/picture_as_pdf:", on_click="ignore", key="pt_report_pdf")
-r2.download_button(t("report_dl.html"), html_bytes, file_name="heart-risk-report.html", mime="text/html",
-                   icon=":material/print:", on_click="ignore", key="pt_report_html")
-st.caption(t("report_dl.help"))
-
-# ---- the audit trail (off unless HEART_RISK_AUDIT names a file): one line per prediction shown ------
-audit_file = audit_path(st.secrets)
-if audit_file is not None and st.session_state.get("pt_audit_key") != (token, key):
+        return
+    k = st.number_input(t("similar.k"), min_value=1, max_value=min(50, cohort.n), value=min(10, cohort.n),
+                        step=1, key="pt_similar_k")
     try:
-        log_prediction(audit_file, values, result.risk, model=report_args["model_name"], source="patient",
-                       risk_band=result.risk_band)
+        similar = similar_patients(model, values, cohort.df, cohort.y, k=int(k))
+    except CoreError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    st.caption(t("similar.source", name=md_text(cohort.name), n=cohort.n))
+    m1, m2, m3 = st.columns(3)
+    m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True)
+    m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)
+    m3.metric(t("patient.risk"), f"{similar.patient_risk:.1%}", border=True)
+    shown = similar.table.copy()
+    for f in pre.features:
+        shown[f.name] = [feature_value(f, v) for v in shown[f.name]]
+    shown["outcome"] = [t("similar.yes") if v == 1 else t("similar.no") for v in shown["outcome"]]
+    shown["risk"] = shown["risk"] * 100
+    labels = {"row": t("similar.row"), "distance": t("similar.distance"), "outcome": t("similar.outcome"),
+              "risk": t("similar.risk"), **{f.name: feature_label(f) for f in pre.features}}
+    st.dataframe(shown.rename(columns=labels), hide_index=True,
+                 column_config={t("similar.risk"): st.column_config.NumberColumn(format="%.1f%%"),
+                                t("similar.distance"): st.column_config.NumberColumn(format="%.2f")})
+    st.caption(t("similar.help"))
+
+
+def report_panel(model, values: dict) -> None:
+    """The patient's one-page report (PDF or printable HTML), with the what-if suggestions."""
+    schema = model.schema
+    info = st.session_state.get("model_info") or {}
+    meta = st.session_state.get("model_meta") or {}
+    name = info.get("name") or meta.get("name") or t("sidebar.unsaved_model")
+    language, target_pct, features = lang(), *whatif_settings(schema)
+    report_values = dict(values)
+
+    def report(for_pdf: bool):
+        # Built only when clicked (fonts take a second or two to embed), on Streamlit's download thread:
+        # plain arguments only, no session state there.
+        try:
+            found = counterfactuals(model, report_values, target_pct / 100, features)
+            whatifs = [sentence(a, schema, language) for a in found.alternatives]
+        except CoreError:
+            whatifs = []
+        return build_report(model, report_values, meta=meta, model_name=name, model_version=None, lang=language,
+                            cutoffs=CUTOFFS, whatifs=whatifs, for_pdf=for_pdf)
+
+    r1, r2 = st.columns(2)
+    r1.download_button(t("report_dl.pdf"), lambda: report_pdf(report(True)), file_name="heart-risk-report.pdf",
+                       mime="application/pdf", icon=":material/picture_as_pdf:", on_click="ignore", key="pt_report_pdf")
+    r2.download_button(t("report_dl.html"), lambda: report_html(report(False)).encode("utf-8"),
+                       file_name="heart-risk-report.html", mime="text/html", icon=":material/print:",
+                       on_click="ignore", key="pt_report_html")
+    st.caption(t("report_dl.help"))
+
+
+def audit(values: dict, key: tuple, result) -> None:
+    """The audit trail (off unless HEART_RISK_AUDIT names a file): one line per prediction shown."""
+    audit_file = audit_path(st.secrets)
+    token = st.session_state.get("model_token")
+    if audit_file is None or st.session_state.get("pt_audit_key") == (token, key):
+        return
+    info = st.session_state.get("model_info") or {}
+    meta = st.session_state.get("model_meta") or {}
+    try:
+        log_prediction(audit_file, values, result.risk, model=info.get("name") or meta.get("name")
+                       or t("sidebar.unsaved_model"), source="patient", risk_band=result.risk_band)
     except OSError:
         st.warning(t("audit.write_failed"), icon=":material/warning:")
     st.session_state["pt_audit_key"] = (token, key)
+
+
+@st.fragment
+def patient_view() -> None:
+    """The form and all that depends on it. A change in the form reruns only this function, not app.py's
+    sidebar and navigation; of the four tabs under the result only the open one is computed and sent."""
+    model = st.session_state["model"]
+    cohort = active_cohort()
+    fits = cohort_fits_model(cohort, model)
+    left, right = st.columns([6, 5], gap="large")
+    with left:
+        values = patient_form(model, cohort, fits)
+    key = patient_key(values)
+    with right:
+        result = result_panel(model, values, key)
+    if result is None:
+        return
+    panels = {t("patient.sensitivity"): lambda: sensitivity_panel(model, values),
+              t("whatif.title"): lambda: whatif_panel(model, values, key),
+              t("similar.title"): lambda: similar_panel(model, values, cohort, fits),
+              t("report_dl.title"): lambda: report_panel(model, values)}
+    tabs = st.tabs(list(panels), key=lang_key("pt_more"), on_change="rerun")
+    for draw, tab in zip(panels.values(), tabs):
+        if tab.open:
+            with tab:
+                draw()
+    audit(values, key, result)
+
+
+# ---- the page ----------------------------------------------------------------------------------
+ensure_shell()  # when this page runs without app.py
+st.title(t("patient.title"))
+model = need_model()
+token = st.session_state.get("model_token")
+if st.session_state.get("pt_token") != token:  # a new model: a fresh form with typical values
+    st.session_state["pt_token"] = token
+    st.session_state["pt_history"] = {"key": None, "risk": None, "previous": None}
+    prefill()
+patient_view()

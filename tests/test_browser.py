@@ -239,6 +239,7 @@ def test_patient_report_pdf_and_scored_cohort_csv_download(server, page, tmp_pat
     go_to(page, "nav.patient")
     expect(risk_metric(page)).to_be_visible()
     shown = risk_text(page)
+    page.get_by_role("tab", name=tr("report_dl.title")).click()  # the report has its tab under the result
     pdf_button = page.get_by_test_id("stDownloadButton").filter(has_text=tr("report_dl.pdf"))
     expect(pdf_button).to_be_visible(timeout=60_000)
     with page.expect_download(timeout=60_000) as pdf_download:

@@ -31,6 +31,28 @@ def test_waterfall_adds_up_to_the_patient_risk():
     assert len(trace.y) == 8 + 2 and "other features" in trace.y[1]
 
 
+def test_waterfall_sorts_by_effect_and_takes_translated_labels():
+    reasons = pd.DataFrame({"label": ["small", "large down", "medium up"], "shap_value": [0.01, -0.2, 0.05]})
+    fig = plots.waterfall(reasons, 0.3, 0.16, max_features=2, title="为何", x_title="风险，%",
+                          start_label="平均患者", end_label="该患者", other_label="其他 {n} 项")
+    trace = fig.data[0]
+    # top-down on the reversed axis: average patient, the smaller effects, the largest, this patient
+    assert list(trace.y) == ["平均患者", "其他 2 项", "large down", "该患者"]
+    assert np.allclose(np.asarray(trace.x, dtype=float), [30, 6, -20, 16])
+    assert list(trace.text) == ["30%", "+6.0", "-20.0", "16%"]
+    assert fig.layout.title.text == "为何" and fig.layout.xaxis.title.text == "风险，%"
+    assert fig.layout.yaxis.autorange == "reversed"
+
+
+def test_sensitivity_strip_marks_the_current_value():
+    curve = pd.DataFrame({"value": [60.0, 120.0, 180.0], "risk": [0.6, 0.4, 0.2]})
+    fig = plots.sensitivity_strip(curve, 150, "Max heart rate", "bpm", now_label="当前")
+    (line,) = fig.layout.shapes
+    assert line.x0 == line.x1 == 150 and (line.yref, line.y0, line.y1) == ("y domain", 0, 1)
+    assert fig.layout.annotations[0].text == "当前" and fig.layout.annotations[0].x == 150
+    assert fig.layout.xaxis.title.text == "Max heart rate (bpm)" and list(fig.layout.yaxis.range) == [0, 1]
+
+
 def test_sensitivity_strip_and_calibration():
     curve = pd.DataFrame({"value": [100, 150, 200], "risk": [0.2, 0.3, 0.5]})
     fig = plots.sensitivity_strip(curve, 150, "Resting blood pressure", "mmHg")

@@ -61,13 +61,43 @@ def metric(at: AppTest, label: str):
 
 
 # ---- the patient page ---------------------------------------------------------------------------
+TABS = {"sensitivity": "patient.sensitivity", "whatif": "whatif.title", "similar": "similar.title",
+        "report": "report_dl.title"}
+
+
+def open_tab(at: AppTest, section: str, lang: str = "en") -> AppTest:
+    """What a click on one of the tabs under the result sets (they rerun: only the open one is computed)."""
+    at.session_state[f"pt_more@{lang}"] = tr(TABS[section], lang)
+    return at.run()
+
+
+def tab_labels(at: AppTest) -> list[str]:
+    return [tab.label for tab in at.tabs]
+
+
+def test_only_the_open_tab_under_the_result_is_computed():
+    at = app_with_model("en", "pages/patient.py")
+    no_exceptions(at)
+    assert tab_labels(at) == [tr(key) for key in TABS.values()]
+    # first tab: the risk across one value's range, beside the waterfall; nothing of the other three
+    assert len(at.get("plotly_chart")) == 2
+    assert "pt_cf_cache" not in at.session_state and not at.get("download_button") and not at.dataframe
+
+    open_tab(at, "report")
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == 1  # the waterfall only
+    # PDF and HTML, built when clicked (core.report is tested in tests/test_report.py)
+    assert [d.proto.label for d in at.get("download_button")] == [tr("report_dl.pdf"), tr("report_dl.html")]
+    assert "pt_cf_cache" not in at.session_state  # the report's what-ifs are searched when it is built
+
+    open_tab(at, "whatif")
+    assert not at.get("download_button") and "pt_cf_cache" in at.session_state
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_whatif_suggestions_apply_to_the_form(lang):
-    at = app_with_model(lang, "pages/patient.py")
+    at = open_tab(app_with_model(lang, "pages/patient.py"), "whatif", lang)
     no_exceptions(at)
-    assert tr("whatif.title", lang) in texts(at.subheader)
-    # the report: PDF and HTML, built when clicked (core.report is tested in tests/test_report.py)
-    assert [d.proto.label for d in at.get("download_button")] == [tr("report_dl.pdf", lang), tr("report_dl.html", lang)]
     chosen = at.multiselect(key=f"pt_cf_features@{lang}")
     assert chosen.value == ["trestbps", "chol", "fbs"]  # the schema's modifiable features
     # a low target that the typical patient is above
@@ -91,7 +121,7 @@ def test_whatif_suggestions_apply_to_the_form(lang):
 
 
 def test_an_unreachable_target_is_said_in_words():
-    at = app_with_model("zh", "pages/patient.py")
+    at = open_tab(app_with_model("zh", "pages/patient.py"), "whatif", "zh")
     at.multiselect(key="pt_cf_features@zh").set_value(["fbs"]).run()
     at.slider(key="pt_cf_target").set_value(5).run()
     no_exceptions(at)
@@ -100,7 +130,7 @@ def test_an_unreachable_target_is_said_in_words():
 
 
 def test_similar_patients_come_from_the_active_cohort():
-    at = app_with_model("en", "pages/patient.py")
+    at = open_tab(app_with_model("en", "pages/patient.py"), "similar")
     no_exceptions(at)
     table = next(d.value for d in at.dataframe if tr("similar.distance") in d.value.columns)
     assert len(table) == 10

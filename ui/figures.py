@@ -72,23 +72,15 @@ def _subject(reason) -> str:
 def waterfall(reasons: list, base_value: float, risk: float):
     frame = pd.DataFrame({"label": [_subject(r) for r in reasons],
                           "shap_value": [r.shap for r in reasons]})
-    fig = plots.waterfall(frame, base_value, risk)
-    ys = list(fig.data[0].y)
-    ys[0], ys[-1] = t("fig.average_patient"), t("fig.this_patient")
-    ys = [t("fig.other_features", n=y.split()[0]) if y.endswith("other features") else y for y in ys]
-    fig.update_traces(y=ys, cliponaxis=False)  # the end labels ("+37", "79%") may sit past the axis
-    fig.update_layout(title=t("fig.waterfall"), xaxis_title=t("fig.risk_percent"), margin=dict(r=45))
-    return fig
+    return plots.waterfall(frame, base_value, risk, title=t("fig.waterfall"), x_title=t("fig.risk_percent"),
+                           start_label=t("fig.average_patient"), end_label=t("fig.this_patient"),
+                           other_label=t("fig.other_features", n="{n}"))
 
 
 def sensitivity(curve: pd.DataFrame, current: float, label: str, unit: str | None):
-    fig = plots.sensitivity_strip(curve, current, label, unit)
-    title = label + (f" ({unit})" if unit else "")
-    fig.update_layout(title=t("fig.sensitivity", feature=title), xaxis_title=title, yaxis_title=t("fig.risk"))
-    for a in fig.layout.annotations or ():
-        if a.text == "now":
-            a.text = t("fig.now")
-    return fig
+    axis = label + (f" ({unit})" if unit else "")
+    return plots.sensitivity_strip(curve, current, label, unit, title=t("fig.sensitivity", feature=axis),
+                                   y_title=t("fig.risk"), now_label=t("fig.now"))
 
 
 # ---- explanations of a sample ------------------------------------------------------------------
