@@ -2,6 +2,7 @@
 (The browser tests and bench/dashboard.py start every server through it.)"""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,36 @@ def test_legacy_pages_mode_is_left_before_any_session(monkeypatch):
     monkeypatch.setattr(PagesManager, "uses_pages_directory", None)
     serve.skip_legacy_pages_mode()
     assert PagesManager.uses_pages_directory is False
+
+
+@pytest.mark.parametrize("operator_setting, threads", [(None, 1), ("2", 2)])
+def test_numpy_gets_one_blas_thread_unless_the_operator_says_otherwise(operator_setting, threads):
+    # In a fresh interpreter: numpy reads the setting once, when it is first imported.
+    code = ("from ui import serve; serve.limit_blas_threads(); import numpy; "
+            "from threadpoolctl import threadpool_info; "
+            "print([p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'])")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if operator_setting:
+        env["OPENBLAS_NUM_THREADS"] = operator_setting
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"[{threads}]"
+
+
+def test_the_launcher_limits_blas_threads_before_it_imports_streamlit(monkeypatch):
+    import streamlit.web.cli as cli
+    order = []
+    monkeypatch.setattr(serve, "limit_blas_threads", lambda: order.append("limit"))
+    monkeypatch.setattr(serve, "skip_legacy_pages_mode", lambda: None)
+    monkeypatch.setattr(serve, "defer_component_scan", lambda: (lambda: None))
+    monkeypatch.setattr(serve.threading, "Thread", lambda *a, **k: type("T", (), {"start": lambda self: None})())
+    monkeypatch.setattr(cli, "main", lambda **kw: order.append("streamlit") or 0)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    switch = sys.getswitchinterval()
+    try:
+        assert serve.main([]) == 0
+    finally:
+        sys.setswitchinterval(switch)
+    assert order == ["limit", "streamlit"]

@@ -16,6 +16,7 @@ first page is drawn).
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -24,6 +25,17 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 SWITCH_INTERVAL_S = 0.001
+BLAS_THREADS = "1"
+
+
+def limit_blas_threads() -> None:
+    """numpy's OpenBLAS gets one thread per call (said before numpy is imported; an operator's
+    OPENBLAS_NUM_THREADS wins). The server's numpy work is many small products (one patient's 8,192 SHAP
+    coalitions, a what-if search): a second BLAS thread saved no wall time but spun on the other core, the
+    one the browser and the other sessions need. The what-if search took 12 ms of CPU with one thread and
+    24 ms with two; with the what-if tab open, the server's CPU per form change fell from ~190 to ~70 ms.
+    TensorFlow trains on its own threads, not OpenBLAS's."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
 
 
 def wait_until_listening(timeout: float = 30.0) -> None:
@@ -83,6 +95,7 @@ def skip_legacy_pages_mode() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    limit_blas_threads()  # first: Streamlit's import below imports numpy
     # Streamlit's command line (and so all of Streamlit) is imported here first, so the preload thread
     # never meets a half-imported Streamlit module.
     from streamlit.web import cli
