@@ -85,3 +85,39 @@ def test_the_launcher_limits_blas_threads_before_it_imports_streamlit(monkeypatc
     finally:
         sys.setswitchinterval(switch)
     assert order == ["limit", "streamlit"]
+
+
+def test_the_repl_check_is_marked_done_before_the_first_element(monkeypatch):
+    from streamlit import delta_generator, env_util
+    monkeypatch.setattr(delta_generator, "_use_warning_has_been_displayed", False)
+    monkeypatch.setattr(env_util, "is_repl", lambda: pytest.fail("inspect.stack() walked on the first page's time"))
+    serve.skip_use_warning()
+    delta_generator._maybe_print_use_warning()  # what Streamlit calls before drawing the first element
+    assert delta_generator._use_warning_has_been_displayed is True
+
+
+def test_scripts_are_compiled_into_streamlits_cache_once():
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    cache = ScriptCache()
+    pages = sorted((ROOT / "pages").glob("*.py"))
+    serve.compile_scripts(cache, [*serve.FIRST_SCRIPTS, *pages])
+    # keyed as Streamlit keys them (absolute paths), so the first visit to a page finds its bytecode
+    assert set(cache._cache) == {str(p.resolve()) for p in [ROOT / "app.py", *pages]}
+    first = cache.get_bytecode(str(ROOT / "pages" / "cohort.py"))
+    assert first is cache._cache[str((ROOT / "pages" / "cohort.py").resolve())]
+    assert first.co_filename.endswith("cohort.py")
+
+
+def test_no_page_relies_on_magic():
+    """.streamlit/config.toml turns Streamlit's "magic" off: a bare expression on its own line would show
+    nothing. None of the scripts has one (docstrings and calls are not magic)."""
+    import ast
+    import tomllib
+    assert tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["runner"]["magicEnabled"] is False
+    bare = []
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Expr) and not isinstance(node.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)) \
+                    and not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                bare.append(f"{path.name}:{node.lineno}")
+    assert bare == []

@@ -48,11 +48,37 @@ def wait_until_listening(timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+FIRST_SCRIPTS = [APP, APP.parent / "pages" / "cohort.py"]  # what the first page runs
+
+
+def compile_scripts(script_cache, paths) -> None:
+    """Scripts into Streamlit's script cache (what it compiles on a page's first run, under a lock, on the
+    first visitor's time: ~60 ms for app.py and the Cohort page here)."""
+    for path in paths:
+        try:
+            script_cache.get_bytecode(str(path))
+        except Exception:  # noqa: BLE001 - a page that does not compile reports itself when it is opened
+            pass
+
+
+def runtime_script_cache():
+    """The running Streamlit's script cache, or None (then scripts compile on first use, as usual)."""
+    try:
+        from streamlit.runtime import Runtime
+        return getattr(Runtime.instance(), "_script_cache", None)
+    except Exception:  # noqa: BLE001 - moved in another Streamlit
+        return None
+
+
 def preload(component_scan: Callable[[], None] = lambda: None) -> None:
-    """Import what the Cohort page needs and build the shared demo cohort, then let Streamlit scan for
-    components (deferred from its start)."""
+    """Compile the first page's scripts, import what the Cohort page needs and build the shared demo cohort,
+    then let Streamlit scan for components (deferred from its start) and compile the other pages."""
+    cache = None
     try:
         wait_until_listening()
+        cache = runtime_script_cache()
+        if cache is not None:
+            compile_scripts(cache, FIRST_SCRIPTS)
         # PIL first: plotly looks it up in sys.modules and must not find it half-imported (ui/jobs.py).
         from ui.jobs import import_shared_modules
         import_shared_modules()
@@ -63,6 +89,21 @@ def preload(component_scan: Callable[[], None] = lambda: None) -> None:
     except Exception:  # noqa: BLE001 - a failed preload costs only the head start; the page's import reports it
         pass
     component_scan()  # logs its own failures (Streamlit's code)
+    if cache is not None:
+        compile_scripts(cache, sorted((APP.parent / "pages").glob("*.py")))
+
+
+def skip_use_warning() -> None:
+    """Before the first element a process draws, Streamlit checks whether it runs in a REPL (to warn that
+    apps need `streamlit run`): inspect.stack(), which resolves the real path of every loaded module's file,
+    ~1,650 modules once the first page's imports are in: 0.2-0.4 s of the first page's script. This process
+    is `streamlit run` by construction, so that check is marked done."""
+    try:
+        from streamlit import delta_generator
+    except ImportError:
+        return
+    if hasattr(delta_generator, "_use_warning_has_been_displayed"):  # else: moved; the check runs as usual
+        delta_generator._use_warning_has_been_displayed = True
 
 
 def defer_component_scan() -> Callable[[], None]:
@@ -105,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     # Streamlit's 9 MB frontend. 1 ms lets it in sooner; heavy numerics (TensorFlow, numpy) release the GIL.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     skip_legacy_pages_mode()
+    skip_use_warning()
     scan = defer_component_scan()
     threading.Thread(target=preload, args=(scan,), daemon=True, name="preload").start()
     sys.argv = ["streamlit", "run", str(APP), *argv]
