@@ -131,6 +131,8 @@ ROWS = [
     ("first_page_s_returning_visitor", "{:.2f} s", "browser cache kept", None),
     ("form_to_chart_ms_p50", "{:.0f} ms", lambda r: _target_text(r, "form_to_chart_target_ms", "<= {:g} ms"),
      lambda v, r: None if r.get("form_to_chart_target_ms") is None else v <= r["form_to_chart_target_ms"]),
+    ("form_to_chart_browser_busy_ms_p50", "{:.0f} ms", "browser main thread", None),
+    ("form_to_chart_server_cpu_ms_p50", "{:.0f} ms", "server CPU per change", None),
 ]
 
 

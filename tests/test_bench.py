@@ -31,3 +31,17 @@ def test_dashboard_bench_runs_as_a_script():
                        "m = u.module_from_spec(s); s.loader.exec_module(m); print(callable(m.main))"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
+
+
+def test_server_cpu_time_is_read_from_proc():
+    import os
+    import time
+
+    from bench.dashboard import _process_cpu_ms
+    before = _process_cpu_ms(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # 200 ms of CPU in this process
+        pass
+    after = _process_cpu_ms(os.getpid())
+    assert before is not None and after - before >= 150
+    assert _process_cpu_ms(2 ** 22 + 7) is None  # no such process: no number, no exception
