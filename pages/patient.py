@@ -1,10 +1,10 @@
 """Patient page: the what-if form. Enter a patient, see the risk, its band and why; change a value and
-see the new risk beside the previous one. Under the result, four tabs: the risk across one value's range,
-what would lower the risk, similar patients, the patient's report.
+see the new risk beside the previous one. Under the result, four sections shown one at a time on request:
+the risk across one value's range, what would lower the risk, similar patients, the patient's report.
 
 Scoring is core.risk.patient_risk on the session's model (numpy: no Keras, no retraining, no reloading).
-A change in the form reruns only the form and what depends on it (a fragment), and only the open tab is
-computed: server CPU per change ~220 -> ~50 ms, browser main thread ~380 -> ~260 ms (bench/dashboard.py
+A change in the form reruns only the form and what depends on it (a fragment), and only the chosen section
+is computed: server CPU per change ~220 -> ~50 ms, browser main thread ~380 -> ~260 ms (bench/dashboard.py
 form_to_chart; in the benchmark the browser shares the server's two cores, and its redraw is what decides
 how soon the new risk shows).
 """
@@ -281,7 +281,7 @@ def apply_whatif(changes: dict) -> None:
 
 
 def whatif_settings(schema) -> tuple[int, list]:
-    """The what-if target and features: as chosen in its tab, or the defaults before it was ever opened."""
+    """The what-if target and features: as chosen in its section, or the defaults before it was ever opened."""
     chosen = st.session_state.get(lang_key("pt_cf_features"))
     return int(st.session_state.get("pt_cf_target", 20)), list(default_modifiable(schema) if chosen is None else chosen)
 
@@ -402,10 +402,16 @@ def audit(values: dict, key: tuple, result) -> None:
     st.session_state["pt_audit_key"] = (token, key)
 
 
+# The sections under the result, one at a time and none until asked for (the choice is kept for the
+# session): with the risk curve drawn by default, each form change also redrew a second Plotly chart from
+# scratch, ~20% of the browser's work per change (bench/dashboard.py, form_to_chart).
+MORE_KEY = "pt_more"
+
+
 @st.fragment
 def patient_view() -> None:
     """The form and all that depends on it. A change in the form reruns only this function, not app.py's
-    sidebar and navigation; of the four tabs under the result only the open one is computed and sent."""
+    sidebar and navigation; of the four sections under the result only the one chosen is computed and sent."""
     model = st.session_state["model"]
     cohort = active_cohort()
     fits = cohort_fits_model(cohort, model)
@@ -417,15 +423,18 @@ def patient_view() -> None:
         result = result_panel(model, values, key)
     if result is None:
         return
-    panels = {t("patient.sensitivity"): lambda: sensitivity_panel(model, values),
-              t("whatif.title"): lambda: whatif_panel(model, values, key),
-              t("similar.title"): lambda: similar_panel(model, values, cohort, fits),
-              t("report_dl.title"): lambda: report_panel(model, values)}
-    tabs = st.tabs(list(panels), key=lang_key("pt_more"), on_change="rerun")
-    for draw, tab in zip(panels.values(), tabs):
-        if tab.open:
-            with tab:
-                draw()
+    labels = {"sensitivity": t("patient.sensitivity"), "whatif": t("whatif.title"), "similar": t("similar.title"),
+              "report": t("report_dl.title")}
+    shown = st.segmented_control(t("patient.more"), list(labels), format_func=labels.get, key=MORE_KEY,
+                                 persist_state="session")
+    if shown == "sensitivity":
+        sensitivity_panel(model, values)
+    elif shown == "whatif":
+        whatif_panel(model, values, key)
+    elif shown == "similar":
+        similar_panel(model, values, cohort, fits)
+    elif shown == "report":
+        report_panel(model, values)
     audit(values, key, result)
 
 

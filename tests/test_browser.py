@@ -149,6 +149,11 @@ def test_training_shows_progress_curves_and_test_metrics(server, page):
     screenshot(page, SHOTS / "train.png")
 
 
+def more_for_this_patient(page, label_key: str) -> None:
+    """Choose one of the sections under the patient's result (a segmented control)."""
+    page.locator(".st-key-pt_more").get_by_role("radio", name=tr(label_key)).click()
+
+
 def test_patient_risk_changes_with_a_value_and_shows_the_delta(server, page):
     open_dashboard(page, server)
     train(page, epochs=15)
@@ -176,6 +181,10 @@ def test_patient_risk_changes_with_a_value_and_shows_the_delta(server, page):
     assert abs(shown_delta - (float(after_risk[:-1]) - float(before_risk[:-1]))) <= 0.11
     previous = page.get_by_test_id("stMetric").filter(has_text=tr("patient.previous"))
     expect(previous.get_by_test_id("stMetricValue")).to_have_text(before_risk)
+    # the risk across one value's range, drawn when asked for
+    expect(page.locator(".st-key-sensitivity")).to_have_count(0)
+    more_for_this_patient(page, "patient.sensitivity")
+    expect(page.locator(".st-key-sensitivity").get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()
     screenshot(page, SHOTS / "patient.png")
 
     # The same patient in Chinese: the README's second language.
@@ -239,7 +248,7 @@ def test_patient_report_pdf_and_scored_cohort_csv_download(server, page, tmp_pat
     go_to(page, "nav.patient")
     expect(risk_metric(page)).to_be_visible()
     shown = risk_text(page)
-    page.get_by_role("tab", name=tr("report_dl.title")).click()  # the report has its tab under the result
+    more_for_this_patient(page, "report_dl.title")  # the report is one of the sections under the result
     pdf_button = page.get_by_test_id("stDownloadButton").filter(has_text=tr("report_dl.pdf"))
     expect(pdf_button).to_be_visible(timeout=60_000)
     with page.expect_download(timeout=60_000) as pdf_download:

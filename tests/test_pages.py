@@ -275,12 +275,14 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
     assert (model_store / "flow-test" / "v1" / "metadata.json").is_file()
     assert "flow-test (v1)" in texts(at.sidebar.text)
 
-    # the patient page: a risk, a band, reasons, a waterfall and a sensitivity strip
+    # the patient page: a risk, a band, reasons, a waterfall; the sensitivity strip when asked for
     at.switch_page("pages/patient.py").run()
     no_exceptions(at)
     risk_label = tr("patient.risk")
     first = percent(metric_value(at, risk_label))
     assert 0 <= first <= 100
+    assert len(plotly_charts(at)) == 1
+    at.segmented_control(key="pt_more").set_value("sensitivity").run()
     assert len(plotly_charts(at)) == 2
     assert any("points" in m for m in texts(at.markdown))
     assert at.session_state["model"] is model  # no reloading

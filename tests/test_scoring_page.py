@@ -61,42 +61,44 @@ def metric(at: AppTest, label: str):
 
 
 # ---- the patient page ---------------------------------------------------------------------------
-TABS = {"sensitivity": "patient.sensitivity", "whatif": "whatif.title", "similar": "similar.title",
-        "report": "report_dl.title"}
+SECTIONS = {"sensitivity": "patient.sensitivity", "whatif": "whatif.title", "similar": "similar.title",
+            "report": "report_dl.title"}
 
 
-def open_tab(at: AppTest, section: str, lang: str = "en") -> AppTest:
-    """What a click on one of the tabs under the result sets (they rerun: only the open one is computed)."""
-    at.session_state[f"pt_more@{lang}"] = tr(TABS[section], lang)
+def open_section(at: AppTest, section: str) -> AppTest:
+    """A click on one of the sections offered under the result (only the chosen one is computed)."""
+    at.segmented_control(key="pt_more").set_value(section)
     return at.run()
 
 
-def tab_labels(at: AppTest) -> list[str]:
-    return [tab.label for tab in at.tabs]
-
-
-def test_only_the_open_tab_under_the_result_is_computed():
-    at = app_with_model("en", "pages/patient.py")
+def test_the_sections_under_the_result_are_computed_only_when_chosen():
+    at = app_with_model("zh", "pages/patient.py")
     no_exceptions(at)
-    assert tab_labels(at) == [tr(key) for key in TABS.values()]
-    # first tab: the risk across one value's range, beside the waterfall; nothing of the other three
-    assert len(at.get("plotly_chart")) == 2
+    choice = at.segmented_control(key="pt_more")
+    assert choice.value is None and choice.label == tr("patient.more", "zh")
+    assert choice.options == [tr(k, "zh") for k in SECTIONS.values()]  # as shown, translated
+    # the waterfall alone: nothing of the four sections until one is chosen
+    assert len(at.get("plotly_chart")) == 1
     assert "pt_cf_cache" not in at.session_state and not at.get("download_button") and not at.dataframe
 
-    open_tab(at, "report")
+    open_section(at, "sensitivity")
     no_exceptions(at)
-    assert len(at.get("plotly_chart")) == 1  # the waterfall only
+    assert len(at.get("plotly_chart")) == 2  # + the risk across one value's range
+
+    open_section(at, "report")
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == 1
     # PDF and HTML, built when clicked (core.report is tested in tests/test_report.py)
-    assert [d.proto.label for d in at.get("download_button")] == [tr("report_dl.pdf"), tr("report_dl.html")]
+    assert [d.proto.label for d in at.get("download_button")] == [tr("report_dl.pdf", "zh"), tr("report_dl.html", "zh")]
     assert "pt_cf_cache" not in at.session_state  # the report's what-ifs are searched when it is built
 
-    open_tab(at, "whatif")
+    open_section(at, "whatif")
     assert not at.get("download_button") and "pt_cf_cache" in at.session_state
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_whatif_suggestions_apply_to_the_form(lang):
-    at = open_tab(app_with_model(lang, "pages/patient.py"), "whatif", lang)
+    at = open_section(app_with_model(lang, "pages/patient.py"), "whatif")
     no_exceptions(at)
     chosen = at.multiselect(key=f"pt_cf_features@{lang}")
     assert chosen.value == ["trestbps", "chol", "fbs"]  # the schema's modifiable features
@@ -121,7 +123,7 @@ def test_whatif_suggestions_apply_to_the_form(lang):
 
 
 def test_an_unreachable_target_is_said_in_words():
-    at = open_tab(app_with_model("zh", "pages/patient.py"), "whatif", "zh")
+    at = open_section(app_with_model("zh", "pages/patient.py"), "whatif")
     at.multiselect(key="pt_cf_features@zh").set_value(["fbs"]).run()
     at.slider(key="pt_cf_target").set_value(5).run()
     no_exceptions(at)
@@ -130,7 +132,7 @@ def test_an_unreachable_target_is_said_in_words():
 
 
 def test_similar_patients_come_from_the_active_cohort():
-    at = open_tab(app_with_model("en", "pages/patient.py"), "similar")
+    at = open_section(app_with_model("en", "pages/patient.py"), "similar")
     no_exceptions(at)
     table = next(d.value for d in at.dataframe if tr("similar.distance") in d.value.columns)
     assert len(table) == 10
