@@ -280,10 +280,14 @@ def apply_whatif(changes: dict) -> None:
         fill_form(model, changes, only=True)
 
 
+WHATIF_TARGET_PCT = 20  # the what-if search's default target risk, %
+
+
 def whatif_settings(schema) -> tuple[int, list]:
     """The what-if target and features: as chosen in its section, or the defaults before it was ever opened."""
     chosen = st.session_state.get(lang_key("pt_cf_features"))
-    return int(st.session_state.get("pt_cf_target", 20)), list(default_modifiable(schema) if chosen is None else chosen)
+    return (int(st.session_state.get("pt_cf_target", WHATIF_TARGET_PCT)),
+            list(default_modifiable(schema) if chosen is None else chosen))
 
 
 def whatif_search(model, values: dict, key: tuple, target_pct: int, features: list):
@@ -306,7 +310,7 @@ def whatif_panel(model, values: dict, key: tuple) -> None:
     names = model.preprocessor_.feature_names
     cf_key = lang_key("pt_cf_features")
     c1, c2 = st.columns([1, 2])
-    target_pct = c1.slider(t("whatif.target"), 5, 60, 20, step=1, format="%d%%", key="pt_cf_target",
+    target_pct = c1.slider(t("whatif.target"), 5, 60, WHATIF_TARGET_PCT, step=1, format="%d%%", key="pt_cf_target",
                            help=t("whatif.target_help"))
     chosen_features = c2.multiselect(t("whatif.features"), names,
                                      default=None if cf_key in st.session_state else default_modifiable(schema),
@@ -357,12 +361,18 @@ def similar_panel(model, values: dict, cohort, fits: bool) -> None:
     st.caption(t("similar.help"))
 
 
+def model_name() -> str:
+    """The session's model as the report and the audit trail name it."""
+    info = st.session_state.get("model_info") or {}
+    meta = st.session_state.get("model_meta") or {}
+    return info.get("name") or meta.get("name") or t("sidebar.unsaved_model")
+
+
 def report_panel(model, values: dict) -> None:
     """The patient's one-page report (PDF or printable HTML), with the what-if suggestions."""
     schema = model.schema
-    info = st.session_state.get("model_info") or {}
     meta = st.session_state.get("model_meta") or {}
-    name = info.get("name") or meta.get("name") or t("sidebar.unsaved_model")
+    name = model_name()
     language, target_pct, features = lang(), *whatif_settings(schema)
     report_values = dict(values)
 
@@ -392,11 +402,9 @@ def audit(values: dict, key: tuple, result) -> None:
     token = st.session_state.get("model_token")
     if audit_file is None or st.session_state.get("pt_audit_key") == (token, key):
         return
-    info = st.session_state.get("model_info") or {}
-    meta = st.session_state.get("model_meta") or {}
     try:
-        log_prediction(audit_file, values, result.risk, model=info.get("name") or meta.get("name")
-                       or t("sidebar.unsaved_model"), source="patient", risk_band=result.risk_band)
+        log_prediction(audit_file, values, result.risk, model=model_name(), source="patient",
+                       risk_band=result.risk_band)
     except OSError:
         st.warning(t("audit.write_failed"), icon=":material/warning:")
     st.session_state["pt_audit_key"] = (token, key)
