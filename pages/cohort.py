@@ -13,7 +13,7 @@ from core.errors import CoreError
 from core.schema import Code, Feature, Schema, default_rule, infer_schema, is_cleveland
 from core.uci import cleveland_url, fetch_cleveland
 from ui import figures
-from ui.common import key_figure, show_problems
+from ui.common import key_figure, show_problems, show_table
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model, set_cohort, shared_demo_cohort
@@ -260,7 +260,7 @@ st.caption(t("cohort.report_help"))
 show_problems(cohort.problems)
 
 st.subheader(t("cohort.missing_title"))
-st.dataframe(figures.value_counts_missing(cohort), hide_index=True)
+show_table(figures.value_counts_missing(cohort))
 
 # Drawn only when opened (the choice is kept for the session): Plotly's 4.7 MB frontend and 13 charts held
 # the browser's main thread for 1-2 s while the rest of this first page was being drawn (bench/dashboard.py).

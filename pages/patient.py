@@ -24,7 +24,7 @@ from core.audit import audit_path, log_prediction
 from core.trust import ood_check, patient_uncertainty
 from core.units import from_model, input_range, to_model, unit_options
 from ui import figures
-from ui.common import need_model
+from ui.common import markdown_text, need_model
 from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model
@@ -266,13 +266,6 @@ def sensitivity_panel(model, values: dict) -> None:
     st.caption(t("patient.sensitivity_help"))
 
 
-def md_text(text: str) -> str:
-    """Plain text for st.markdown: a label from a user's file must not format ($ would start LaTeX)."""
-    for ch in "\\`*_[]()#<>|~$":
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
 def apply_whatif(changes: dict) -> None:
     """'Apply to form': the suggested values go into the form's widgets before the rerun draws them."""
     model = st.session_state.get("model")
@@ -324,7 +317,7 @@ def whatif_panel(model, values: dict, key: tuple) -> None:
     else:
         for i, alt in enumerate(found.alternatives):
             text_col, button_col = st.columns([5, 1], vertical_alignment="center")
-            text_col.markdown(f"{i + 1}. {md_text(sentence(alt, schema, lang()))}")
+            text_col.markdown(f"{i + 1}. {markdown_text(sentence(alt, schema, lang()))}")
             button_col.button(t("whatif.apply"), key=f"pt_cf_apply_{i}", on_click=apply_whatif,
                               args=({c.feature: c.new for c in alt.changes},), icon=":material/edit_note:")
         st.caption(t("whatif.help", ms=f"{found.seconds * 1000:.0f}"))
@@ -343,7 +336,7 @@ def similar_panel(model, values: dict, cohort, fits: bool) -> None:
     except CoreError as exc:
         st.error(str(exc), icon=":material/error:")
         return
-    st.caption(t("similar.source", name=md_text(cohort.name), n=cohort.n))
+    st.caption(t("similar.source", name=markdown_text(cohort.name), n=cohort.n))
     m1, m2, m3 = st.columns(3)
     m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True)
     m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)

@@ -84,6 +84,9 @@ def test_first_page_shows_the_synthetic_demo_cohort_and_the_notice(server, page)
     expect(cohort_rows(page)).to_have_text("303")
     wait_idle(page)
     assert elsewhere == []
+    # the report and the missing values: Markdown tables, so the first page never loads st.dataframe's code
+    expect(page.get_by_test_id("stMain").get_by_test_id("stMarkdownContainer").locator("table")).to_have_count(2)
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)  # drawn on demand: one click
     page.get_by_test_id("stExpander").filter(has_text=tr("cohort.distributions_open", n=13)).locator("summary").click()
     expect(page.get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()

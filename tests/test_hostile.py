@@ -36,6 +36,7 @@ from core.demo import demo_cohort
 from core.errors import BundleError, CohortError
 from core.schema import CLEVELAND_COLUMNS, cleveland_schema
 from i18n_table import tr
+from tables import shown_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDMADE = Path(__file__).resolve().parent / "hostile"
@@ -376,7 +377,7 @@ def test_dashboard_reports_impossible_values_by_column_rows_and_rule(model_store
     assert [e.value for e in at.exception] == [] and errors(at) == []
     cohort = at.session_state["cohort"]
     assert cohort.name == "values.csv" and cohort.n == 303
-    report = at.main.dataframe[0].value
+    report = shown_tables(at.main)[0]
     found = {(row.iloc[0], row.iloc[4]) for _, row in report.iterrows()}
     for column, rows in (("age", "3"), ("thalach", "4"), ("trestbps", "5"), ("oldpeak", "8–9"), ("thal", "11")):
         assert (column, rows) in found, (column, rows, found)

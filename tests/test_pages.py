@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_cohort
 from i18n_table import tr
+from tables import shown_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -127,6 +128,20 @@ def test_the_demo_cohort_is_the_default_and_labelled_synthetic():
     assert tr("cohort.upload_limit", mb=50) in texts(at.caption)
 
 
+def test_the_first_page_draws_its_two_short_tables_without_the_dataframe_frontend():
+    """The report and the missing values are Markdown tables: no st.dataframe on the page that opens first
+    (its frontend is 1.6 MB of JavaScript: ui.common.show_table)."""
+    at = new_app()
+    cohort = at.session_state["cohort"]
+    assert not at.main.dataframe
+    report, missing = shown_tables(at.main)
+    assert report.iloc[:, 0].tolist() == [p.column for p in cohort.problems]
+    names = [f.name for f in cohort.schema.model_features]
+    assert missing.iloc[:, 0].tolist() == names
+    counts = cohort.df[names].isna().sum()
+    assert missing.iloc[:, 2].astype(int).tolist() == counts.tolist() and counts.sum() > 0
+
+
 def test_the_language_switch_shows_chinese():
     at = new_app()
     at.sidebar.selectbox(key="lang_choice").set_value("zh").run()
@@ -172,7 +187,7 @@ def test_a_cleveland_upload_replaces_the_demo_cohort_and_reports_its_problems():
     no_exceptions(at)
     cohort = at.session_state["cohort"]
     assert cohort.name == "cleveland.csv" and not cohort.synthetic and cohort.n == 303
-    report = at.main.dataframe[0].value
+    report = shown_tables(at.main)[0]
     assert "trestbps" in report.iloc[:, 0].tolist()
     assert tr("sidebar.synthetic") not in " ".join(texts(at.sidebar.markdown))
 

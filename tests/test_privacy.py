@@ -25,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 from core.demo import demo_cohort
 from core.errors import CoreError
 from i18n_table import tr
+from tables import plain_text, shown_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -237,6 +238,8 @@ def all_text(at: AppTest) -> str:
         for element in getattr(at, kind):
             parts.append(str(getattr(element, "value", "")))
             parts.append(str(getattr(element, "label", "")))
+    for element in at.markdown:  # what the screen shows: escapes resolved, tables included
+        parts.append(plain_text(element.value))
     for frame in at.dataframe:
         parts.append(frame.value.to_csv())
     return "\n".join(parts)
@@ -255,7 +258,7 @@ def test_an_uploaded_cohort_stays_in_memory_and_its_values_reach_no_log(private_
         at.switch_page(page).run()
         assert not at.exception, page
     assert all_logs and leaks("\n".join(all_logs)) == []
-    report = at.main.dataframe[0].value.to_csv()
+    report = shown_tables(at.main)[0].to_csv()
     assert "trestbps" in report and leaks(report) == []  # the report names column and rows only
     assert not store.exists() or files_holding(store, NEEDLES, started) == []
     assert files_holding(temp, NEEDLES, started) == []
@@ -345,7 +348,7 @@ def assert_closed(at: AppTest) -> None:
     assert not at.exception
     assert [t.value for t in at.title] == [tr("auth.title")]
     assert at.session_state["cohort"] is None and at.session_state["model"] is None
-    assert not at.dataframe and not at.metric and not at.get("plotly_chart")
+    assert not shown_tables(at) and not at.metric and not at.get("plotly_chart")
     text = all_text(at)
     assert "Cleveland" not in text and tr("sidebar.cohort") not in text and "303" not in text
 
