@@ -39,13 +39,38 @@ def test_the_component_scan_is_deferred_then_run_once(scans):
 
 def test_preload_imports_the_first_page_but_not_tensorflow():
     # In a fresh interpreter: this test process has long imported everything.
-    code = ("import sys; from ui import serve; serve.wait_until_listening = lambda timeout=30.0: None; "
-            "done = []; serve.preload(lambda: done.append(1)); "
+    code = ("import sys; from ui import serve; serve.wait_until_listening = lambda timeout=30.0: None\n"
+            "with serve.plotly_theme_deferred():\n    import streamlit\n"
+            "done = []; serve.preload(lambda: done.append(1)); import plotly.io as pio\n"
             "print(sorted(m for m in ('core.data', 'core.demo', 'ui.state', 'ui.figures', 'tensorflow', 'keras') "
-            "if m in sys.modules), done)")
+            "if m in sys.modules), done, 'streamlit' in pio.templates)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "['core.data', 'core.demo', 'ui.figures', 'ui.state'] [1]"
+    assert result.stdout.strip() == "['core.data', 'core.demo', 'ui.figures', 'ui.state'] [1] True"
+
+
+def test_streamlits_plotly_template_is_registered_after_its_import_not_during_it():
+    # In a fresh interpreter, as the launcher imports Streamlit: the template is not built on the way to the
+    # server's start, plotly.graph_objects imports normally afterwards, and the preload registers the template
+    # Streamlit registers itself (compared with a plain import of Streamlit in another interpreter).
+    template = ("import plotly.io as pio; print(pio.templates['streamlit'].to_plotly_json() == {} "
+                "if 'streamlit' in pio.templates else 'none')")
+    plain = subprocess.run([sys.executable, "-c", "import json; from streamlit.web import cli; import plotly.io as "
+                            "pio; print(json.dumps(pio.templates['streamlit'].to_plotly_json(), sort_keys=True))"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    code = ("import json, sys; from ui import serve\n"
+            "with serve.plotly_theme_deferred():\n    from streamlit.web import cli\n"
+            "import plotly.io as pio; before = 'streamlit' in pio.templates\n"
+            "import plotly.graph_objects as go; go.Figure()\n"
+            "serve.register_plotly_theme()\n"
+            "print(before, sys.modules['plotly.graph_objects'] is go)\n"
+            "print(json.dumps(pio.templates['streamlit'].to_plotly_json(), sort_keys=True))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    flags, registered = result.stdout.strip().split("\n", 1)
+    assert flags == "False True"
+    assert registered == plain.stdout.strip() and '"colorscale"' in registered
 
 
 def test_legacy_pages_mode_is_left_before_any_session(monkeypatch):

@@ -6,9 +6,10 @@ Streamlit runs app.py only once a browser session connects, ~0.7 s after the ser
 Chromium takes to fetch and parse Streamlit's frontend. That first run then spent ~0.75 s importing numpy,
 pandas, scipy, pydantic and the app's own modules. Here a thread does that work as soon as the server
 listens, while the browser is still busy with the frontend (started earlier, it slowed the server's own
-start), and the interpreter switches threads every 1 ms instead of 5 ms. Two things Streamlit did before
-the first page are moved out of its way: its scan of all installed packages for components (now after the
-server listens) and app.py's rerun out of the legacy pages-folder mode (not needed). bench/dashboard.py
+start), and the interpreter switches threads every 1 ms instead of 5 ms. Three things Streamlit did before
+the first page are moved out of its way: its scan of all installed packages for components and the
+registration of its Plotly template (both now after the server listens), and app.py's rerun out of the
+legacy pages-folder mode (not needed). bench/dashboard.py
 measures the first page both ways. `streamlit run app.py` still works; its first page is that much slower.
 
 TensorFlow is not imported here: it would take the CPU the first page needs (app.py warms it after the
@@ -20,7 +21,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -36,6 +38,36 @@ def limit_blas_threads() -> None:
     24 ms with two; with the what-if tab open, the server's CPU per form change fell from ~190 to ~70 ms.
     TensorFlow trains on its own threads, not OpenBLAS's."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
+
+
+PLOTLY_OBJECTS = "plotly.graph_objects"
+
+
+@contextmanager
+def plotly_theme_deferred() -> Iterator[None]:
+    """Around Streamlit's import: it registers its Plotly template ("streamlit" in plotly.io.templates) by
+    building a Template from plotly.graph_objects, ~0.12 of the ~0.43 s the import takes, all before the
+    server listens. Inside this block that import fails on purpose, so Streamlit skips the template as it
+    does when Plotly is not installed; register_plotly_theme() adds it once the server listens. Streamlit's
+    charts never read it (their theme is applied in the browser): it exists for figures that name it, and
+    none of this app's do."""
+    blocked = PLOTLY_OBJECTS not in sys.modules
+    if blocked:
+        sys.modules[PLOTLY_OBJECTS] = None  # an import of it raises ImportError
+    try:
+        yield
+    finally:
+        if blocked and PLOTLY_OBJECTS in sys.modules and sys.modules[PLOTLY_OBJECTS] is None:
+            del sys.modules[PLOTLY_OBJECTS]
+
+
+def register_plotly_theme() -> None:
+    """Streamlit's Plotly template, as its import would have registered it (see plotly_theme_deferred)."""
+    try:
+        from streamlit.elements.lib.streamlit_plotly_theme import configure_streamlit_plotly_theme
+        configure_streamlit_plotly_theme()
+    except ImportError:  # moved in another Streamlit: its import registered the template itself
+        pass
 
 
 def wait_until_listening(timeout: float = 30.0) -> None:
@@ -71,11 +103,13 @@ def runtime_script_cache():
 
 
 def preload(component_scan: Callable[[], None] = lambda: None) -> None:
-    """Compile the first page's scripts, import what the Cohort page needs and build the shared demo cohort,
-    then let Streamlit scan for components (deferred from its start) and compile the other pages."""
+    """Register Streamlit's Plotly template, compile the first page's scripts, import what the Cohort page
+    needs and build the shared demo cohort, then let Streamlit scan for components (deferred from its start)
+    and compile the other pages."""
     cache = None
     try:
         wait_until_listening()
+        register_plotly_theme()
         cache = runtime_script_cache()
         if cache is not None:
             compile_scripts(cache, FIRST_SCRIPTS)
@@ -139,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     limit_blas_threads()  # first: Streamlit's import below imports numpy
     # Streamlit's command line (and so all of Streamlit) is imported here first, so the preload thread
     # never meets a half-imported Streamlit module.
-    from streamlit.web import cli
+    with plotly_theme_deferred():
+        from streamlit.web import cli
     sys.path.insert(0, str(APP.parent))
     # One process serves the browser's files and runs the scripts: a thread holding the GIL (an import, a
     # page's pandas work) made the web server (Uvicorn) wait up to 5 ms at each switch while it sent
