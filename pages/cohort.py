@@ -12,8 +12,7 @@ from core.data import cohort_from_frame, load_cohort, read_table
 from core.errors import CoreError
 from core.schema import Code, Feature, Schema, default_rule, infer_schema, is_cleveland
 from core.uci import cleveland_url, fetch_cleveland
-from ui import figures
-from ui.common import key_figure, show_problems, show_table
+from ui.common import key_figure, missing_values_frame, show_problems, show_table
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model, set_cohort, shared_demo_cohort
@@ -193,6 +192,7 @@ def edited_schema(inferred: Schema, target: str, rule: str, edited: pd.DataFrame
 
 # ---- profile figures ---------------------------------------------------------------------------
 def build_distributions(cohort) -> list:
+    from ui import figures  # Plotly's figure classes: not needed until the distributions are opened
     return [figures.distribution(cohort, f) for f in cohort.schema.model_features]
 
 
@@ -260,7 +260,7 @@ st.caption(t("cohort.report_help"))
 show_problems(cohort.problems)
 
 st.subheader(t("cohort.missing_title"))
-show_table(figures.value_counts_missing(cohort))
+show_table(missing_values_frame(cohort))
 
 # Drawn only when opened (the choice is kept for the session): Plotly's 4.7 MB frontend and 13 charts held
 # the browser's main thread for 1-2 s while the rest of this first page was being drawn (bench/dashboard.py).

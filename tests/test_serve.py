@@ -37,16 +37,50 @@ def test_the_component_scan_is_deferred_then_run_once(scans):
     assert scans == [1, 1]
 
 
-def test_preload_imports_the_first_page_but_not_tensorflow():
+def test_preload_imports_the_first_page_first_and_the_rest_after_it():
     # In a fresh interpreter: this test process has long imported everything.
-    code = ("import sys; from ui import serve; serve.wait_until_listening = lambda timeout=30.0: None\n"
+    code = ("import sys; from ui import serve\n"
             "with serve.plotly_theme_deferred():\n    import streamlit\n"
-            "done = []; serve.preload(lambda: done.append(1)); import plotly.io as pio\n"
-            "print(sorted(m for m in ('core.data', 'core.demo', 'ui.state', 'ui.figures', 'tensorflow', 'keras') "
-            "if m in sys.modules), done, 'streamlit' in pio.templates)")
+            "import plotly.io as pio\n"
+            "seen = lambda: [sorted(m for m in ('core.data', 'core.demo', 'ui.state', 'ui.common', 'ui.figures', "
+            "'tensorflow', 'keras') if m in sys.modules), 'streamlit' in pio.templates]\n"
+            "serve.preload_first_page(None); print(seen())\n"
+            "done = []; serve.preload_rest(lambda: done.append(1), None); print(seen(), done)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "['core.data', 'core.demo', 'ui.figures', 'ui.state'] [1] True"
+    first, rest = result.stdout.strip().splitlines()
+    assert first == "[['core.data', 'core.demo', 'ui.common', 'ui.state'], False]"
+    assert rest == "[['core.data', 'core.demo', 'ui.common', 'ui.figures', 'ui.state'], True] [1]"
+
+
+def test_the_rest_of_the_preload_waits_for_the_first_page(monkeypatch):
+    import threading
+    from ui import state
+    calls = []
+    monkeypatch.setattr(state, "FIRST_PAGE_DRAWN", threading.Event())
+    monkeypatch.setattr(serve, "wait_until_listening", lambda **kw: None)
+    monkeypatch.setattr(serve, "runtime_script_cache", lambda: None)
+    monkeypatch.setattr(serve, "preload_first_page", lambda cache: calls.append("first"))
+    monkeypatch.setattr(serve, "preload_rest", lambda scan, cache: calls.append("rest"))
+    thread = threading.Thread(target=serve.preload)
+    thread.start()
+    thread.join(0.5)
+    assert calls == ["first"] and thread.is_alive()  # the first page has not been drawn
+    state.FIRST_PAGE_DRAWN.set()
+    thread.join(10)
+    assert calls == ["first", "rest"] and not thread.is_alive()
+
+
+@pytest.mark.parametrize("warm", ["0", "1"])
+def test_the_end_of_the_first_script_run_says_the_first_page_is_drawn(monkeypatch, warm):
+    import threading
+    from ui import jobs, state
+    monkeypatch.setattr(state, "FIRST_PAGE_DRAWN", threading.Event())
+    monkeypatch.setattr(state, "_warm_thread", None)
+    monkeypatch.setattr(jobs, "import_tensorflow", lambda: None)  # not the real 7 s import
+    monkeypatch.setenv(state.WARM_ENV, warm)
+    state.warm_tensorflow()
+    assert state.FIRST_PAGE_DRAWN.is_set()
 
 
 def test_streamlits_plotly_template_is_registered_after_its_import_not_during_it():

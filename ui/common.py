@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.schema import format_rows
-from ui.i18n import t
+from ui.i18n import feature_label, t
 
 TRAIN_PAGE = "pages/train.py"
 COHORT_PAGE = "pages/cohort.py"
@@ -59,6 +59,16 @@ def problems_frame(problems) -> pd.DataFrame:
         [dict(zip(columns, [p.column, _rule_text(p.rule), p.detail, p.count, format_rows([r - 1 for r in p.rows]),
                             severity.get(p.severity, p.severity), _action_text(p.action)])) for p in problems],
         columns=columns)
+
+
+def missing_values_frame(cohort) -> pd.DataFrame:
+    """Per model feature: how many values are missing, as a count and a share of the rows."""
+    names = [f.name for f in cohort.schema.model_features]
+    missing = cohort.df[names].isna().sum()
+    return pd.DataFrame({t("cohort.column"): names,
+                         t("cohort.label"): [feature_label(cohort.schema[n]) for n in names],
+                         t("cohort.missing"): missing.to_numpy(dtype=int),
+                         t("cohort.missing_share"): (missing.to_numpy() / max(len(cohort.df), 1) * 100).round(1)})
 
 
 def show_problems(problems) -> None:

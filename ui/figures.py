@@ -143,14 +143,5 @@ def dependence(expl, pre, name: str, colour: str | None):
     return fig
 
 
-def value_counts_missing(cohort) -> pd.DataFrame:
-    names = [f.name for f in cohort.schema.model_features]
-    missing = cohort.df[names].isna().sum()
-    return pd.DataFrame({t("cohort.column"): names,
-                         t("cohort.label"): [feature_label(cohort.schema[n]) for n in names],
-                         t("cohort.missing"): missing.to_numpy(dtype=int),
-                         t("cohort.missing_share"): (missing.to_numpy() / max(len(cohort.df), 1) * 100).round(1)})
-
-
 __all__ = ["distribution", "training_curve", "roc", "calibration", "confusion", "waterfall", "sensitivity",
-           "importance", "beeswarm", "dependence", "decoded", "value_counts_missing"]
+           "importance", "beeswarm", "dependence", "decoded"]

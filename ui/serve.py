@@ -8,8 +8,8 @@ pandas, scipy, pydantic and the app's own modules. Here a thread does that work 
 listens, while the browser is still busy with the frontend (started earlier, it slowed the server's own
 start), and the interpreter switches threads every 1 ms instead of 5 ms. Three things Streamlit did before
 the first page are moved out of its way: its scan of all installed packages for components and the
-registration of its Plotly template (both now after the server listens), and app.py's rerun out of the
-legacy pages-folder mode (not needed). bench/dashboard.py
+registration of its Plotly template (both now after the first page is drawn, with the figure modules and
+the other pages' bytecode), and app.py's rerun out of the legacy pages-folder mode (not needed). bench/dashboard.py
 measures the first page both ways. `streamlit run app.py` still works; its first page is that much slower.
 
 TensorFlow is not imported here: it would take the CPU the first page needs (app.py warms it after the
@@ -48,7 +48,7 @@ def plotly_theme_deferred() -> Iterator[None]:
     """Around Streamlit's import: it registers its Plotly template ("streamlit" in plotly.io.templates) by
     building a Template from plotly.graph_objects, ~0.12 of the ~0.43 s the import takes, all before the
     server listens. Inside this block that import fails on purpose, so Streamlit skips the template as it
-    does when Plotly is not installed; register_plotly_theme() adds it once the server listens. Streamlit's
+    does when Plotly is not installed; register_plotly_theme() adds it once the first page is drawn. Streamlit's
     charts never read it (their theme is applied in the browser): it exists for figures that name it, and
     none of this app's do."""
     blocked = PLOTLY_OBJECTS not in sys.modules
@@ -102,29 +102,58 @@ def runtime_script_cache():
         return None
 
 
-def preload(component_scan: Callable[[], None] = lambda: None) -> None:
-    """Register Streamlit's Plotly template, compile the first page's scripts, import what the Cohort page
-    needs and build the shared demo cohort, then let Streamlit scan for components (deferred from its start)
-    and compile the other pages."""
-    cache = None
+FIRST_PAGE_WAIT_S = 15.0  # the second phase starts then even if no browser has come
+
+
+def preload_first_page(cache) -> None:
+    """Compile the first page's scripts, import what app.py and the Cohort page import and build the shared
+    demo cohort. The first page's script ran into this work and waited for it (~0.9 s after the server
+    listens), so nothing else is done before it."""
     try:
-        wait_until_listening()
-        register_plotly_theme()
-        cache = runtime_script_cache()
         if cache is not None:
             compile_scripts(cache, FIRST_SCRIPTS)
+        from ui.state import shared_demo_cohort
+        shared_demo_cohort()  # fills the cache the first session reads (st.cache_resource: one per process)
+        from core import uci  # noqa: F401
+        import ui.common, ui.shell  # noqa: F401,E401
+    except Exception:  # noqa: BLE001 - a failed preload costs only the head start; the page's import reports it
+        pass
+
+
+def preload_rest(component_scan: Callable[[], None], cache) -> None:
+    """What the first page does not need: Streamlit's Plotly template, the figure modules, Streamlit's
+    component scan (deferred from its start) and the other pages' bytecode. Done before the first page's
+    script had finished, it slowed that script by taking the GIL and the CPU (bench/dashboard.py)."""
+    try:
         # PIL first: plotly looks it up in sys.modules and must not find it half-imported (ui/jobs.py).
         from ui.jobs import import_shared_modules
         import_shared_modules()
-        from ui.state import shared_demo_cohort
-        shared_demo_cohort()  # fills the cache the first session reads (st.cache_resource: one per process)
-        from core import plots, uci  # noqa: F401
-        import ui.common, ui.figures, ui.shell  # noqa: F401,E401
-    except Exception:  # noqa: BLE001 - a failed preload costs only the head start; the page's import reports it
+        register_plotly_theme()
+        from core import plots  # noqa: F401
+        import ui.figures  # noqa: F401
+    except Exception:  # noqa: BLE001 - the pages import these themselves
         pass
     component_scan()  # logs its own failures (Streamlit's code)
     if cache is not None:
         compile_scripts(cache, sorted((APP.parent / "pages").glob("*.py")))
+
+
+def first_page_drawn(timeout: float) -> None:
+    """Until this process has drawn a first page (ui.state.FIRST_PAGE_DRAWN), at most ``timeout``."""
+    try:
+        from ui.state import FIRST_PAGE_DRAWN
+    except Exception:  # noqa: BLE001 - an app that does not import: nothing to wait for
+        return
+    FIRST_PAGE_DRAWN.wait(timeout)
+
+
+def preload(component_scan: Callable[[], None] = lambda: None) -> None:
+    """Once the server listens: the first page's imports; once that page is drawn: the rest."""
+    wait_until_listening()
+    cache = runtime_script_cache()
+    preload_first_page(cache)
+    first_page_drawn(FIRST_PAGE_WAIT_S)
+    preload_rest(component_scan, cache)
 
 
 def skip_use_warning() -> None:

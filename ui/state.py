@@ -125,18 +125,24 @@ def keep_keras_state() -> None:
 
 _warm_lock = threading.Lock()
 _warm_thread: threading.Thread | None = None
+# Set once this process has finished a first script run (app.py's last step): work that the first page does
+# not need waits for it (ui.serve's second preload phase), so as not to slow that page on the same cores.
+FIRST_PAGE_DRAWN = threading.Event()
 
 
 def warm_tensorflow() -> threading.Thread | None:
     """Import Keras/TensorFlow (~7 s) in the background once per process, after the first page is drawn,
     so that training or loading a model does not wait for it."""
     global _warm_thread
-    if os.environ.get(WARM_ENV, "1") == "0":
-        return None
-    with _warm_lock:
-        if _warm_thread is None:
-            from ui.jobs import import_shared_modules, import_tensorflow
-            import_shared_modules()
-            _warm_thread = threading.Thread(target=import_tensorflow, daemon=True, name="warm-keras")
-            _warm_thread.start()
-    return _warm_thread
+    try:
+        if os.environ.get(WARM_ENV, "1") == "0":
+            return None
+        with _warm_lock:
+            if _warm_thread is None:
+                from ui.jobs import import_shared_modules, import_tensorflow
+                import_shared_modules()
+                _warm_thread = threading.Thread(target=import_tensorflow, daemon=True, name="warm-keras")
+                _warm_thread.start()
+        return _warm_thread
+    finally:
+        FIRST_PAGE_DRAWN.set()  # after import_shared_modules: the preload's plotly work must not meet a half PIL
