@@ -87,8 +87,6 @@ def test_streamlits_plotly_template_is_registered_after_its_import_not_during_it
     # In a fresh interpreter, as the launcher imports Streamlit: the template is not built on the way to the
     # server's start, plotly.graph_objects imports normally afterwards, and the preload registers the template
     # Streamlit registers itself (compared with a plain import of Streamlit in another interpreter).
-    template = ("import plotly.io as pio; print(pio.templates['streamlit'].to_plotly_json() == {} "
-                "if 'streamlit' in pio.templates else 'none')")
     plain = subprocess.run([sys.executable, "-c", "import json; from streamlit.web import cli; import plotly.io as "
                             "pio; print(json.dumps(pio.templates['streamlit'].to_plotly_json(), sort_keys=True))"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)

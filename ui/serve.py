@@ -6,10 +6,11 @@ Streamlit runs app.py only once a browser session connects, ~0.7 s after the ser
 Chromium takes to fetch and parse Streamlit's frontend. That first run then spent ~0.75 s importing numpy,
 pandas, scipy, pydantic and the app's own modules. Here a thread does that work as soon as the server
 listens, while the browser is still busy with the frontend (started earlier, it slowed the server's own
-start), and the interpreter switches threads every 1 ms instead of 5 ms. Three things Streamlit did before
-the first page are moved out of its way: its scan of all installed packages for components and the
-registration of its Plotly template (both now after the first page is drawn, with the figure modules and
-the other pages' bytecode), and app.py's rerun out of the legacy pages-folder mode (not needed). bench/dashboard.py
+start), and the interpreter switches threads every 1 ms instead of 5 ms. Only what the first page imports
+is preloaded first; the rest waits until that page is drawn. Three things Streamlit did before the first
+page are moved out of its way: its scan of all installed packages for components and the registration of
+its Plotly template (both now after the first page is drawn, with the figure modules and the other pages'
+bytecode), and app.py's rerun out of the legacy pages-folder mode (not needed). bench/dashboard.py
 measures the first page both ways. `streamlit run app.py` still works; its first page is that much slower.
 
 TensorFlow is not imported here: it would take the CPU the first page needs (app.py warms it after the
@@ -48,9 +49,9 @@ def plotly_theme_deferred() -> Iterator[None]:
     """Around Streamlit's import: it registers its Plotly template ("streamlit" in plotly.io.templates) by
     building a Template from plotly.graph_objects, ~0.12 of the ~0.43 s the import takes, all before the
     server listens. Inside this block that import fails on purpose, so Streamlit skips the template as it
-    does when Plotly is not installed; register_plotly_theme() adds it once the first page is drawn. Streamlit's
-    charts never read it (their theme is applied in the browser): it exists for figures that name it, and
-    none of this app's do."""
+    does when Plotly is not installed; register_plotly_theme() adds it once the first page is drawn.
+    Streamlit's charts never read it (their theme is applied in the browser): it exists for figures that
+    name it, and none of this app's do."""
     blocked = PLOTLY_OBJECTS not in sys.modules
     if blocked:
         sys.modules[PLOTLY_OBJECTS] = None  # an import of it raises ImportError

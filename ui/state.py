@@ -132,7 +132,8 @@ FIRST_PAGE_DRAWN = threading.Event()
 
 def warm_tensorflow() -> threading.Thread | None:
     """Import Keras/TensorFlow (~7 s) in the background once per process, after the first page is drawn,
-    so that training or loading a model does not wait for it."""
+    so that training or loading a model does not wait for it. app.py calls it as a run's last step, so it
+    also sets FIRST_PAGE_DRAWN."""
     global _warm_thread
     try:
         if os.environ.get(WARM_ENV, "1") == "0":
