@@ -156,14 +156,15 @@ def dependence(frame: pd.DataFrame, feature_label: str, colour_label: str | None
 
 
 def sensitivity_strip(curve: pd.DataFrame, current_value: float, feature_label: str, unit: str | None = None, *,
-                      title: str | None = None, y_title: str = "risk", now_label: str = "now") -> go.Figure:
+                      title: str = "Risk across {axis}", y_title: str = "risk", now_label: str = "now") -> go.Figure:
     """curve: columns value, risk (the patient's risk across the feature's plausible range); a dotted line
-    marks the patient's current value. Built as one spec, like the waterfall (redrawn at every change)."""
+    marks the patient's current value. ``title``'s {axis} is the feature's label with its unit, as on the
+    x axis. Built as one spec, like the waterfall (redrawn at every change)."""
     axis = f"{feature_label}" + (f" ({unit})" if unit else "")
     return go.Figure({
         "data": [{"type": "scatter", "x": curve.value.tolist(), "y": curve.risk.tolist(), "mode": "lines",
                   "line": {"color": RISK_UP}}],
-        "layout": {"title": {"text": title if title is not None else f"Risk across {axis}"},
+        "layout": {"title": {"text": title.format(axis=axis)},
                    "xaxis": {"title": {"text": axis}},
                    "yaxis": {"title": {"text": y_title}, "tickformat": ".0%", "range": [0, 1]},
                    "shapes": [{"type": "line", "xref": "x", "x0": current_value, "x1": current_value,

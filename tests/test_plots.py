@@ -46,11 +46,12 @@ def test_waterfall_sorts_by_effect_and_takes_translated_labels():
 
 def test_sensitivity_strip_marks_the_current_value():
     curve = pd.DataFrame({"value": [60.0, 120.0, 180.0], "risk": [0.6, 0.4, 0.2]})
-    fig = plots.sensitivity_strip(curve, 150, "Max heart rate", "bpm", now_label="当前")
+    fig = plots.sensitivity_strip(curve, 150, "Max heart rate", "bpm", title="{axis} 变化时的风险", now_label="当前")
     (line,) = fig.layout.shapes
     assert line.x0 == line.x1 == 150 and (line.yref, line.y0, line.y1) == ("y domain", 0, 1)
     assert fig.layout.annotations[0].text == "当前" and fig.layout.annotations[0].x == 150
     assert fig.layout.xaxis.title.text == "Max heart rate (bpm)" and list(fig.layout.yaxis.range) == [0, 1]
+    assert fig.layout.title.text == "Max heart rate (bpm) 变化时的风险"
 
 
 def test_sensitivity_strip_and_calibration():

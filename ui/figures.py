@@ -78,8 +78,7 @@ def waterfall(reasons: list, base_value: float, risk: float):
 
 
 def sensitivity(curve: pd.DataFrame, current: float, label: str, unit: str | None):
-    axis = label + (f" ({unit})" if unit else "")
-    return plots.sensitivity_strip(curve, current, label, unit, title=t("fig.sensitivity", feature=axis),
+    return plots.sensitivity_strip(curve, current, label, unit, title=t("fig.sensitivity", feature="{axis}"),
                                    y_title=t("fig.risk"), now_label=t("fig.now"))
 
 
