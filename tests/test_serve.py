@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ from streamlit.runtime.pages_manager import PagesManager
 from ui import serve
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def fresh_python(code: str, env: dict | None = None) -> str:
+    """What ``code`` prints in a new interpreter from the project's root (this test process has long
+    imported everything a launcher must import in its own order)."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -38,7 +48,6 @@ def test_the_component_scan_is_deferred_then_run_once(scans):
 
 
 def test_preload_imports_the_first_page_first_and_the_rest_after_it():
-    # In a fresh interpreter: this test process has long imported everything.
     code = ("import sys; from ui import serve\n"
             "with serve.plotly_theme_deferred():\n    import streamlit\n"
             "import plotly.io as pio\n"
@@ -46,15 +55,12 @@ def test_preload_imports_the_first_page_first_and_the_rest_after_it():
             "'tensorflow', 'keras') if m in sys.modules), 'streamlit' in pio.templates]\n"
             "serve.preload_first_page(None); print(seen())\n"
             "done = []; serve.preload_rest(lambda: done.append(1), None); print(seen(), done)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    first, rest = result.stdout.strip().splitlines()
+    first, rest = fresh_python(code).splitlines()
     assert first == "[['core.data', 'core.demo', 'ui.common', 'ui.state'], False]"
     assert rest == "[['core.data', 'core.demo', 'ui.common', 'ui.figures', 'ui.state'], True] [1]"
 
 
 def test_the_rest_of_the_preload_waits_for_the_first_page(monkeypatch):
-    import threading
     from ui import state
     calls = []
     monkeypatch.setattr(state, "FIRST_PAGE_DRAWN", threading.Event())
@@ -73,7 +79,6 @@ def test_the_rest_of_the_preload_waits_for_the_first_page(monkeypatch):
 
 @pytest.mark.parametrize("warm", ["0", "1"])
 def test_the_end_of_the_first_script_run_says_the_first_page_is_drawn(monkeypatch, warm):
-    import threading
     from ui import jobs, state
     monkeypatch.setattr(state, "FIRST_PAGE_DRAWN", threading.Event())
     monkeypatch.setattr(state, "_warm_thread", None)
@@ -87,10 +92,8 @@ def test_streamlits_plotly_template_is_registered_after_its_import_not_during_it
     # In a fresh interpreter, as the launcher imports Streamlit: the template is not built on the way to the
     # server's start, plotly.graph_objects imports normally afterwards, and the preload registers the template
     # Streamlit registers itself (compared with a plain import of Streamlit in another interpreter).
-    plain = subprocess.run([sys.executable, "-c", "import json; from streamlit.web import cli; import plotly.io as "
-                            "pio; print(json.dumps(pio.templates['streamlit'].to_plotly_json(), sort_keys=True))"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert plain.returncode == 0, plain.stderr[-2000:]
+    plain = fresh_python("import json; from streamlit.web import cli; import plotly.io as pio; "
+                         "print(json.dumps(pio.templates['streamlit'].to_plotly_json(), sort_keys=True))")
     code = ("import json, sys; from ui import serve\n"
             "with serve.plotly_theme_deferred():\n    from streamlit.web import cli\n"
             "import plotly.io as pio; before = 'streamlit' in pio.templates\n"
@@ -98,11 +101,9 @@ def test_streamlits_plotly_template_is_registered_after_its_import_not_during_it
             "serve.register_plotly_theme()\n"
             "print(before, sys.modules['plotly.graph_objects'] is go)\n"
             "print(json.dumps(pio.templates['streamlit'].to_plotly_json(), sort_keys=True))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    flags, registered = result.stdout.strip().split("\n", 1)
+    flags, registered = fresh_python(code).split("\n", 1)
     assert flags == "False True"
-    assert registered == plain.stdout.strip() and '"colorscale"' in registered
+    assert registered == plain and '"colorscale"' in registered
 
 
 def test_legacy_pages_mode_is_left_before_any_session(monkeypatch):
@@ -120,10 +121,7 @@ def test_numpy_gets_one_blas_thread_unless_the_operator_says_otherwise(operator_
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if operator_setting:
         env["OPENBLAS_NUM_THREADS"] = operator_setting
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == f"[{threads}]"
+    assert fresh_python(code, env) == f"[{threads}]"
 
 
 def test_the_launcher_limits_blas_threads_before_it_imports_streamlit(monkeypatch):
