@@ -34,7 +34,7 @@ try:
         st.Page("pages/trust.py", title=t("nav.trust"), icon=":material/verified:"),
     ]
     # audit-page-start: the audit page exists only when the audit log is on (off by default)
-    from core.audit import audit_path
+    from core.workflow import audit_path
     if audit_path(st.secrets) is not None:
         PAGES.append(st.Page("pages/audit.py", title=t("nav.audit"), icon=":material/receipt_long:"))
     # audit-page-end

@@ -39,9 +39,9 @@ def _with_background(model, background: np.ndarray):
 
 
 def cohort_10k(model, quick: bool) -> dict:
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     from core.explain import background_sample
-    from core.risk import score_table
+    from core.workflow import score_table
 
     cohort = demo_cohort(10_000, seed=11)
     risk_s, risk_runs = median_seconds(lambda: score_table(model, cohort, with_reasons=False), 9, warmup=1)
@@ -78,7 +78,7 @@ def cohort_10k(model, quick: bool) -> dict:
 
 
 def _timed_table(model, df):
-    from core.risk import score_table
+    from core.workflow import score_table
     t0 = time.perf_counter()
     out = score_table(model, df, with_reasons=True)
     return out, time.perf_counter() - t0
@@ -90,9 +90,9 @@ def cohort_1m(bundle_dir: str, reason_rows: int, timeout: float = 1200) -> dict:
 
 def _cohort_1m_child(bundle_dir: str, reason_rows: int) -> None:
     quiet_tensorflow()
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     from core.model import load_bundle
-    from core.risk import score_table
+    from core.workflow import score_table
 
     model = load_bundle(bundle_dir)
     rss_loaded = peak_rss_mb()

@@ -24,7 +24,7 @@ def patient_values(model, row) -> dict:
 
 
 def warm_patient(model, values: dict, calls: int = 200) -> dict:
-    from core.risk import patient_risk
+    from core.workflow import patient_risk
     risk_only, _ = median_seconds(lambda: patient_risk(model, values, with_reasons=False), calls, warmup=5)
     with_shap, _ = median_seconds(lambda: patient_risk(model, values, with_reasons=True), calls, warmup=5)
     # The floor: the same network as plain numpy on one already-preprocessed row.
@@ -52,7 +52,7 @@ def _first_shap_child(bundle_dir: str, values_path: str) -> None:
     quiet_tensorflow()
     t0 = time.perf_counter()
     from core.model import load_bundle
-    from core.risk import patient_risk
+    from core.workflow import patient_risk
     imported = time.perf_counter()
     model = load_bundle(bundle_dir)
     loaded = time.perf_counter()

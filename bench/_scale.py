@@ -22,13 +22,13 @@ def scale(rows: int, epochs: int, xla: bool = True, timeout: float = 900) -> dic
 
 def _child(rows: int, epochs: int, xla: bool) -> None:
     quiet_tensorflow()
-    import core.model as core_model
-    from core.demo import demo_cohort
+    import core.model.trainer as core_model
+    from core.data import demo_cohort
     from core.model import RiskModel, TrainConfig
-    from core.schema import cleveland_schema
+    from core.data import cleveland_schema
 
     if not xla:
-        core_model._XLA_MIN_STEPS = 10**15  # benchmark-only: price the XLA lever by turning it off
+        core_model.XLA_MIN_STEPS = 10**15  # benchmark-only: price the XLA lever by turning it off
     import keras  # noqa: F401  -- imports are not training time
     import tensorflow  # noqa: F401
     schema = cleveland_schema()
@@ -49,7 +49,7 @@ def _child(rows: int, epochs: int, xla: bool) -> None:
     emit({"rows": rows, "epochs": len(stamps), "fit_s": seconds, "s_per_epoch": steady,
           # the first epoch also holds preprocessing, copying the data into tensors and tracing/compiling
           "first_epoch_s": float(epoch_times[0]), "setup_s": float(epoch_times[0]) - steady,
-          "xla": bool(core_model._use_xla(rows, model.config)), "peak_rss_mb": peak_rss_mb(),
+          "xla": bool(core_model.use_xla(rows, model.config)), "peak_rss_mb": peak_rss_mb(),
           "rss_after_data_mb": rss_data, "make_data_s": made,
           "val_auc_last": model.history_["val_auc"][-1]})
 

@@ -5,7 +5,8 @@ import numpy as np
 
 from bench import peers
 from bench._util import median_seconds, timed
-from core.evaluate import binary_metrics, cross_validate
+from core.evaluate import cross_validate
+from core.metrics import binary_metrics
 from core.model import RiskModel, TrainConfig, split
 
 

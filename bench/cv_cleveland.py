@@ -30,9 +30,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from core.evaluate import binary_metrics, cross_validate  # noqa: E402
-from core.model import RiskModel, TrainConfig, _stratified, split  # noqa: E402
-from core.schema import CLEVELAND_COLUMNS, cleveland_schema  # noqa: E402
+from core.evaluate import cross_validate  # noqa: E402
+from core.metrics import binary_metrics
+from core.model import RiskModel, TrainConfig, stratified as _stratified, split  # noqa: E402
+from core.data import CLEVELAND_COLUMNS, cleveland_schema  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci-heart-disease" / "processed.cleveland.data"
 BAR = {"auc": 0.905, "auc_vs_logistic": -0.01, "accuracy": 0.835, "brier": 0.125}
@@ -102,7 +103,7 @@ def timing(df, schema, y, config: TrainConfig) -> dict:
 def source_cv(df, schema, y, n_splits: int, n_repeats: int, seed: int, config: TrainConfig) -> dict:
     """The source recipe on the folds cross_validate uses (same splitter, same inner validation split)."""
     from sklearn.model_selection import RepeatedStratifiedKFold
-    from core.preprocess import Preprocessor
+    from core.model import Preprocessor
     aucs, accs, briers, seconds = [], [], [], []
     splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     for k, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):

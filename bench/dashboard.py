@@ -129,7 +129,7 @@ def form_to_chart(browser, base: Path, changes: int) -> dict:
         page.locator(".st-key-waterfall .main-svg").first.wait_for()
         wait_idle(page)
         page.evaluate(_FORM_JS)
-        from core.schema import cleveland_schema
+        from core.data import cleveland_schema
         field = number_input(page, cleveland_schema()["thalach"].display_label("en"))
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")

@@ -17,13 +17,13 @@ import warnings
 import numpy as np
 
 from bench.cv_cleveland import source_cv, source_recipe  # noqa: F401  (re-exported: one home for peers)
-from core.evaluate import LogisticBaseline, binary_metrics
-from core.preprocess import Preprocessor
+from core.evaluate import LogisticBaseline
+from core.metrics import binary_metrics
+from core.model import Preprocessor
 
 
 def source_recipe_no_validation(X_train, y_train, seed: int = 42):
     """The source recipe minus ``validation_data``: what Keras' per-epoch validation pass costs."""
-    from bench.cv_cleveland import source_recipe
     return source_recipe(X_train, y_train, seed=seed)
 
 

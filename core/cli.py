@@ -92,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
-    from core.model import TrainConfig
+    from core.model.config import TrainConfig
     fields = {"epochs": args.epochs, "seed": args.seed, "activation": args.activation,
               "optimizer": args.optimizer, "loss": args.loss, "learning_rate": args.learning_rate,
               "batch_size": args.batch_size, "dropout": args.dropout, "l2": args.l2, "patience": args.patience,
@@ -112,14 +112,14 @@ def _config(args):
 
 
 def _cohort(args):
-    from core.data import cohort_from_frame, load_cohort
+    from core.data.cohort import cohort_from_frame, load_cohort
     source = args.data or os.environ.get(DATA_ENV)
     if source:
         if not Path(source).is_file():
             raise CoreError(f"--data: no such file: {source}")
         return load_cohort(source, target=args.target, positive_rule=args.positive, missing=args.missing)
-    from core.demo import DEMO_NAME, demo_cohort
-    from core.schema import cleveland_schema
+    from core.data.demo import DEMO_NAME, demo_cohort
+    from core.data.schema import cleveland_schema
     return cohort_from_frame(demo_cohort(), cleveland_schema(), name=DEMO_NAME, synthetic=True, missing=args.missing)
 
 
@@ -148,8 +148,8 @@ def _warn(problems) -> None:
 
 
 def cmd_train(args) -> int:
-    from core.model import save_bundle
-    from core.pipeline import train_on_cohort
+    from core.model.bundle import save_bundle
+    from core.workflow.pipeline import train_on_cohort
     cohort = _cohort(args)
     _warn(cohort.problems)
     config = _config(args)
@@ -158,7 +158,7 @@ def cmd_train(args) -> int:
 
     def write(directory):
         # The dashboard's shape of ``extra``: a bundle trained here opens on the Model card page too.
-        from core.model_card import card_extra, cohort_summary
+        from core.workflow.model_card import card_extra, cohort_summary
         save_bundle(result.model, directory, metrics=result.metrics, data_fingerprint=cohort.fingerprint,
                     name=args.name, extra=card_extra(cohort_summary(cohort), result.sizes))
 
@@ -168,7 +168,7 @@ def cmd_train(args) -> int:
             raise CoreError(f"--out {out} exists and is not empty; choose a new directory (nothing is overwritten)")
         write(out)
     else:
-        from core.store import save_model
+        from core.model.store import save_model
         out = save_model(write, args.name)
     print(json.dumps({"bundle": str(out), "cohort": cohort.name, "synthetic": cohort.synthetic,
                       "sizes": result.sizes, "test_metrics": result.metrics}, indent=2, default=_json_default))
@@ -176,7 +176,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from core.evaluate import cross_validate
+    from core.evaluate.cv import cross_validate
     try:
         n_splits, n_repeats = (int(x) for x in args.cv.lower().split("x"))
     except ValueError:
@@ -200,8 +200,9 @@ def _read_patients(path: str, model):
     """The patients to score, checked against the model's schema: a value the model was never meant to
     see (text in a number column, ±inf, outside the plausible range, a code it does not know — e.g. a file
     coded for another model) is refused, naming column, rows and rule; missing values are imputed."""
-    from core.data import check_features, read_table
-    from core.schema import format_rows
+    from core.data.read import read_table
+    from core.data.validation import check_features
+    from core.errors import format_rows
     if not Path(path).is_file():
         raise CoreError(f"--input: no such file: {path}")
     table = read_table(path).df
@@ -222,9 +223,9 @@ def _read_patients(path: str, model):
 
 
 def cmd_predict(args) -> int:
-    from core.export import write_csv
-    from core.model import load_bundle
-    from core.risk import score_table
+    from core.workflow.export import write_csv
+    from core.model.bundle import load_bundle
+    from core.workflow.risk import score_table
     _import_tensorflow_quietly()
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
@@ -235,8 +236,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from core.explain import explain
-    from core.model import load_bundle
+    from core.explain.shapley import explain
+    from core.model.bundle import load_bundle
     _import_tensorflow_quietly()
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
@@ -257,9 +258,9 @@ def cmd_explain(args) -> int:
 
 
 def cmd_counterfactual(args) -> int:
-    from core.counterfactual import counterfactuals, to_json
-    from core.model import load_bundle
-    from core.risk import patient_from_row
+    from core.workflow.counterfactual import counterfactuals, to_json
+    from core.model.bundle import load_bundle
+    from core.workflow.risk import patient_from_row
     if not 0 < args.target_risk < 1:
         raise CoreError("--target-risk must be between 0 and 1, e.g. 0.2")
     model = load_bundle(args.model)
@@ -290,8 +291,8 @@ def cmd_counterfactual(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from core.external import external_cohort, external_extra, recalibrate_intercept, validate_external
-    from core.model import load_bundle
+    from core.evaluate.external import external_cohort, external_extra, recalibrate_intercept, validate_external
+    from core.model.bundle import load_bundle
     model = load_bundle(args.model)
     if not Path(args.data).is_file():
         raise CoreError(f"--data: no such file: {args.data}")
@@ -302,8 +303,8 @@ def cmd_validate(args) -> int:
     report["decision_curve"] = result.decision[["threshold", "net_benefit", "treat_all"]].round(6).to_dict(orient="records")
     report["calibration_curve"] = result.curve.round(6).to_dict(orient="records")
     if args.recalibrate:
-        from core.model import save_bundle
-        from core.store import save_model
+        from core.model.bundle import save_bundle
+        from core.model.store import save_model
         updated = recalibrate_intercept(model, result)
         meta = getattr(model, "metadata_", {})
         extra = external_extra(meta, result, recalibrated=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.audit import audit_path, read_log
-from core.export import csv_bytes
+from core.workflow import audit_path, read_log
+from core.workflow import csv_bytes
 from ui.i18n import lang_key, t
 from ui.shell import ensure_shell
 

@@ -10,8 +10,8 @@ import streamlit as st
 
 from core.data import cohort_from_frame, load_cohort, read_table
 from core.errors import CoreError
-from core.schema import Code, Feature, Schema, default_rule, infer_schema, is_cleveland
-from core.uci import cleveland_url, fetch_cleveland
+from core.data import Code, Feature, Schema, default_rule, infer_schema, is_cleveland
+from core.data import cleveland_url, fetch_cleveland
 from ui.common import key_figure, missing_values_frame, show_problems, show_table
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell

@@ -5,7 +5,7 @@ import re
 
 import streamlit as st
 
-from core.model_card import card_html, card_markdown
+from core.workflow import card_html, card_markdown
 from ui.common import need_model
 from ui.i18n import lang, t
 from ui.shell import ensure_shell

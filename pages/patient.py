@@ -16,13 +16,13 @@ import time
 import streamlit as st
 
 from core.errors import CoreError
-from core.risk import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
-from core.counterfactual import counterfactuals, default_modifiable, sentence
-from core.similar import similar_patients
-from core.report import build_report, report_html, report_pdf
-from core.audit import audit_path, log_prediction
-from core.trust import ood_check, patient_uncertainty
-from core.units import from_model, input_range, to_model, unit_options
+from core.workflow import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
+from core.workflow import counterfactuals, default_modifiable, sentence
+from core.workflow import similar_patients
+from core.workflow import build_report, report_html, report_pdf
+from core.workflow import audit_path, log_prediction
+from core.evaluate import ood_check, patient_uncertainty
+from core.data import from_model, input_range, to_model, unit_options
 from ui import figures
 from ui.common import markdown_text, need_model
 from ui.i18n import feature_label, feature_value, lang, lang_key, t

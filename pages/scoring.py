@@ -12,13 +12,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-import core.data
-from core.audit import audit_path, log_table
-from core.data import read_table
+from core.workflow import audit_path, log_table
+from core.data import check_features, read_table
 from core.errors import CoreError
-from core.export import csv_bytes
-from core.risk import BandCutoffs
-from core.scoring import BANDS, excel_bytes, filter_scored, score_cohort
+from core.workflow import csv_bytes
+from core.workflow import BandCutoffs
+from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import need_model, show_problems
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell
@@ -45,9 +44,9 @@ def prepare(source_id, load):
             problems, error = [], None
             if missing:
                 error = t("scoring.missing_columns", columns=", ".join(map(str, missing)))
-            elif check_features is not None:
+            else:
                 # Checked as a cohort is: text in a number column refused; implausible values and unknown
-                # codes set to missing (when the engine offers the check).
+                # codes set to missing.
                 checked, problems = check_features(table, model.schema)
                 if any(p.severity == "error" for p in problems):
                     error = t("scoring.refused")
@@ -79,7 +78,6 @@ cohort = active_cohort()
 source = st.segmented_control(t("scoring.source"), ["active", "upload"], key=lang_key("sc_source"), default="active",
                               required=True, format_func={"active": t("scoring.source_active"),
                                                           "upload": t("scoring.source_upload")}.get)
-check_features = getattr(core.data, "check_features", None)
 token = st.session_state.get("model_token")
 if source == "upload":
     upload = st.file_uploader(t("scoring.upload"), type=["csv", "txt", "tsv", "data"], key="sc_upload",

@@ -14,12 +14,12 @@ from pathlib import Path
 import streamlit as st
 from pydantic import ValidationError
 
-from core.bundle_zip import bundle_to_zip, extract_bundle_zip
+from core.model import bundle_to_zip, extract_bundle_zip
 from core.errors import CoreError
-from core.evaluate import binary_metrics, calibration_table, roc_frame
+from core.metrics import binary_metrics, calibration_table, roc_frame
 from core.model import TrainConfig
-from core.model_card import card_extra, cohort_summary
-from core.store import delete_model, list_models, save_model
+from core.workflow import card_extra, cohort_summary
+from core.model import delete_model, list_models, save_model
 from ui import figures
 from ui.i18n import t
 from ui.jobs import TrainingJob
@@ -176,7 +176,7 @@ def save_panel(cohort) -> None:
         extra = meta.get("extra") or card_extra(cohort_summary(cohort))
 
         def write(directory):
-            from core.model import save_bundle  # builds a Keras model: TensorFlow
+            from core.model import save_bundle
             save_bundle(model, directory, metrics, extra["cohort"]["fingerprint"], name.strip(), extra=extra)
 
         try:

@@ -16,12 +16,12 @@ import pandas as pd
 import streamlit as st
 
 from core import plots
-from core.decision import decision_curve, threshold_summary, useful_range
+from core.metrics import decision_curve, threshold_summary, useful_range
 from core.errors import CoreError
-from core.evaluate import binary_metrics
-from core.store import save_model
-from core.subgroups import SMALL_GROUP, default_columns, subgroup_table
-from core.trust import WIDE_INTERVAL, calibration_report, model_splits
+from core.metrics import binary_metrics
+from core.model import save_model
+from core.evaluate import SMALL_GROUP, default_columns, subgroup_table
+from core.evaluate import WIDE_INTERVAL, calibration_report, model_splits
 from ui.common import need_model
 from ui.i18n import lang, lang_key, t
 from ui.models import activate_saved
@@ -131,7 +131,7 @@ if splits is not None:
     df_test, y_test = df_all.iloc[splits.test], y_all[splits.test]
     risk_test = cached("risk_test", None, lambda: model.predict_risk(df_test))
     # What the model card reports from these checks (saved with the model when it is saved).
-    from core.trust import trust_summary
+    from core.evaluate import trust_summary
     summary = cached("summary", lang(), lambda: trust_summary(model, df_test, y_test, lang()))
     if (meta.get("extra") or {}).get("trust") != summary:
         meta.setdefault("extra", {})["trust"] = summary
@@ -179,7 +179,7 @@ with tabs[0]:
                               format_func=method_name)
         st.caption(t("trust.recalibrate_help", n=len(splits.val)))
         if st.button(t("trust.recalibrate"), icon=":material/tune:"):
-            from core.trust import recalibrate
+            from core.evaluate import recalibrate
             try:
                 updated = recalibrate(model, cohort, splits, method=chosen)
             except CoreError as exc:
@@ -264,8 +264,7 @@ with tabs[3]:
     st.markdown(t("trust.external_help"))
     upload = st.file_uploader(t("trust.external_upload"), type=["csv", "txt", "data"], key="trust_external_file")
     if upload is not None:
-        from core.external import (external_cohort, external_extra, message_text, recalibrate_intercept,
-                                   validate_external)
+        from core.evaluate import (external_cohort, external_extra, message_text, recalibrate_intercept, validate_external)
 
         def run_external():
             ext = external_cohort(model, upload.getvalue(), name=upload.name)
@@ -346,7 +345,8 @@ with tabs[3]:
 # ---- 5. glass-box second opinion -------------------------------------------------------------------
 with tabs[4]:
     if need_split():
-        from core.glassbox import compare_global, compare_patient, fit_glassbox
+        from core.evaluate import compare_global, fit_glassbox
+        from core.workflow import compare_patient
         try:
             glass = cached("glassbox", None, lambda: fit_glassbox(model.schema, df_all.iloc[splits.train],
                                                                   y_all[splits.train]))
@@ -380,7 +380,7 @@ with tabs[4]:
             position = st.selectbox(t("trust.glass_patient_pick"), list(range(len(splits.test))),
                                     format_func=lambda k: t("trust.test_patient", k=k + 1, row=int(splits.test[k]) + 1),
                                     key="trust_glass_patient")
-            from core.risk import patient_from_row
+            from core.workflow import patient_from_row
             values = patient_from_row(model, df_all, int(splits.test[position]))
             both = compare_patient(model, glass, values, lang=lang())
             c1, c2 = st.columns(2)

@@ -25,8 +25,8 @@ from sklearn.linear_model import LogisticRegression
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.demo import DEMO_NAME, draw_features, normal_score_corr  # noqa: E402
-from core.schema import CLEVELAND_COLUMNS, cleveland_schema  # noqa: E402
+from core.data import DEMO_NAME, draw_features, normal_score_corr  # noqa: E402
+from core.data import CLEVELAND_COLUMNS, cleveland_schema  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci-heart-disease" / "processed.cleveland.data"
 DEFAULT_OUT = ROOT / "assets" / "demo_cohort.json"

@@ -224,7 +224,7 @@ def open_dashboard(page, server: Server) -> None:
 def write_cohort_csv(path: Path, n: int = 250, seed: int = 11) -> Path:
     """A hospital-style export of synthetic patients: semicolon separated, GB18030, Cleveland header plus a
     ward column in Chinese (so the encoding matters)."""
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     df = demo_cohort(n=n, seed=seed)
     df["科室"] = ["心内科门诊" if i % 2 else "胸痛中心" for i in range(len(df))]
     path.write_bytes(df.to_csv(sep=";", index=False, float_format="%g").encode("gb18030"))

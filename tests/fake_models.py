@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.network import Network
+from core.model import Network
 
 
 def logistic_model(background_rows: int = 100):
     """A RiskModel whose network is a logistic regression fitted on the demo cohort (numpy only, no Keras)."""
     from sklearn.linear_model import LogisticRegression
 
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     from core.model import RiskModel
-    from core.preprocess import Preprocessor
-    from core.schema import cleveland_schema
+    from core.model import Preprocessor
+    from core.data import cleveland_schema
     df = demo_cohort()
     schema = cleveland_schema()
     pre = Preprocessor(schema).fit(df)

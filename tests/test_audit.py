@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.audit import (AUDIT_ENV, KEY_ENV, append, audit_path, canonical_inputs, inputs_hash, log_prediction,
-                        log_table, make_record, read_log)
+from core.workflow import (AUDIT_ENV, KEY_ENV, append, audit_path, canonical_inputs, inputs_hash, log_prediction, log_table, make_record, read_log)
 
 PATIENT = {"age": 63.0, "sex": 1.0, "cp": 4.0, "trestbps": 151.0, "chol": 287.125, "fbs": 0.0, "restecg": 2.0,
            "thalach": 97.0, "exang": 1.0, "oldpeak": 2.7, "slope": 2.0, "ca": None, "thal": 7.0}

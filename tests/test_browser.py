@@ -12,7 +12,7 @@ import pytest
 
 from core.data import load_cohort
 from core.errors import CoreError
-from core.schema import cleveland_schema
+from core.data import cleveland_schema
 
 from browser_util import (ROOT, BrowserMissing, choose, cohort_rows, go_to, launch_browser, nav_link, new_page,
                           number_input, open_dashboard, risk_metric, risk_text, screenshot, sidebar, start_server, stop_server,

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.bundle_zip import MAX_BYTES, MAX_FILES, bundle_to_zip, check_zip, extract_bundle_zip
+from core.model import MAX_BYTES, MAX_FILES, bundle_to_zip, check_zip, extract_bundle_zip
 from core.errors import BundleError
 
 BUNDLE_FILES = {"metadata.json": b'{"format": "heart-risk-bundle"}', "model.keras": b"PK-not-really",
@@ -144,10 +144,10 @@ def test_a_non_empty_target_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def real_bundle(tmp_path_factory):
     from core.data import cohort_from_frame
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     from core.model import TrainConfig, save_bundle
-    from core.pipeline import train_on_cohort
-    from core.schema import cleveland_schema
+    from core.workflow import train_on_cohort
+    from core.data import cleveland_schema
 
     cohort = cohort_from_frame(demo_cohort(n=120, seed=3), cleveland_schema(), name="demo")
     result = train_on_cohort(cohort, TrainConfig(epochs=3))

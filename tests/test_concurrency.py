@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import demo_cohort
+from core.data import demo_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.counterfactual import counterfactuals, default_modifiable, sentence, to_json
+from core.workflow import counterfactuals, default_modifiable, sentence, to_json
 from core.errors import PatientError
 from core.model import RiskModel
-from core.network import Network
-from core.preprocess import Preprocessor
-from core.schema import Code, Feature, Schema
+from core.model import Network
+from core.model import Preprocessor
+from core.data import Code, Feature, Schema
 
 
 def logit(p: float) -> float:
@@ -231,7 +231,7 @@ def test_sentences_in_both_languages():
 
 
 def test_cleveland_schema_marks_the_modifiable_features():
-    from core.schema import cleveland_schema
+    from core.data import cleveland_schema
     assert default_modifiable(cleveland_schema()) == ["trestbps", "chol", "fbs"]
 
 

@@ -10,11 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data import (Cohort, ReadResult, cohort_from_frame, load_cohort, read_table, table_fingerprint,
-                       validate)
-from core.demo import demo_cohort
+from core.data import Cohort, ReadResult, cohort_from_frame, load_cohort, read_table, table_fingerprint, validate
+from core.data import demo_cohort
 from core.errors import CohortError
-from core.schema import CLEVELAND_COLUMNS, cleveland_schema
+from core.data import CLEVELAND_COLUMNS, cleveland_schema
 
 HEADER = ",".join(CLEVELAND_COLUMNS)
 
@@ -372,8 +371,8 @@ def test_a_clean_cohort_is_validated_without_importing_pandera():
     # The first page validates the demo cohort; pandera's import (~0.4 s) is only paid when there is a failure to report.
     import subprocess
     import sys
-    code = ("import sys; from core.data import cohort_from_frame; from core.demo import demo_cohort; "
-            "from core.schema import cleveland_schema; "
+    code = ("import sys; from core.data import cohort_from_frame; from core.data import demo_cohort; "
+            "from core.data import cleveland_schema; "
             "c = cohort_from_frame(demo_cohort(), cleveland_schema(), name='demo', synthetic=True); "
             "assert c.n == 303, c.n; print('pandera' in sys.modules)")
     root = Path(__file__).resolve().parent.parent
@@ -383,7 +382,7 @@ def test_a_clean_cohort_is_validated_without_importing_pandera():
 
 
 def test_fast_path_and_pandera_find_the_same_failures():
-    from core import data as core_data
+    from core.data import validate as core_data
     schema = cleveland_schema()
     rules = core_data._rules(schema)
     frame = demo_cohort(60, seed=3)[schema.feature_names].astype(float).reset_index(drop=True)

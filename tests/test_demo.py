@@ -18,8 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from conftest import ROOT
-from core.demo import DEMO_NAME, demo_cohort, demo_params, normal_score_corr
-from core.schema import CLEVELAND_COLUMNS, cleveland_schema
+from core.data import DEMO_NAME, demo_cohort, demo_params, normal_score_corr
+from core.data import CLEVELAND_COLUMNS, cleveland_schema
 
 REAL_PREVALENCE = 139 / 303  # disease (num > 0) in the real Cleveland file
 

@@ -9,12 +9,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, confusion_matrix,
                              precision_score, recall_score, roc_auc_score)
 
-from core import evaluate
+from core.evaluate import cv as evaluate
 from core.errors import CohortError
-from core.evaluate import (LogisticBaseline, binary_metrics, calibration_slope_intercept, calibration_table,
-                           cross_validate, pr_frame, roc_frame)
+from core.evaluate import LogisticBaseline, cross_validate
+from core.metrics import binary_metrics, calibration_slope_intercept, calibration_table, pr_frame, roc_frame
 from core.model import RiskModel, TrainConfig
-from core.schema import infer_schema
+from core.data import infer_schema
 
 # A hand table: 10 patients, outcome and predicted risk (one tie across classes at 0.6).
 Y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1], dtype=float)

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.explain as explain_mod
-from core.explain import (Explanation, background_sample, explain, global_importance, reasons,
-                          reasons_frame, shap_frame, shapley_weights)
-from core.network import Network
-from core.preprocess import Preprocessor
-from core.schema import Feature, Schema, cleveland_schema
+import core.explain.explanation as explanation_mod
+import core.explain.shapley as explain_mod
+from core.explain import (Explanation, background_sample, explain, global_importance, reasons, reasons_frame, shap_frame, shapley_weights)
+from core.model import Network
+from core.model import Preprocessor
+from core.data import Feature, Schema, cleveland_schema
 
 NUMERIC_RANGES = {"age": (29, 77), "trestbps": (94, 200), "chol": (126, 564), "thalach": (71, 202),
                   "oldpeak": (0.0, 6.2)}
@@ -286,7 +286,7 @@ def test_background_sample_is_deterministic_subset():
     assert not np.array_equal(a, background_sample(raw, size=100, seed=1))
     assert len({tuple(r) for r in a}) == 100 and set(a[:, 0]).issubset(set(raw[:, 0]))
     np.testing.assert_array_equal(background_sample(raw[:40], size=100), raw[:40])
-    assert background_sample(raw, size=10_000).shape[0] == explain_mod.MAX_BACKGROUND
+    assert background_sample(raw, size=10_000).shape[0] == explanation_mod.MAX_BACKGROUND
 
 
 def test_global_importance_and_shap_frame(cleveland):

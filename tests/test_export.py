@@ -1,6 +1,6 @@
 import pandas as pd
 
-from core.export import csv_bytes, neutralise, write_csv
+from core.workflow import csv_bytes, neutralise, write_csv
 
 
 def test_formula_cells_neutralised_numbers_untouched():

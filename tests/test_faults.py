@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import store
+from core.model import store
 from core.errors import BundleError
 from i18n_table import tr
 
@@ -39,10 +39,10 @@ NAME = "fault-test"
 def trained(tmp_path_factory):
     """One small model for the module (in this process) and a bundle of it."""
     from core.data import cohort_from_frame
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     from core.model import TrainConfig, save_bundle
-    from core.pipeline import train_on_cohort
-    from core.schema import cleveland_schema
+    from core.workflow import train_on_cohort
+    from core.data import cleveland_schema
 
     cohort = cohort_from_frame(demo_cohort(n=120, seed=4), cleveland_schema(), name="faults", synthetic=True)
     result = train_on_cohort(cohort, TrainConfig(epochs=2))
@@ -73,11 +73,11 @@ KILL_SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, {root!r})
     from core.data import cohort_from_frame
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     from core.model import TrainConfig, save_bundle
-    from core.pipeline import train_on_cohort
-    from core.schema import cleveland_schema
-    from core.store import save_model
+    from core.workflow import train_on_cohort
+    from core.data import cleveland_schema
+    from core.model import save_model
     from pathlib import Path
 
     cohort = cohort_from_frame(demo_cohort(n=120, seed=1), cleveland_schema(), name="kill", synthetic=True)
@@ -157,16 +157,16 @@ class Killed(BaseException):
 
 def _no_cleanup(monkeypatch):
     """After a kill nothing cleans up: the staging folders stay where they are."""
-    monkeypatch.setattr("core.store.shutil.rmtree", lambda *a, **k: None)
-    monkeypatch.setattr("core.model.shutil.rmtree", lambda *a, **k: None)
+    monkeypatch.setattr("core.model.store.shutil.rmtree", lambda *a, **k: None)
+    monkeypatch.setattr("core.model.bundle.shutil.rmtree", lambda *a, **k: None)
 
 
 def _crash_on_call(monkeypatch, target: str, n: int = 1, before=None):
-    """Make the n-th call of ``target`` ("core.model._fsync", "core.store.os.rename"...) made by code of
+    """Make the n-th call of ``target`` ("core.model.bundle._fsync", "core.model.store.os.rename"...) made by code of
     that module crash (``before`` runs first, e.g. to write half a file). Calls from elsewhere (Keras,
     h5py) pass through."""
     import importlib
-    module_name = next(m for m in ("core.model", "core.store") if target.startswith(m + "."))
+    module_name = next(m for m in ("core.model.bundle", "core.model.store") if target.startswith(m + "."))
     owner = importlib.import_module(module_name)
     *path, name = target[len(module_name) + 1:].split(".")
     for attr in path:
@@ -191,12 +191,12 @@ def _half_json(path, data):
 
 
 CRASH_POINTS = [
-    ("after model.keras", "core.model._fsync", 1, None),
-    ("half of preprocess.json", "core.model._write_json", 1, _half_json),
-    ("half of metadata.json", "core.model._write_json", 2, _half_json),
-    ("before the bundle rename", "core.model.os.replace", 1, None),
-    ("before the version rename", "core.store.os.rename", 1, None),
-    ("after the version rename", "core.store._fsync_dir", 1, None),
+    ("after model.keras", "core.model.bundle._fsync", 1, None),
+    ("half of preprocess.json", "core.model.bundle._write_json", 1, _half_json),
+    ("half of metadata.json", "core.model.bundle._write_json", 2, _half_json),
+    ("before the bundle rename", "core.model.bundle.os.replace", 1, None),
+    ("before the version rename", "core.model.store.os.rename", 1, None),
+    ("after the version rename", "core.model.store._fsync_dir", 1, None),
 ]
 
 
@@ -234,7 +234,7 @@ def test_a_full_disk_fails_the_save_cleanly(trained, tmp_path, monkeypatch):
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("core.model._write_json", full)
+    monkeypatch.setattr("core.model.bundle._write_json", full)
     with pytest.raises(OSError):
         store.save_model(lambda d: save_bundle(model, d, {}, cohort.fingerprint, NAME), NAME, root=root)
     assert store.list_models(root) == []
@@ -246,7 +246,7 @@ SAVER = textwrap.dedent('''
     import shutil, sys, time
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from core.store import save_model
+    from core.model import save_model
     tag, bundle, store, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
     while not go.exists():
         time.sleep(0.005)

@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 from core.data import Cohort, load_cohort
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from core.errors import BundleError, CohortError
-from core.schema import CLEVELAND_COLUMNS, cleveland_schema
+from core.data import CLEVELAND_COLUMNS, cleveland_schema
 from i18n_table import tr
 from tables import shown_tables
 
@@ -604,7 +604,7 @@ def _lie_about_size(data: bytes, name: bytes, file_size: int) -> bytes:
 
 
 def test_a_zip_that_lies_about_its_sizes_is_refused_and_writes_no_more_than_declared(tmp_path):
-    from core.bundle_zip import extract_bundle_zip
+    from core.model import extract_bundle_zip
     honest = _zip(BUNDLE + [("zeros.bin", bytes(8 * 2**20))])
     lying = _lie_about_size(honest, b"zeros.bin", 1000)  # declares 1000 bytes, inflates to 8 MB
     with pytest.raises(BundleError, match="zeros.bin"):
@@ -621,7 +621,7 @@ def test_a_zip_that_lies_about_its_sizes_is_refused_and_writes_no_more_than_decl
     ([("only/metadata.json", b"{}"), ("other/model.keras", b"x")], "no model bundle"),
 ], ids=["empty", "many-directories", "case-duplicate", "deep-traversal", "two-folders"])
 def test_more_hostile_zips_are_refused(tmp_path, entries, pattern):
-    from core.bundle_zip import extract_bundle_zip
+    from core.model import extract_bundle_zip
     with pytest.raises(BundleError, match=pattern):
         extract_bundle_zip(_zip(entries), tmp_path / "x")
     assert not (tmp_path / "tmp").exists()
@@ -630,7 +630,7 @@ def test_more_hostile_zips_are_refused(tmp_path, entries, pattern):
 def test_a_zip_uploaded_to_the_dashboard_that_hides_foreign_code_is_refused(runs, tmp_path, model_store, loaded):
     """The Train page's import: a forged bundle (hashes recomputed) is refused and the session's model
     stays; the store holds nothing new."""
-    from core.bundle_zip import bundle_to_zip
+    from core.model import bundle_to_zip
     forged = _with_keras_config(runs["bundle"], tmp_path / "forged", _os_regulariser)
     at = app_with_model(loaded)
     at.switch_page("pages/train.py").run()

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
-CARD_SOURCE = ROOT / "core" / "model_card.py"
+CARD_SOURCE = ROOT / "core" / "workflow" / "model_card.py"
 LITERAL_CALL = re.compile(r"""\bt\(\s*(['"])([^'"]+)\1""")
 CARD_CALL = re.compile(r"""\btr\(\s*(['"])([^'"]+)\1""")
 
@@ -77,7 +77,7 @@ def test_the_interface_calls_t_only_with_literal_keys():
 
 
 def test_every_key_the_model_card_uses_exists():
-    from core.model_card import METRIC_KEYS
+    from core.workflow import METRIC_KEYS
     used = used_keys([CARD_SOURCE], CARD_CALL) | {f"metric.{k}" for k in METRIC_KEYS}
     assert sorted(used - set(TABLE)) == []
 

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import model as model_module
+from core.metrics import discrimination as model_module
+from core.model import trainer as trainer_module
 from core.errors import BundleError, CohortError
 from core.model import RiskModel, TrainConfig, load_bundle, save_bundle, split
-from core.schema import CLEVELAND_COLUMNS, cleveland_schema, infer_schema
+from core.data import CLEVELAND_COLUMNS, cleveland_schema, infer_schema
 
 FAST = TrainConfig(epochs=15, patience=5)
 
@@ -75,8 +76,8 @@ def test_training_auc_matches_sklearn_with_ties():
     rng = np.random.default_rng(0)
     y = (rng.random(300) < 0.4).astype(float)
     score = np.round(rng.normal(size=300) + y, 1)  # rounded: many ties across classes
-    assert model_module._auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
-    assert np.isnan(model_module._auc(np.zeros(5), np.arange(5.0)))
+    assert model_module.rank_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert np.isnan(model_module.rank_auc(np.zeros(5), np.arange(5.0)))
 
 
 def test_split_refuses_a_class_too_small():
@@ -188,7 +189,7 @@ def test_xla_path_trains_the_same_model(cleveland, splits, fitted, monkeypatch):
     """Large cohorts train through XLA; forcing it on a small one must give (nearly) the same network."""
     df, schema, y = cleveland
     train, val, _ = splits
-    monkeypatch.setattr(model_module, "_XLA_MIN_STEPS", 0)
+    monkeypatch.setattr(trainer_module, "XLA_MIN_STEPS", 0)
     xla = RiskModel(schema, FAST).fit(df.iloc[train], y[train], df.iloc[val], y[val])
     np.testing.assert_allclose(xla.predict_risk(df), fitted[0].predict_risk(df), atol=1e-3)
 

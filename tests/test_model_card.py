@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 from core.model import TrainConfig
-from core.model_card import (METRIC_KEYS, card_extra, card_html, card_markdown, cohort_summary, known_limits,
-                             training_metadata, tr)
-from core.schema import cleveland_schema
+from core.workflow import (METRIC_KEYS, card_extra, card_html, card_markdown, cohort_summary, known_limits, training_metadata)
+from core.workflow.model_card import tr
+from core.data import cleveland_schema
 
 METRICS = {"n": 46, "prevalence": 0.456, "threshold": 0.5, "accuracy": 0.8261, "sensitivity": 0.7619,
            "specificity": 0.88, "ppv": 0.8421, "npv": 0.8148, "roc_auc": 0.9124, "pr_auc": 0.8876,
@@ -138,7 +138,7 @@ def test_markdown_table_cells_cannot_break_the_table():
 
 def test_cohort_summary_reads_a_cohort():
     from core.data import cohort_from_frame
-    from core.demo import demo_cohort
+    from core.data import demo_cohort
     cohort = cohort_from_frame(demo_cohort(n=50, seed=1), cleveland_schema(), name="demo", synthetic=True)
     summary = cohort_summary(cohort)
     assert summary == {"name": "demo", "rows": cohort.n, "rows_in": 50, "prevalence": pytest.approx(cohort.prevalence),

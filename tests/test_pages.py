@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from i18n_table import tr
 from tables import shown_tables
 
@@ -373,10 +373,10 @@ def test_stop_keeps_the_best_weights():
 def saved_model(model_store):
     from core.data import cohort_from_frame
     from core.model import TrainConfig, save_bundle
-    from core.model_card import card_extra, cohort_summary
-    from core.pipeline import train_on_cohort
-    from core.schema import cleveland_schema
-    from core.store import save_model
+    from core.workflow import card_extra, cohort_summary
+    from core.workflow import train_on_cohort
+    from core.data import cleveland_schema
+    from core.model import save_model
 
     cohort = cohort_from_frame(demo_cohort(), cleveland_schema(), name="demo", synthetic=True)
     result = train_on_cohort(cohort, TrainConfig(epochs=3))
@@ -387,7 +387,7 @@ def saved_model(model_store):
 
 
 def test_load_import_and_delete_saved_models(saved_model, model_store):
-    from core.bundle_zip import bundle_to_zip
+    from core.model import bundle_to_zip
     path, result = saved_model
     at = new_app()
     at.switch_page("pages/train.py").run()

@@ -17,12 +17,11 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from core.errors import CoreError
 from i18n_table import tr
 from tables import plain_text, shown_tables
@@ -144,9 +143,9 @@ def test_core_paths_log_and_warn_without_patient_values(trained, tmp_path, all_l
     from core.errors import PatientError
     from core.explain import explain
     from core.model import TrainConfig, load_bundle, save_bundle
-    from core.pipeline import train_on_cohort
-    from core.risk import check_patient, patient_risk, score_table, sensitivity
-    from core.schema import cleveland_schema
+    from core.workflow import train_on_cohort
+    from core.workflow import check_patient, patient_risk, score_table, sensitivity
+    from core.data import cleveland_schema
 
     messages = []
     with warnings.catch_warnings(record=True) as caught:
@@ -308,8 +307,8 @@ def test_every_table_download_goes_through_the_formula_neutraliser():
 def test_exported_tables_cannot_run_as_formulas():
     from openpyxl import load_workbook
 
-    from core.export import csv_bytes
-    from core.scoring import excel_bytes
+    from core.workflow import csv_bytes
+    from core.workflow import excel_bytes
     df = pd.DataFrame({"note": ["=1+2", "+SUM(A1)", "-3+cmd", "@x", "\tTAB", "plain"], "risk": [0.1, -0.2, 0.3, 0.4, 0.5, 0.6],
                        "=HYPERLINK(\"x\")": ["a"] * 6})
     text = csv_bytes(df).decode("utf-8-sig")

@@ -8,11 +8,10 @@ import pytest
 
 import pypdf  # pinned in requirements.txt: a missing one is a red test, not a skip
 
-from core import report as report_module  # noqa: E402
-from core.demo import demo_cohort  # noqa: E402
-from core.report import (ReportError, build_report, cjk_font_path, report_filename, report_html,  # noqa: E402
-                         report_pdf)
-from core.risk import patient_from_row, patient_risk  # noqa: E402
+from core.workflow import report as report_module  # noqa: E402
+from core.data import demo_cohort  # noqa: E402
+from core.workflow import ReportError, build_report, cjk_font_path, report_filename, report_html, report_pdf  # noqa: E402
+from core.workflow import patient_from_row, patient_risk  # noqa: E402
 from fake_models import ScaledEnsemble, logistic_model  # noqa: E402
 
 NOW = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.timezone.utc)

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 from core.data import cohort_from_frame
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from core.errors import PatientError
 from core.model import RiskModel, TrainConfig
-from core.network import Network
-from core.preprocess import Preprocessor
-from core.risk import patient_from_row, patient_risk, sensitivity, typical_patient
-from core.schema import cleveland_schema
+from core.model import Network
+from core.model import Preprocessor
+from core.workflow import patient_from_row, patient_risk, sensitivity, typical_patient
+from core.data import cleveland_schema
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from core.errors import CohortError
-from core.schema import (CLEVELAND_COLUMNS, Feature, cleveland_schema, default_rule, format_rows,
-                         infer_schema, parse_rule)
+from core.data import CLEVELAND_COLUMNS, Feature, cleveland_schema, default_rule, infer_schema, parse_rule
+from core.errors import format_rows
 
 
 def test_parse_rule_greater_than_keeps_missing_missing():

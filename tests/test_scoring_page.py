@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from fake_models import ScaledEnsemble, logistic_model
 from i18n_table import tr
 
@@ -145,8 +145,8 @@ def test_similar_patients_come_from_the_active_cohort():
 
 # ---- core.scoring -------------------------------------------------------------------------------
 def test_score_cohort_orders_columns_counts_bands_and_reports_progress():
-    from core.risk import risk_band, score_table
-    from core.scoring import filter_scored, score_cohort
+    from core.workflow import risk_band, score_table
+    from core.workflow import filter_scored, score_cohort
     model = logistic_model()
     df = demo_cohort().iloc[:120]
     seen = []
@@ -167,7 +167,7 @@ def test_score_cohort_orders_columns_counts_bands_and_reports_progress():
 
 
 def test_an_ensemble_adds_its_interval():
-    from core.scoring import score_cohort
+    from core.workflow import score_cohort
 
     scored = score_cohort(ScaledEnsemble(logistic_model()), demo_cohort().iloc[:50], with_reasons=False)
     table = scored.table
@@ -178,8 +178,8 @@ def test_an_ensemble_adds_its_interval():
 def test_downloads_neutralise_formula_cells():
     from openpyxl import load_workbook
 
-    from core.export import csv_bytes
-    from core.scoring import excel_bytes, score_cohort
+    from core.workflow import csv_bytes
+    from core.workflow import excel_bytes, score_cohort
     df = demo_cohort().iloc[:20].copy()
     df.insert(0, "patient_id", ["=HYPERLINK(\"http://x\")"] + [f"P{i}" for i in range(1, 20)])
     table = score_cohort(logistic_model(), df, with_reasons=False).table
@@ -197,7 +197,7 @@ def test_downloads_neutralise_formula_cells():
 
 def test_missing_columns_are_refused():
     from core.errors import PatientError
-    from core.scoring import score_cohort
+    from core.workflow import score_cohort
     with pytest.raises(PatientError, match="missing: chol, thal"):
         score_cohort(logistic_model(), demo_cohort().drop(columns=["chol", "thal"]))
 
@@ -255,7 +255,7 @@ def test_without_the_audit_log_there_is_no_audit_page_and_nothing_is_written(tmp
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_with_the_audit_log_predictions_are_recorded_and_browsable(tmp_path, monkeypatch, lang):
-    from core.audit import inputs_hash, read_log
+    from core.workflow import inputs_hash, read_log
     log = tmp_path / "audit" / "predictions.jsonl"
     monkeypatch.setenv("HEART_RISK_AUDIT", str(log))
     at = app_with_model(lang, "pages/patient.py")

@@ -51,13 +51,13 @@ def test_preload_imports_the_first_page_first_and_the_rest_after_it():
     code = ("import sys; from ui import serve\n"
             "with serve.plotly_theme_deferred():\n    import streamlit\n"
             "import plotly.io as pio\n"
-            "seen = lambda: [sorted(m for m in ('core.data', 'core.demo', 'ui.state', 'ui.common', 'ui.figures', "
+            "seen = lambda: [sorted(m for m in ('core.data', 'ui.state', 'ui.common', 'ui.figures', "
             "'tensorflow', 'keras') if m in sys.modules), 'streamlit' in pio.templates]\n"
             "serve.preload_first_page(None); print(seen())\n"
             "done = []; serve.preload_rest(lambda: done.append(1), None); print(seen(), done)")
     first, rest = fresh_python(code).splitlines()
-    assert first == "[['core.data', 'core.demo', 'ui.common', 'ui.state'], False]"
-    assert rest == "[['core.data', 'core.demo', 'ui.common', 'ui.figures', 'ui.state'], True] [1]"
+    assert first == "[['core.data', 'ui.common', 'ui.state'], False]"
+    assert rest == "[['core.data', 'ui.common', 'ui.figures', 'ui.state'], True] [1]"
 
 
 def test_the_rest_of_the_preload_waits_for_the_first_page(monkeypatch):

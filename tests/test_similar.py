@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from core.errors import PatientError
 from core.model import RiskModel
-from core.network import Network
-from core.preprocess import Preprocessor
-from core.risk import patient_from_row
-from core.schema import cleveland_schema
-from core.similar import similar_patients
+from core.model import Network
+from core.model import Preprocessor
+from core.workflow import patient_from_row
+from core.data import cleveland_schema
+from core.workflow import similar_patients
 
 
 @pytest.fixture(scope="module")

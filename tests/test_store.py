@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from core.errors import BundleError
-from core import store
+from core.model import store
 
 
 def _writer(tag):

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.calibration import (Calibration, calibration_curve_ci, expected_calibration_error, fit_calibration,
-                              fit_isotonic, fit_platt, wilson_interval)
-from core.decision import decision_curve, net_benefit, threshold_summary, useful_range
+from core.metrics import calibration_curve_ci, expected_calibration_error, wilson_interval
+from core.model import Calibration, fit_calibration, fit_isotonic, fit_platt
+from core.metrics import decision_curve, net_benefit, threshold_summary, useful_range
 from core.errors import CohortError
-from core.glassbox import GlassBox
-from core.schema import infer_schema
-from core.subgroups import SMALL_GROUP, auc_interval, delong_auc, subgroup_labels, subgroup_metrics
+from core.evaluate import GlassBox
+from core.data import infer_schema
+from core.evaluate import SMALL_GROUP, subgroup_labels, subgroup_metrics
+from core.metrics import auc_interval, delong_auc
 
 
 def _sigmoid(z):

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.calibration import Calibration, fit_calibration
+from core.model import Calibration
 from core.data import cohort_from_frame, load_cohort
-from core.demo import demo_cohort
-from core.errors import BundleError, CohortError, CoreError
+from core.data import demo_cohort
+from core.errors import BundleError, CohortError
 from core.explain import explain
-from core.external import external_cohort, external_extra, recalibrate_intercept, validate_external
-from core.model import RiskModel, TrainConfig, add_members, load_bundle, save_bundle, split
-from core.pipeline import train_on_cohort
-from core.schema import cleveland_schema
-from core import trust
+from core.evaluate import external_cohort, external_extra, recalibrate_intercept, validate_external
+from core.model import TrainConfig, add_members, load_bundle, save_bundle
+from core.workflow import train_on_cohort
+from core.data import cleveland_schema
+from core.evaluate import trust
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = TrainConfig(epochs=30, patience=5)
@@ -232,7 +232,7 @@ def test_cli_validate(single, cohort, tmp_path):
 
 
 def test_model_card_reports_trust_results_and_tripod_items(ensemble, cohort, tmp_path):
-    from core.model_card import card_html, card_markdown, tr
+    from core.workflow import card_html, card_markdown, tr
     model = ensemble.model
     sp = trust.model_splits(model, cohort, cohort.fingerprint)
     calibrated = trust.recalibrate(model, cohort, sp, method="platt")

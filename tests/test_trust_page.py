@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from tests.test_pages import new_app, no_exceptions, plotly_charts, texts, tr, train, widget
 
 PAGE = "pages/trust.py"

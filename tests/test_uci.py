@@ -8,9 +8,9 @@ import time
 import pytest
 
 from core.data import load_cohort
-from core.demo import demo_cohort
+from core.data import demo_cohort
 from core.errors import CohortError
-from core.uci import URL_ENV, UCI_CLEVELAND_URL, OfflineError, cleveland_url, fetch_bytes, fetch_cleveland
+from core.data import URL_ENV, UCI_CLEVELAND_URL, OfflineError, cleveland_url, fetch_bytes, fetch_cleveland
 
 
 def uci_format_bytes() -> bytes:

@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.schema import Feature, cleveland_schema
-from core.units import (CHOLESTEROL_MG_DL_PER_MMOL_L, conversion, from_model, input_range, to_model,
-                        unit_options)
+from core.data import Feature, cleveland_schema
+from core.data import CHOLESTEROL_MG_DL_PER_MMOL_L, conversion, from_model, input_range, to_model, unit_options
 
 SCHEMA = cleveland_schema()
 CHOL = SCHEMA["chol"]

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from core.schema import format_rows
+from core.errors import format_rows
 from ui.i18n import feature_label, t
 
 TRAIN_PAGE = "pages/train.py"

@@ -51,7 +51,7 @@ def import_shared_modules() -> None:
 class TrainingJob:
     def __init__(self, cohort, config, train=None):
         if train is None:
-            from core.pipeline import train_on_cohort as train
+            from core.workflow import train_on_cohort as train
         self.cohort = cohort
         self.config = config
         self._train = train

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.model_card import cohort_summary, training_metadata
+from core.workflow import cohort_summary, training_metadata
 from ui.i18n import t
 from ui.state import load_saved_bundle, set_model
 

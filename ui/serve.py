@@ -115,7 +115,7 @@ def preload_first_page(cache) -> None:
             compile_scripts(cache, FIRST_SCRIPTS)
         from ui.state import shared_demo_cohort
         shared_demo_cohort()  # fills the cache the first session reads (st.cache_resource: one per process)
-        from core import uci  # noqa: F401
+        import core.data.uci  # noqa: F401
         import ui.common, ui.shell  # noqa: F401,E401
     except Exception:  # noqa: BLE001 - a failed preload costs only the head start; the page's import reports it
         pass

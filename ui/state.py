@@ -15,8 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.data import Cohort, cohort_from_frame
-from core.demo import DEMO_NAME, demo_cohort
-from core.schema import cleveland_schema
+from core.data import DEMO_NAME, demo_cohort
+from core.data import cleveland_schema
 
 DEFAULTS = {"lang": "en", "cohort": None, "model": None, "model_info": None, "model_meta": None,
             "model_token": None, "train_result": None, "train_job": None, "explain_cache": {}}
@@ -25,7 +25,7 @@ WARM_ENV = "HEART_RISK_WARM_TF"  # "0": do not import TensorFlow in the backgrou
 
 def configure_store(secrets: dict | None) -> None:
     """The model store named by the secret ``model_store`` ($HEART_RISK_STORE, when set, still wins)."""
-    from core.store import configure_root
+    from core.model import configure_root
     path = (secrets or {}).get("model_store")
     configure_root(path.strip() if isinstance(path, str) and path.strip() else None)
 
@@ -78,7 +78,7 @@ def cohort_fits_model(cohort: Cohort, model) -> bool:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _load_saved(path: str, stamp: float):
-    from core.model import load_bundle  # imports Keras: only when a saved model is opened
+    from core.model import load_bundle
     return load_bundle(path)
 
 

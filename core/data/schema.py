@@ -1,0 +1,284 @@
+"""Feature schema: what each column of a cohort means in the clinic.
+
+A schema names, for every column, its role (feature / target / ignored), its kind, a clinical label
+(English and Chinese), a unit, a plausible range and, for codes, what each code means. The Cleveland
+schema ships in ``assets/cleveland_schema.json``; for any other CSV :func:`infer_schema` builds one.
+
+Kinds:
+- ``numeric``: a measurement (mmHg, mg/dl, bpm, ...), scaled for the network.
+- ``ordinal``: a count or grade with meaningful order (e.g. ``ca`` vessels 0-3): scaled like a number,
+  shown with its code meanings.
+- ``binary``: two codes (0/1, "Yes"/"No"); one input of the network.
+- ``categorical``: unordered codes (chest-pain type); one-hot encoded.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, field_validator
+
+from core.errors import format_rows, CohortError
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CLEVELAND_COLUMNS = [
+    "age", "sex", "cp", "trestbps", "chol", "fbs", "restecg",
+    "thalach", "exang", "oldpeak", "slope", "ca", "thal", "num",
+]
+
+Kind = Literal["numeric", "ordinal", "binary", "categorical"]
+Role = Literal["feature", "target", "ignored"]
+CodeValue = Union[float, str]
+
+
+class Code(BaseModel):
+    """One code of a coded column and what it means."""
+    value: CodeValue
+    label: str
+    label_zh: str | None = None
+
+
+class Feature(BaseModel):
+    name: str  # the column name exactly as the file gives it
+    role: Role = "feature"
+    kind: Kind = "numeric"
+    label: str = ""
+    label_zh: str | None = None
+    unit: str | None = None
+    min: float | None = None  # plausible range: values outside become missing, with a warning
+    max: float | None = None
+    codes: list[Code] = Field(default_factory=list)
+    modifiable: bool = False  # may a treatment change it (used by what-ifs)
+    step: float | None = None  # input step in the form (1 for bpm, 0.1 for mm)
+
+    def display_label(self, lang: str = "en") -> str:
+        if lang == "zh" and self.label_zh:
+            return self.label_zh
+        return self.label or self.name
+
+    def code_label(self, value, lang: str = "en") -> str:
+        for code in self.codes:
+            if same_value(code.value, value):
+                return (code.label_zh if lang == "zh" and code.label_zh else code.label)
+        return str(value)
+
+    def code_values(self) -> list:
+        return [c.value for c in self.codes]
+
+    def format_value(self, value, lang: str = "en") -> str:
+        """A value as a clinician reads it: '145 mmHg', 'typical angina', 'missing'."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "missing" if lang != "zh" else "缺失"
+        if self.kind in ("binary", "categorical") or (self.kind == "ordinal" and self.codes):
+            if self.codes:
+                return self.code_label(value, lang)
+            return str(value)
+        decimals = 0 if (self.step or 1) >= 1 else 1
+        text = f"{float(value):.{decimals}f}"
+        return f"{text} {self.unit}" if self.unit else text
+
+
+def same_value(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+_RULE = re.compile(r"^\s*(>=|<=|==|!=|>|<|=|in)\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def parse_rule(rule: str):
+    """Parse a positive-outcome rule such as ``> 0``, ``== "Yes"``, ``in 1,2,3``.
+
+    Returns a function Series -> boolean Series (missing outcome stays missing: NaN in, NaN out).
+    No eval: the rule is parsed, so a rule from a user cannot run code.
+    """
+    match = _RULE.match(rule or "")
+    if not match:
+        raise CohortError(f"outcome rule {rule!r} is not understood; write e.g. '> 0', '== Yes' or 'in 1,2'")
+    op, operand = match.group(1).lower(), match.group(2)
+    if op == "=":
+        op = "=="
+    if op == "in":
+        values = [_parse_literal(v) for v in operand.split(",") if v.strip()]
+    else:
+        values = [_parse_literal(operand)]
+    numeric_ops = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}
+
+    def apply(series: pd.Series) -> pd.Series:
+        missing = series.isna()
+        if op in numeric_ops:
+            if not isinstance(values[0], float):
+                raise CohortError(f"outcome rule {rule!r} compares with text; use '==' for text")
+            numbers = pd.to_numeric(series, errors="coerce")
+            bad = numbers.isna() & ~missing
+            if bad.any():
+                raise CohortError(
+                    f"outcome rule {rule!r} needs numbers but the outcome column has text "
+                    f"in {int(bad.sum())} rows ({format_rows(np.flatnonzero(bad.to_numpy()))})")
+            out = numeric_ops[op](numbers.to_numpy(dtype=float), values[0])
+        else:
+            hits = np.zeros(len(series), dtype=bool)
+            for v in values:
+                hits |= np.array([(not m) and same_value(x, v) for x, m in zip(series, missing)])
+            out = ~hits if op == "!=" else hits
+        result = pd.Series(out.astype(float), index=series.index)
+        result[missing] = np.nan
+        return result
+
+    apply.rule = rule
+    return apply
+
+
+def _parse_literal(text: str) -> CodeValue:
+    text = text.strip().strip("'\"")
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+
+
+class Schema(BaseModel):
+    """All columns of a cohort, the target column and the rule that makes it a binary outcome."""
+    features: list[Feature]
+    target: str | None = None
+    positive_rule: str | None = None
+    source: str = "inferred"  # 'uci-cleveland' for the shipped schema
+
+    @field_validator("features")
+    @classmethod
+    def _unique_names(cls, v):
+        names = [f.name for f in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names in schema: {dupes}")
+        return v
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features if f.role == "feature"]
+
+    @property
+    def model_features(self) -> list[Feature]:
+        return [f for f in self.features if f.role == "feature"]
+
+    def __getitem__(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def __contains__(self, name: str) -> bool:
+        return any(f.name == name for f in self.features)
+
+    def outcome(self, df: pd.DataFrame) -> pd.Series:
+        """The binary outcome (1.0 / 0.0 / NaN) derived from the target by the positive rule."""
+        if not self.target:
+            raise CohortError("no target column is chosen")
+        if self.target not in df.columns:
+            raise CohortError(f"target column {self.target!r} is not in the file; columns are {list(df.columns)}")
+        return parse_rule(self.positive_rule or "> 0")(df[self.target])
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Schema":
+        return cls.model_validate_json(text)
+
+
+def cleveland_schema() -> Schema:
+    """The shipped schema of the UCI Cleveland heart-disease file (heart-disease.names)."""
+    return Schema.from_json((ASSETS / "cleveland_schema.json").read_text(encoding="utf-8"))
+
+
+def is_cleveland(columns) -> bool:
+    return set(CLEVELAND_COLUMNS[:-1]).issubset(set(columns))
+
+
+def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str | None = None,
+                 max_codes: int = 10) -> Schema:
+    """Infer a schema for a cohort that is not the Cleveland file.
+
+    numeric vs coded is decided from the values: a column of text is coded; a numeric column with two
+    distinct values is binary; an integer column with at most ``max_codes`` distinct values is categorical
+    when it has at most 4 values (grades beyond that are treated as numbers). The plausible range is the
+    observed range widened by half its width (the user edits it on the cohort page).
+    Columns with one value, or text with more than ``max_codes`` distinct values (identifiers, free text),
+    are ignored.
+    """
+    if target is not None and target not in df.columns:
+        raise CohortError(f"target column {target!r} is not in the file; columns are {list(df.columns)}")
+    if is_cleveland(df.columns):
+        base = cleveland_schema()
+        known = {f.name: f for f in base.features}
+        features = []
+        for col in df.columns:
+            if col in known:
+                features.append(known[col].model_copy())
+            else:
+                features.append(_infer_feature(col, df[col], max_codes))
+        schema = Schema(features=features, target=target or ("num" if "num" in df.columns else None),
+                        positive_rule=positive_rule or ("> 0" if (target or "num") == "num" else None),
+                        source="uci-cleveland")
+    else:
+        features = [_infer_feature(col, df[col], max_codes) for col in df.columns]
+        schema = Schema(features=features, target=target, positive_rule=positive_rule)
+    if schema.target:
+        tf = schema[schema.target]
+        tf.role = "target"
+        if schema.positive_rule is None:
+            schema.positive_rule = default_rule(df[schema.target])
+    return schema
+
+
+def default_rule(series: pd.Series) -> str | None:
+    """A rule a user would expect for a target: 0/1 -> '> 0', Yes/No -> '== Yes'. None if unclear."""
+    values = series.dropna().unique()
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce")
+    if len(values) and numbers.notna().all():
+        return "> 0" if numbers.min() == 0 else None
+    lowered = {str(v).strip().lower(): str(v) for v in values}
+    for yes in ("yes", "true", "y", "positive", "1", "是", "有"):
+        if yes in lowered and len(lowered) == 2:
+            return f"== {lowered[yes]}"
+    return None
+
+
+def _infer_feature(name: str, series: pd.Series, max_codes: int) -> Feature:
+    values = series.dropna()
+    numbers = pd.to_numeric(values, errors="coerce")
+    label = str(name).replace("_", " ").strip().capitalize()
+    if len(values) == 0 or values.nunique() <= 1:
+        return Feature(name=name, role="ignored", kind="numeric", label=label)
+    if numbers.notna().mean() < 0.5:  # mostly text: a coded column
+        uniques = sorted(values.astype(str).str.strip().unique())
+        if len(uniques) > max_codes:
+            return Feature(name=name, role="ignored", kind="categorical", label=label)
+        kind = "binary" if len(uniques) == 2 else "categorical"
+        return Feature(name=name, kind=kind, label=label, codes=[Code(value=u, label=u) for u in uniques])
+    numbers = numbers.dropna()
+    uniques = np.sort(numbers.unique())
+    integer = bool(np.all(np.equal(np.mod(uniques, 1), 0)))
+    if len(uniques) == 2:
+        return Feature(name=name, kind="binary", label=label,
+                       codes=[Code(value=float(u), label=_fmt(u)) for u in uniques])
+    if integer and len(uniques) <= 4:
+        return Feature(name=name, kind="categorical", label=label,
+                       codes=[Code(value=float(u), label=_fmt(u)) for u in uniques])
+    lo, hi = float(uniques[0]), float(uniques[-1])
+    pad = (hi - lo) / 2
+    # A non-negative measurement stays non-negative.
+    low = lo - pad if lo < 0 else max(0.0, lo - pad)
+    return Feature(name=name, kind="numeric", label=label, min=low, max=hi + pad, step=1.0 if integer else 0.1)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)

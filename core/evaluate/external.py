@@ -1,0 +1,171 @@
+"""Does a saved model hold up at another site? External validation on a second cohort with the same schema.
+
+The second cohort is read and validated with the *model's* schema (same columns, codes, plausible ranges
+and outcome rule), scored, and judged by the same code as the test split: AUC (DeLong interval), Brier,
+calibration-in-the-large and slope, ECE, calibration curve with Wilson bands, and the decision curve.
+
+A model that ranks patients well but whose risks are off on average at the new site (different
+prevalence, referral pattern) can be updated by *recalibrating the intercept* (Steyerberg's "update
+method 1"): one number added to every member's logit, fitted on the new site's outcomes, leaving the
+slope and the ranking untouched. It is saved as a new model version; the original is never changed.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.metrics.calibration import calibration_curve_ci, calibration_summary
+from core.model.recalibration import Calibration
+from core.data.cohort import Cohort, cohort_from_frame
+from core.data.read import read_table
+from core.metrics.decision import decision_curve
+from core.errors import CohortError, CoreError
+from core.metrics.discrimination import binary_metrics
+from core.metrics.intervals import auc_interval
+
+PREVALENCE_GAP = 0.10  # absolute difference from the training prevalence worth a message
+MIN_EXTERNAL = 30
+
+
+@dataclass
+class ExternalResult:
+    name: str
+    n: int
+    prevalence: float
+    training_prevalence: float | None
+    metrics: dict                  # binary_metrics at 0.5
+    auc_low: float
+    auc_high: float
+    calibration: dict              # calibration_summary (slope, intercept, ECE, Brier, means)
+    curve: pd.DataFrame            # calibration_curve_ci
+    decision: pd.DataFrame         # decision_curve
+    # What the user must know, as {"code": ..., values}: prevalence_shift (prevalence, trained, direction),
+    # citl (intercept), empty_columns (columns); message_text() says each in English.
+    messages: list[dict] = field(default_factory=list)
+    problems: list = field(default_factory=list)        # core.data Problems of the file
+    y: np.ndarray | None = None
+    risk: np.ndarray | None = None
+    logits: np.ndarray | None = None  # (members, rows), uncalibrated: what a recalibration is fitted on
+
+    def summary(self) -> dict:
+        """The JSON a model card / CLI reports (no patient rows)."""
+        return {"name": self.name, "n": self.n, "prevalence": self.prevalence,
+                "training_prevalence": self.training_prevalence,
+                "roc_auc": self.metrics["roc_auc"], "auc_low": self.auc_low, "auc_high": self.auc_high,
+                "brier": self.metrics["brier"], "calibration_intercept": self.calibration["calibration_intercept"],
+                "calibration_slope": self.calibration["calibration_slope"], "ece": self.calibration["ece"],
+                "mean_risk": self.calibration["mean_risk"], "messages": [message_text(m) for m in self.messages],
+                "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def external_cohort(model, source, name: str | None = None, missing: str = "impute") -> Cohort:
+    """Read a second site's file (path, bytes or file object) with the model's schema. CohortError names
+    the columns when the model's features or the outcome are not in it."""
+    read = read_table(source, name=name)
+    schema = model.schema
+    absent = [f for f in schema.feature_names if f not in read.df.columns]
+    if absent:
+        raise CohortError(f"the file lacks columns the model needs: {', '.join(absent)} "
+                          f"(it has: {', '.join(map(str, read.df.columns))})")
+    if schema.target and schema.target not in read.df.columns:
+        raise CohortError(f"the file has no outcome column {schema.target!r}: external validation compares "
+                          "risks with observed outcomes")
+    cohort = cohort_from_frame(read.df, schema, read.name, missing=missing)
+    cohort.read = read
+    return cohort
+
+
+def validate_external(model, cohort: Cohort) -> ExternalResult:
+    """Score ``cohort`` with ``model`` and judge the risks against its outcomes."""
+    y = np.asarray(cohort.y, dtype=np.float64)
+    if len(y) < MIN_EXTERNAL:
+        raise CohortError(f"external validation needs at least {MIN_EXTERNAL} patients; the file has {len(y)}")
+    counts = np.bincount(y.astype(int), minlength=2)
+    if counts.min() == 0:
+        raise CohortError("every patient in the file has the same outcome; AUC and calibration need both")
+    raw = model.preprocessor_.encode(cohort.df)
+    risk = model.predict_risk_raw(raw)
+    metrics = binary_metrics(y, risk)
+    auc, low, high = auc_interval(y, risk)
+    cal = calibration_summary(y, risk)
+    prevalence = float(y.mean())
+    trained = getattr(model, "prevalence_", None)
+    messages = []
+    if trained is not None and abs(prevalence - trained) >= PREVALENCE_GAP:
+        messages.append({"code": "prevalence_shift", "prevalence": prevalence, "trained": float(trained),
+                         "direction": "higher" if prevalence > trained else "lower"})
+    elif math.isfinite(cal["calibration_intercept"]) and abs(cal["calibration_intercept"]) > 0.5:
+        messages.append({"code": "citl", "intercept": cal["calibration_intercept"]})
+    empty = [c for c in model.schema.feature_names if cohort.df[c].isna().all()]
+    if empty:
+        messages.append({"code": "empty_columns", "columns": empty})
+    return ExternalResult(name=cohort.name, n=int(y.size), prevalence=prevalence, training_prevalence=trained,
+                          metrics=metrics, auc_low=low, auc_high=high, calibration=cal,
+                          curve=calibration_curve_ci(y, risk), decision=decision_curve(y, risk),
+                          messages=messages, problems=list(cohort.problems), y=y, risk=risk,
+                          logits=model.base_logits_raw(raw))
+
+
+def message_text(message: dict) -> str:
+    """One message of ExternalResult.messages in English (the dashboard translates by ``code``)."""
+    code = message.get("code")
+    if code == "prevalence_shift":
+        higher = message["direction"] == "higher"
+        return (f"the outcome is {'more' if higher else 'less'} common here ({message['prevalence']:.0%}) than in "
+                f"the training patients ({message['trained']:.0%}): expect risks that are "
+                f"{'too low' if higher else 'too high'} on average; consider recalibrating the intercept")
+    if code == "citl":
+        return (f"risks are off on average at this site (calibration-in-the-large {message['intercept']:+.2f}); "
+                "consider recalibrating the intercept")
+    if code == "empty_columns":
+        return ("columns with no values at this site (filled from the training patients): "
+                + ", ".join(message["columns"]))
+    return str(code)
+
+
+def _intercept_shift(cal: Calibration, logits: np.ndarray, y: np.ndarray) -> float:
+    """The number added to every member's (calibrated) logit that makes the mean risk fit ``y`` best."""
+    from scipy.optimize import minimize_scalar
+    a, b = (cal.a, cal.b) if cal.method == "platt" else (1.0, 0.0)
+    eta = a * np.atleast_2d(logits) + b
+
+    def nll(delta):
+        p = np.clip(0.5 * (1 + np.tanh(0.5 * (eta + delta))).mean(axis=0), 1e-12, 1 - 1e-12)
+        return float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+    result = minimize_scalar(nll, bounds=(-10, 10), method="bounded", options={"xatol": 1e-8})
+    return float(result.x)
+
+
+def recalibrate_intercept(model, result: ExternalResult):
+    """A copy of ``model`` whose risks are shifted on the logit scale to fit ``result``'s site on average
+    (slope and ranking unchanged). The original model is not modified."""
+    cal = getattr(model, "calibration_", None) or Calibration()
+    if cal.method == "isotonic":
+        raise CoreError("this model uses isotonic calibration; an intercept update needs a model with "
+                        "Platt or no recalibration")
+    delta = _intercept_shift(cal, result.logits, result.y)
+    new_cal = Calibration(method="platt", a=cal.a if cal.method == "platt" else 1.0,
+                          b=(cal.b if cal.method == "platt" else 0.0) + delta, n=result.n,
+                          source=f"external intercept update: {result.name}", chosen_by="user")
+    updated = copy.copy(model)
+    updated.metadata_ = copy.deepcopy(getattr(model, "metadata_", {}))
+    updated.set_calibration(new_cal)
+    return updated
+
+
+def external_extra(meta: dict | None, result: ExternalResult, recalibrated: bool = False) -> dict:
+    """save_bundle's ``extra`` with this external validation appended to ``external_validations``."""
+    extra = copy.deepcopy((meta or {}).get("extra") or {})
+    entry = result.summary()
+    entry["recalibrated"] = bool(recalibrated)
+    extra.setdefault("external_validations", []).append(entry)
+    return extra
+
+
+__all__ = ["ExternalResult", "message_text", "external_cohort", "validate_external", "recalibrate_intercept", "external_extra"]

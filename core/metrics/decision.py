@@ -1,0 +1,97 @@
+"""Would acting on these risks do more good than harm? Decision curves and a threshold chooser.
+
+Net benefit (Vickers & Elkin, Med Decis Making 2006) of treating the patients whose risk is at or above a
+threshold probability ``pt``: ``NB = TP/n - FP/n * pt / (1 - pt)`` — true positives gained, false alarms
+charged at the odds the threshold implies (at pt = 20% a clinician accepts 4 false alarms per case found).
+Reference strategies: treat all (``prevalence - (1 - prevalence) * pt / (1 - pt)``) and treat none (0).
+A model is useful at thresholds where its curve lies above both.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.errors import CohortError
+from core.metrics.discrimination import as_outcome
+
+DEFAULT_THRESHOLDS = np.round(np.arange(0.01, 0.605, 0.01), 2)  # 1% .. 60%
+
+
+def _pairs(y, p) -> tuple[np.ndarray, np.ndarray]:
+    y = as_outcome(np.asarray(y, dtype=np.float64).ravel())
+    p = np.asarray(p, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise CohortError(f"{p.size} risks for {y.size} outcomes")
+    if y.size == 0:
+        raise CohortError("no patients to evaluate")
+    if np.any(np.isnan(p)):
+        raise CohortError("every patient needs a risk")
+    return y, p
+
+
+def net_benefit(y, p, threshold: float) -> float:
+    """Net benefit of treating patients with risk >= ``threshold`` (0 < threshold < 1)."""
+    y, p = _pairs(y, p)
+    if not 0 < threshold < 1:
+        raise ValueError("the threshold probability must be between 0 and 1")
+    treat = p >= threshold
+    tp = np.sum(treat & (y == 1))
+    fp = np.sum(treat & (y == 0))
+    return float(tp / y.size - fp / y.size * threshold / (1 - threshold))
+
+
+def decision_curve(y, p, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """Net benefit of the model, treat-all and treat-none at each threshold; also the net reduction in
+    interventions per 100 patients versus treat-all (the false alarms avoided at no loss of cases)."""
+    y, p = _pairs(y, p)
+    t = np.asarray(thresholds, dtype=np.float64)
+    if np.any((t <= 0) | (t >= 1)):
+        raise ValueError("threshold probabilities must be between 0 and 1")
+    n = y.size
+    treat = p[None, :] >= t[:, None]
+    tp = (treat & (y == 1)).sum(axis=1)
+    fp = (treat & (y == 0)).sum(axis=1)
+    odds = t / (1 - t)
+    prevalence = y.mean()
+    model = tp / n - fp / n * odds
+    treat_all = prevalence - (1 - prevalence) * odds
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reduction = np.where(odds > 0, (model - treat_all) / odds * 100, np.nan)
+    return pd.DataFrame({"threshold": t, "net_benefit": model, "treat_all": treat_all, "treat_none": 0.0,
+                         "tp": tp, "fp": fp, "interventions_avoided_per_100": reduction})
+
+
+def useful_range(curve: pd.DataFrame) -> tuple[float, float] | None:
+    """The lowest and highest threshold where the model beats both treat-all and treat-none (None: nowhere)."""
+    better = (curve["net_benefit"] > curve["treat_all"]) & (curve["net_benefit"] > curve["treat_none"])
+    if not better.any():
+        return None
+    rows = curve.loc[better, "threshold"]
+    return float(rows.min()), float(rows.max())
+
+
+def threshold_summary(y, p, threshold: float) -> dict:
+    """What acting at ``threshold`` means: sensitivity, specificity, PPV, NPV, net benefit, and per 100
+    patients the true positives, false alarms, missed cases and correctly reassured."""
+    y, p = _pairs(y, p)
+    if not 0 < threshold < 1:
+        raise ValueError("the threshold probability must be between 0 and 1")
+    pos = y == 1
+    flag = p >= threshold
+    tp, fp = int(np.sum(flag & pos)), int(np.sum(flag & ~pos))
+    fn, tn = int(np.sum(~flag & pos)), int(np.sum(~flag & ~pos))
+    n = y.size
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    return {"threshold": float(threshold), "n": n, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "sensitivity": ratio(tp, tp + fn), "specificity": ratio(tn, tn + fp),
+            "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn),
+            "flagged_per_100": 100 * (tp + fp) / n,
+            "true_positives_per_100": 100 * tp / n, "false_alarms_per_100": 100 * fp / n,
+            "missed_per_100": 100 * fn / n, "reassured_per_100": 100 * tn / n,
+            "net_benefit": net_benefit(y, p, threshold)}
+
+
+__all__ = ["DEFAULT_THRESHOLDS", "net_benefit", "decision_curve", "useful_range", "threshold_summary"]

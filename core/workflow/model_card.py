@@ -1,0 +1,371 @@
+"""The model card: what a model is for, what it learned from, how good it is and where it stops.
+
+Built from one dict — a bundle's ``metadata.json`` (``RiskModel.metadata_`` after ``load_bundle``) or the
+same shape for a model trained in this session (:func:`training_metadata`) — into Markdown and HTML.
+Headings and fixed sentences come from the dashboard's translation table (``assets/i18n.json``, keys
+``card.*``), so the card reads in English or Simplified Chinese like the rest of the interface. Every value
+that reaches the HTML is escaped (a model or cohort name is user input).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+I18N_PATH = Path(__file__).resolve().parents[2] / "assets" / "i18n.json"
+METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
+               "calibration_slope", "calibration_intercept")
+CONFIG_KEYS = ("hidden", "activation", "optimizer", "loss", "learning_rate", "l2", "dropout", "epochs",
+               "batch_size", "early_stopping", "patience", "seed", "val_fraction", "test_fraction")
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict:
+    return json.loads(I18N_PATH.read_text(encoding="utf-8"))
+
+
+def tr(key: str, lang: str = "en", **kwargs) -> str:
+    """The card's string for ``key`` (the dashboard's table), formatted with kwargs."""
+    entry = _table().get(key)
+    if entry is None:
+        return key
+    text = entry.get(lang) or entry["en"]
+    return text.format(**kwargs) if kwargs else text
+
+
+# ---- the metadata of a model trained in this session -------------------------------------------
+def cohort_summary(cohort) -> dict:
+    """What the card says about the training cohort (a :class:`core.data.Cohort`)."""
+    return {"name": cohort.name, "rows": int(cohort.n), "rows_in": int(getattr(cohort, "rows_in", 0) or cohort.n),
+            "prevalence": float(cohort.prevalence), "fingerprint": cohort.fingerprint,
+            "synthetic": bool(cohort.synthetic)}
+
+
+def training_metadata(model, metrics: dict, *, name: str, cohort: dict, sizes: dict | None = None,
+                      created_utc: str | None = None) -> dict:
+    """The bundle-metadata shape for a model that is not saved yet (and the ``extra`` saved with it)."""
+    created = created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return {
+        "name": name,
+        "created_utc": created,
+        "schema": json.loads(model.schema.to_json()),
+        "config": model.config.model_dump(mode="json"),
+        "data_fingerprint": cohort.get("fingerprint"),
+        "metrics": dict(metrics or {}),
+        "best_epoch": getattr(model, "best_epoch_", None),
+        "epochs_run": getattr(model, "epochs_run_", None),
+        "n_train": getattr(model, "n_train_", None),
+        "n_val": getattr(model, "n_val_", None),
+        "prevalence": getattr(model, "prevalence_", None),
+        "stopped_by_user": bool(getattr(model, "stopped_by_user_", False)),
+        "extra": card_extra(cohort, sizes),
+    }
+
+
+def card_extra(cohort: dict, sizes: dict | None = None, cv: dict | None = None) -> dict:
+    """What save_bundle's ``extra`` holds so that a saved model's card says the same as before saving."""
+    extra = {"cohort": dict(cohort), "sizes": dict(sizes or {})}
+    if cv:
+        extra["cv"] = cv
+    return extra
+
+
+# ---- building the card -------------------------------------------------------------------------
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: list[list[str]] | None = None  # first row = header
+    bullets: list[str] = field(default_factory=list)
+
+
+def _num(value, digits: int = 3, lang: str = "en") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return tr("card.not_recorded", lang)
+    if isinstance(value, bool):
+        return tr("card.yes", lang) if value else tr("card.no", lang)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    return str(value)
+
+
+def _pct(value, lang: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return tr("card.not_recorded", lang)
+    return f"{float(value):.1%}"
+
+
+def _outcome_text(schema: dict, lang: str) -> str:
+    target, rule = schema.get("target"), schema.get("positive_rule")
+    if not target:
+        return tr("card.not_recorded", lang)
+    return f"{target} {rule or ''}".strip()
+
+
+def card_sections(meta: dict, lang: str = "en") -> list[Section]:
+    extra = meta.get("extra") or {}
+    cohort = extra.get("cohort") or {}
+    sizes = extra.get("sizes") or {}
+    schema = meta.get("schema") or {}
+    config = meta.get("config") or {}
+    metrics = meta.get("metrics") or {}
+    na = tr("card.not_recorded", lang)
+    sections = []
+
+    sections.append(Section(tr("card.intended_use", lang), paragraphs=[tr("card.intended_use_text", lang)]))
+
+    rows = [[tr("card.item", lang), tr("card.value", lang)],
+            [tr("card.source", lang), str(cohort.get("name") or na)],
+            [tr("card.synthetic", lang), _num(cohort.get("synthetic"), lang=lang) if "synthetic" in cohort else na],
+            [tr("card.rows", lang), _num(cohort.get("rows"), lang=lang) if cohort.get("rows") is not None else na],
+            [tr("card.prevalence", lang), _pct(cohort.get("prevalence"), lang)],
+            [tr("card.outcome", lang), _outcome_text(schema, lang)],
+            [tr("card.split", lang), " / ".join(_num(sizes.get(k), lang=lang) for k in ("train", "validation", "test"))
+             if sizes else f"{_num(meta.get('n_train'), lang=lang)} / {_num(meta.get('n_val'), lang=lang)} / {na}"],
+            [tr("card.fingerprint", lang), str(meta.get("data_fingerprint") or cohort.get("fingerprint") or na)]]
+    sections.append(Section(tr("card.training_data", lang), table=rows))
+
+    features = [f for f in schema.get("features", []) if f.get("role", "feature") == "feature"]
+    if features:
+        table = [[tr("card.feature", lang), tr("card.label", lang), tr("card.kind", lang), tr("card.range", lang)]]
+        for f in features:
+            label = (f.get("label_zh") if lang == "zh" and f.get("label_zh") else f.get("label")) or f["name"]
+            if f.get("codes"):
+                span = ", ".join(str((c.get("label_zh") if lang == "zh" and c.get("label_zh") else c.get("label")))
+                                 for c in f["codes"])
+            elif f.get("min") is not None or f.get("max") is not None:
+                span = f"{_num(f.get('min'), 3, lang).rstrip('0').rstrip('.')}–{_num(f.get('max'), 3, lang).rstrip('0').rstrip('.')}"
+                span += f" {f['unit']}" if f.get("unit") else ""
+            else:
+                span = na
+            table.append([f["name"], label, str(f.get("kind", "")), span])
+        sections.append(Section(tr("card.inputs", lang), table=table))
+
+    arch = [[tr("card.setting", lang), tr("card.value", lang)]]
+    hidden = config.get("hidden")
+    if hidden is not None:
+        arch.append([tr("card.layers", lang), tr("card.layers_text", lang, n=len(features) or "?",
+                                                  layers="-".join(str(u) for u in hidden))])
+    names = {"hidden": tr("train.hidden", lang), "activation": tr("train.activation", lang),
+             "optimizer": tr("train.optimizer", lang), "loss": tr("train.loss", lang),
+             "learning_rate": tr("train.lr", lang), "l2": tr("train.l2", lang), "dropout": tr("train.dropout", lang),
+             "epochs": tr("train.epochs", lang), "batch_size": tr("train.batch", lang),
+             "early_stopping": tr("train.early_stopping", lang), "patience": tr("train.patience", lang),
+             "seed": tr("train.seed", lang), "val_fraction": tr("card.val_fraction", lang),
+             "test_fraction": tr("card.test_fraction", lang)}
+    for key in CONFIG_KEYS:
+        if key in config:
+            arch.append([names.get(key, key), _num(config[key], 4, lang)])
+    arch.append([tr("card.best_epoch", lang), _num(meta.get("best_epoch"), lang=lang)])
+    epochs_run = meta.get("epochs_run")
+    if epochs_run is None and meta.get("history"):
+        epochs_run = len(meta["history"].get("loss", []))
+    arch.append([tr("card.epochs_run", lang), _num(epochs_run, lang=lang)])
+    libraries = meta.get("libraries") or {}
+    if libraries:
+        arch.append([tr("card.libraries", lang), ", ".join(f"{k} {v}" for k, v in libraries.items())])
+    sections.append(Section(tr("card.architecture", lang), table=arch))
+
+    table = [[tr("card.metric", lang), tr("card.value", lang)]]
+    for key in METRIC_KEYS:
+        if key in metrics:
+            table.append([tr(f"metric.{key}", lang), _num(metrics.get(key), 3, lang)])
+    paragraphs = [tr("card.test_note", lang, n=_num(metrics.get("n"), lang=lang),
+                     threshold=_num(metrics.get("threshold"), 2, lang))] if metrics else [tr("card.no_metrics", lang)]
+    sections.append(Section(tr("card.test_metrics", lang), paragraphs=paragraphs,
+                            table=table if len(table) > 1 else None))
+
+    cv = extra.get("cv") or meta.get("cv")
+    if cv and cv.get("summary"):
+        cv_table = [[tr("card.model", lang), tr("card.metric", lang), tr("card.mean", lang), tr("card.sd", lang),
+                     tr("card.interval", lang)]]
+        for row in cv["summary"]:
+            cv_table.append([str(row.get("model")), str(row.get("metric")), _num(row.get("mean"), 3, lang),
+                             _num(row.get("sd"), 3, lang),
+                             f"{_num(row.get('low'), 3, lang)}–{_num(row.get('high'), 3, lang)}"])
+        note = tr("card.cv_note", lang, folds=cv.get("n_splits", "?"), repeats=cv.get("n_repeats", "?"))
+        sections.append(Section(tr("card.cv_metrics", lang), paragraphs=[note], table=cv_table))
+
+    slope, intercept = metrics.get("calibration_slope"), metrics.get("calibration_intercept")
+    sections.append(Section(tr("card.calibration", lang), paragraphs=[
+        tr("card.calibration_text", lang, slope=_num(slope, 2, lang), intercept=_num(intercept, 2, lang))]))
+
+    sections += trust_sections(meta, lang)
+    sections.append(Section(tr("card.limits", lang), bullets=known_limits(meta, lang)))
+    return sections
+
+
+def _interval(value, low, high, lang: str, digits: int = 3) -> str:
+    if low is None or high is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
+        return _num(value, digits, lang)
+    return f"{_num(value, digits, lang)} ({_num(low, digits, lang)}–{_num(high, digits, lang)})"
+
+
+def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
+    """Recalibration, the uncertainty ensemble, the Trust page's checks (calibration, decision curve,
+    subgroups), external validations, and the TRIPOD+AI items these answer."""
+    extra = meta.get("extra") or {}
+    trust = extra.get("trust") or {}
+    external = extra.get("external_validations") or []
+    calibration = meta.get("calibration") or {}
+    members = meta.get("members")
+    n_members = len(members) if isinstance(members, list) and members else (meta.get("config") or {}).get("members", 1)
+    sections = []
+    answered = []
+
+    method = calibration.get("method", "none")
+    if method != "none":
+        names = {"platt": tr("card.recal_platt", lang), "isotonic": tr("card.recal_isotonic", lang)}
+        paragraphs = [tr("card.recal_text", lang, method=names.get(method, method), n=calibration.get("n", "?"),
+                         source=str(calibration.get("source") or tr("card.not_recorded", lang)))]
+        if method == "platt":
+            paragraphs.append(tr("card.recal_platt_params", lang, a=_num(calibration.get("a"), 3, lang),
+                                 b=_num(calibration.get("b"), 3, lang)))
+        else:
+            paragraphs.append(tr("card.recal_isotonic_note", lang))
+        scores = calibration.get("cv_brier") or {}
+        if scores:
+            paragraphs.append(tr("card.recal_chosen", lang, scores=", ".join(
+                f"{k} {_num(v, 4, lang)}" for k, v in scores.items())))
+        sections.append(Section(tr("card.recalibration", lang), paragraphs=paragraphs))
+        answered.append(tr("card.tripod_12f", lang))
+    if isinstance(n_members, int) and n_members > 1:
+        sections.append(Section(tr("card.ensemble", lang), paragraphs=[tr("card.ensemble_text", lang, n=n_members)]))
+
+    if trust:
+        before, after = trust.get("calibration_before") or {}, trust.get("calibration_after") or {}
+        rows = [[tr("card.metric", lang), tr("card.before_recal", lang), tr("card.in_force", lang)]]
+        for key, label in (("calibration_slope", tr("metric.calibration_slope", lang)),
+                           ("calibration_intercept", tr("metric.calibration_intercept", lang)),
+                           ("ece", tr("card.ece", lang)), ("brier", tr("metric.brier", lang))):
+            rows.append([label, _num(before.get(key), 3, lang), _num(after.get(key), 3, lang)])
+        paragraphs = [tr("card.trust_test", lang, n=trust.get("n_test", "?"),
+                         auc=_interval(trust.get("roc_auc"), trust.get("auc_low"), trust.get("auc_high"), lang))]
+        sections.append(Section(tr("card.trust_calibration", lang), paragraphs=paragraphs, table=rows))
+        decision = trust.get("decision") or {}
+        nb_rows = [[tr("card.threshold", lang), tr("card.nb_model", lang), tr("card.nb_all", lang)]]
+        for row in decision.get("net_benefit") or []:
+            nb_rows.append([_pct(row.get("threshold"), lang), _num(row.get("net_benefit"), 3, lang),
+                            _num(row.get("treat_all"), 3, lang)])
+        useful = (tr("card.dca_useful", lang, low=_pct(decision.get("useful_from"), lang),
+                     high=_pct(decision.get("useful_to"), lang))
+                  if decision.get("useful_from") is not None else tr("card.dca_none", lang))
+        sections.append(Section(tr("card.decision", lang), paragraphs=[useful], table=nb_rows))
+        groups = trust.get("subgroups") or []
+        if groups:
+            sg = [[tr("card.sg_group", lang), tr("card.rows", lang), tr("card.prevalence", lang),
+                   tr("card.sg_auc", lang), tr("card.sg_citl", lang)]]
+            for g in groups:
+                flag = " *" if g.get("small") else ""
+                sg.append([f"{g.get('column')}: {g.get('group')}{flag}", _num(g.get("n"), lang=lang),
+                           _pct(g.get("prevalence"), lang),
+                           _interval(g.get("auc"), g.get("auc_low"), g.get("auc_high"), lang),
+                           _num(g.get("calibration_in_the_large"), 2, lang)])
+            sections.append(Section(tr("card.subgroups", lang), paragraphs=[tr("card.sg_note", lang)], table=sg))
+        answered += [tr("card.tripod_12e", lang), tr("card.tripod_23a", lang)]
+
+    if external:
+        ext = [[tr("card.ext_site", lang), tr("card.rows", lang), tr("card.prevalence", lang),
+                tr("metric.roc_auc", lang), tr("metric.brier", lang), tr("metric.calibration_intercept", lang),
+                tr("metric.calibration_slope", lang), tr("card.ext_updated", lang)]]
+        for e in external:
+            ext.append([str(e.get("name")), _num(e.get("n"), lang=lang), _pct(e.get("prevalence"), lang),
+                        _interval(e.get("roc_auc"), e.get("auc_low"), e.get("auc_high"), lang),
+                        _num(e.get("brier"), 3, lang), _num(e.get("calibration_intercept"), 2, lang),
+                        _num(e.get("calibration_slope"), 2, lang), _num(bool(e.get("recalibrated")), lang=lang)])
+        sections.append(Section(tr("card.external", lang), paragraphs=[tr("card.external_note", lang)], table=ext))
+        answered.append(tr("card.tripod_evaluation", lang))
+        if any(e.get("recalibrated") for e in external) or str(calibration.get("source", "")).startswith("external"):
+            answered.append(tr("card.tripod_24", lang))
+    if (extra.get("cv") or meta.get("cv")) and (extra.get("cv") or meta.get("cv")).get("summary"):
+        answered.insert(0, tr("card.tripod_12c", lang))
+    if answered:
+        sections.append(Section(tr("card.tripod", lang), paragraphs=[tr("card.tripod_note", lang)],
+                                bullets=list(dict.fromkeys(answered))))
+    return sections
+
+
+def known_limits(meta: dict, lang: str = "en") -> list[str]:
+    """The fixed limits of this kind of model, then those this model's own numbers show."""
+    extra = meta.get("extra") or {}
+    cohort = extra.get("cohort") or {}
+    metrics = meta.get("metrics") or {}
+    limits = [tr("card.limit_not_diagnosis", lang), tr("card.limit_population", lang),
+              tr("card.limit_extrapolation", lang), tr("card.limit_association", lang)]
+    if cohort.get("synthetic"):
+        limits.insert(0, tr("card.limit_synthetic", lang))
+    n_train = meta.get("n_train")
+    if isinstance(n_train, (int, float)) and n_train < 1000:
+        limits.append(tr("card.limit_small", lang, n=int(n_train)))
+    slope = metrics.get("calibration_slope")
+    if isinstance(slope, (int, float)) and math.isfinite(slope) and abs(slope - 1) > 0.2:
+        limits.append(tr("card.limit_calibration", lang, slope=f"{slope:.2f}"))
+    if meta.get("stopped_by_user"):
+        limits.append(tr("card.limit_stopped", lang))
+    return limits
+
+
+def _title(meta: dict, lang: str) -> tuple[str, str]:
+    name = str(meta.get("name") or tr("card.unnamed", lang))
+    created = str(meta.get("created_utc") or tr("card.not_recorded", lang))
+    return tr("card.title", lang, name=name), tr("card.created", lang, created=created)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def card_markdown(meta: dict, lang: str = "en") -> str:
+    title, created = _title(meta, lang)
+    lines = [f"# {title}", "", f"*{created}*", "", f"> {tr('notice.decision_support', lang)}", ""]
+    for s in card_sections(meta, lang):
+        lines += [f"## {s.title}", ""]
+        for p in s.paragraphs:
+            lines += [p, ""]
+        if s.table:
+            header, *body = s.table
+            lines.append("| " + " | ".join(_md_cell(c) for c in header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body]
+            lines.append("")
+        for b in s.bullets:
+            lines.append(f"- {b}")
+        if s.bullets:
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = ("body{font-family:system-ui,-apple-system,'Segoe UI','PingFang SC','Microsoft YaHei',sans-serif;"
+        "max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1F2933}"
+        "table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ccd;padding:.25rem .6rem;"
+        "text-align:left;vertical-align:top}th{background:#F4F6F8}.notice{border-left:4px solid #B22234;"
+        "padding:.4rem .8rem;background:#fdf2f2}")
+
+
+def card_html(meta: dict, lang: str = "en") -> str:
+    esc = html.escape
+    title, created = _title(meta, lang)
+    out = ["<!DOCTYPE html>", f'<html lang="{"zh-CN" if lang == "zh" else "en"}">', "<head>",
+           '<meta charset="utf-8">', f"<title>{esc(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+           f"<h1>{esc(title)}</h1>", f"<p><em>{esc(created)}</em></p>",
+           f'<p class="notice">{esc(tr("notice.decision_support", lang))}</p>']
+    for s in card_sections(meta, lang):
+        out.append(f"<h2>{esc(s.title)}</h2>")
+        out += [f"<p>{esc(p)}</p>" for p in s.paragraphs]
+        if s.table:
+            header, *body = s.table
+            out.append("<table><thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in header) + "</tr></thead><tbody>")
+            out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body]
+            out.append("</tbody></table>")
+        if s.bullets:
+            out.append("<ul>" + "".join(f"<li>{esc(b)}</li>" for b in s.bullets) + "</ul>")
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,37 @@
+"""Cohort in, trained and evaluated model out: the one training path the CLI and the dashboard share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.data.cohort import Cohort
+from core.metrics.discrimination import binary_metrics
+from core.model.config import TrainConfig, split
+from core.model.estimator import RiskModel
+
+
+@dataclass
+class TrainResult:
+    model: RiskModel
+    metrics: dict              # test split, threshold 0.5
+    test_index: np.ndarray     # row positions of the test split in the cohort table
+    test_y: np.ndarray
+    test_risk: np.ndarray
+    sizes: dict                # rows in train / validation / test
+
+
+def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=None,
+                    should_stop=None) -> TrainResult:
+    """Stratified 70/15/15 split; preprocessing and network fitted on the training split only;
+    early stopping on the validation split; metrics on the untouched test split."""
+    config = config or TrainConfig()
+    df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
+    train_idx, val_idx, test_idx = split(y, config)
+    model = RiskModel(cohort.schema, config).fit(
+        df.iloc[train_idx], y[train_idx], df.iloc[val_idx], y[val_idx],
+        progress=progress, should_stop=should_stop)
+    test_risk = model.predict_risk(df.iloc[test_idx])
+    metrics = binary_metrics(y[test_idx], test_risk)
+    sizes = {"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)}
+    return TrainResult(model, metrics, np.asarray(test_idx), y[test_idx], test_risk, sizes)
