@@ -223,8 +223,8 @@ def _read_patients(path: str, model):
 
 
 def cmd_predict(args) -> int:
-    from core.workflow.export import write_csv
     from core.model.bundle import load_bundle
+    from core.workflow.export import write_csv
     from core.workflow.risk import score_table
     _import_tensorflow_quietly()
     model = load_bundle(args.model)
@@ -258,8 +258,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_counterfactual(args) -> int:
-    from core.workflow.counterfactual import counterfactuals, to_json
     from core.model.bundle import load_bundle
+    from core.workflow.counterfactual import counterfactuals, to_json
     from core.workflow.risk import patient_from_row
     if not 0 < args.target_risk < 1:
         raise CoreError("--target-risk must be between 0 and 1, e.g. 0.2")
@@ -291,7 +291,12 @@ def cmd_counterfactual(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from core.evaluate.external import external_cohort, external_extra, recalibrate_intercept, validate_external
+    from core.evaluate.external import (
+        external_cohort,
+        external_extra,
+        recalibrate_intercept,
+        validate_external,
+    )
     from core.model.bundle import load_bundle
     model = load_bundle(args.model)
     if not Path(args.data).is_file():

@@ -1,52 +1,65 @@
 """Cohorts in: reading any export, the schema of clinical meaning, validation, the demo and UCI cohorts, units."""
 
-from core.data.schema import (
-    ASSETS,
-    CLEVELAND_COLUMNS,
-    Kind,
-    Role,
-    CodeValue,
-    Code,
-    Feature,
-    same_value,
-    parse_rule,
-    Schema,
-    cleveland_schema,
-    is_cleveland,
-    infer_schema,
-    default_rule,
-)
-from core.data.read import MISSING_MARKERS, DELIMITERS, MAX_COLUMNS, MIN_ROWS, ReadResult, read_table
-from core.data.validation import Problem, ValidationResult, Rule, check_features, validate
-from core.data.cohort import Cohort, table_fingerprint, cohort_from_frame, load_cohort
-from core.data.units import (
-    CHOLESTEROL_MG_DL_PER_MMOL_L,
-    Conversion,
-    unit_options,
-    conversion,
-    to_model,
-    from_model,
-    input_range,
-)
+from core.data.cohort import Cohort, cohort_from_frame, load_cohort, table_fingerprint
 from core.data.demo import (
     DEMO_NAME,
     PARAMS_PATH,
-    demo_params,
     demo_cohort,
-    sample_cohort,
+    demo_params,
     draw_features,
     normal_score_corr,
+    sample_cohort,
+)
+from core.data.read import (
+    DELIMITERS,
+    MAX_COLUMNS,
+    MIN_ROWS,
+    MISSING_MARKERS,
+    ReadResult,
+    read_table,
+)
+from core.data.schema import (
+    ASSETS,
+    CLEVELAND_COLUMNS,
+    Code,
+    CodeValue,
+    Feature,
+    Kind,
+    Role,
+    Schema,
+    cleveland_schema,
+    default_rule,
+    infer_schema,
+    is_cleveland,
+    parse_rule,
+    same_value,
 )
 from core.data.uci import (
-    UCI_CLEVELAND_URL,
-    URL_ENV,
-    UCI_NAME,
-    TIMEOUT_S,
     MAX_BYTES,
+    TIMEOUT_S,
+    UCI_CLEVELAND_URL,
+    UCI_NAME,
+    URL_ENV,
     OfflineError,
     cleveland_url,
     fetch_bytes,
     fetch_cleveland,
+)
+from core.data.units import (
+    CHOLESTEROL_MG_DL_PER_MMOL_L,
+    Conversion,
+    conversion,
+    from_model,
+    input_range,
+    to_model,
+    unit_options,
+)
+from core.data.validation import (
+    Problem,
+    Rule,
+    ValidationResult,
+    check_features,
+    validate,
 )
 
 __all__ = [

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
-from core.errors import CohortError
-from core.data.schema import Schema, infer_schema, parse_rule
+
 from core.data.read import ReadResult, read_table
+from core.data.schema import Schema, infer_schema, parse_rule
 from core.data.validation import Problem, validate
+from core.errors import CohortError
 
 
 @dataclass

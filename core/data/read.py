@@ -14,12 +14,12 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
-from core.errors import CohortError
-from core.data.schema import CLEVELAND_COLUMNS
-from core.errors import format_rows
 
+from core.data.schema import CLEVELAND_COLUMNS
+from core.errors import CohortError, format_rows
 
 MISSING_MARKERS = frozenset({"", "?", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "-", "#N/A"})
 DELIMITERS = ",;\t|"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, field_validator
 
-from core.errors import format_rows, CohortError
+from core.errors import CohortError, format_rows
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CLEVELAND_COLUMNS = [

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from core.errors import CohortError
+
+from core.data.read import MIN_ROWS, MISSING_MARKERS
 from core.data.schema import Schema, default_rule
-from core.errors import format_rows
-from core.data.read import MISSING_MARKERS, MIN_ROWS
+from core.errors import CohortError, format_rows
 
 
 @dataclass

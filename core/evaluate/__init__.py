@@ -1,47 +1,47 @@
 """Can the risk be trusted: cross-validation, subgroups, external validation, the logistic second opinion, calibration and out-of-distribution checks."""
 
-from core.evaluate.cv import LogisticBaseline, SUMMARY_METRICS, CVResult, cross_validate
+from core.evaluate.cv import SUMMARY_METRICS, CVResult, LogisticBaseline, cross_validate
+from core.evaluate.external import (
+    ExternalResult,
+    external_cohort,
+    external_extra,
+    message_text,
+    recalibrate_intercept,
+    validate_external,
+)
+from core.evaluate.glassbox import (
+    NEGLIGIBLE_LOGODDS,
+    NEGLIGIBLE_SHAP,
+    RANK_GAP,
+    GlassBox,
+    compare_global,
+    feature_label,
+    fit_glassbox,
+    rank_order,
+)
 from core.evaluate.subgroups import (
-    SMALL_GROUP,
     AGE_BANDS,
-    delong_auc,
+    SMALL_GROUP,
     auc_interval,
+    default_columns,
+    delong_auc,
     subgroup_labels,
     subgroup_metrics,
     subgroup_table,
-    default_columns,
-)
-from core.evaluate.external import (
-    ExternalResult,
-    message_text,
-    external_cohort,
-    validate_external,
-    recalibrate_intercept,
-    external_extra,
-)
-from core.evaluate.glassbox import (
-    GlassBox,
-    fit_glassbox,
-    compare_global,
-    rank_order,
-    feature_label,
-    NEGLIGIBLE_SHAP,
-    NEGLIGIBLE_LOGODDS,
-    RANK_GAP,
 )
 from core.evaluate.trust import (
-    Splits,
-    model_splits,
-    uncalibrated_risk_raw,
-    recalibrate,
-    calibration_report,
-    Uncertainty,
-    patient_uncertainty,
-    OODResult,
-    ood_check,
-    WIDE_INTERVAL,
     INTERVAL,
+    WIDE_INTERVAL,
+    OODResult,
+    Splits,
+    Uncertainty,
+    calibration_report,
+    model_splits,
+    ood_check,
+    patient_uncertainty,
+    recalibrate,
     trust_summary,
+    uncalibrated_risk_raw,
 )
 
 __all__ = [

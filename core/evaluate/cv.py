@@ -6,14 +6,15 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
 import numpy as np
 import pandas as pd
+
+from core.data.schema import Schema
 from core.errors import CohortError
-from core.metrics.discrimination import as_outcome
+from core.metrics.discrimination import as_outcome, binary_metrics
 from core.model.config import TrainConfig, stratified
 from core.model.estimator import RiskModel
-from core.data.schema import Schema
-from core.metrics.discrimination import binary_metrics
 
 
 class LogisticBaseline:

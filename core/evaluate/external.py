@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.metrics.calibration import calibration_curve_ci, calibration_summary
-from core.model.recalibration import Calibration
 from core.data.cohort import Cohort, cohort_from_frame
 from core.data.read import read_table
-from core.metrics.decision import decision_curve
 from core.errors import CohortError, CoreError
+from core.metrics.calibration import calibration_curve_ci, calibration_summary
+from core.metrics.decision import decision_curve
 from core.metrics.discrimination import binary_metrics
 from core.metrics.intervals import auc_interval
+from core.model.recalibration import Calibration
 
 PREVALENCE_GAP = 0.10  # absolute difference from the training prevalence worth a message
 MIN_EXTERNAL = 30

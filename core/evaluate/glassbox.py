@@ -20,10 +20,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from core.data.schema import Schema
 from core.errors import CohortError
 from core.evaluate.cv import LogisticBaseline
+from core.explain.shapley import explain
 from core.metrics.discrimination import logistic_fit
-from core.data.schema import Schema
 from core.metrics.intervals import Z95
 
 RANK_GAP = 4  # a top-3 reason of one model ranked this many places lower by the other: flagged
@@ -155,7 +156,6 @@ def compare_global(model, glass: GlassBox, df: pd.DataFrame, lang: str = "en") -
     logistic model's mean |contribution| (log-odds) and rank; and for measurements the direction of each
     (does a higher value raise the risk?): the sign of the correlation of value and SHAP for the MLP, the
     sign of the coefficient for logistic regression."""
-    from core.explain.shapley import explain
     pre = model.preprocessor_
     raw = pre.encode(df)
     expl = explain(pre, model.networks_, raw, model.background_)

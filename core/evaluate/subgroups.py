@@ -13,9 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.errors import CohortError
-from core.metrics.intervals import auc_interval, delong_auc
 from core.data.schema import Schema
+from core.errors import CohortError
+from core.metrics.discrimination import logistic_fit, logit
+from core.metrics.intervals import auc_interval, delong_auc
 
 SMALL_GROUP = 30
 AGE_BANDS = (45, 55, 65)  # <45, 45-54, 55-64, >=65 years
@@ -76,7 +77,6 @@ def subgroup_labels(df: pd.DataFrame, column: str, schema: Schema | None = None,
 
 def subgroup_metrics(y, p, groups) -> pd.DataFrame:
     """One row per subgroup (in the groups' order; "all patients" first is the caller's choice)."""
-    from core.metrics.discrimination import logistic_fit, logit
     y = np.asarray(y, dtype=np.float64).ravel()
     p = np.asarray(p, dtype=np.float64).ravel()
     groups = pd.Series(groups).reset_index(drop=True)

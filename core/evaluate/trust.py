@@ -18,9 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.metrics.calibration import calibration_curve_ci, calibration_summary
-from core.model.recalibration import Calibration, fit_calibration
 from core.errors import CohortError, CoreError
+from core.evaluate.subgroups import default_columns, subgroup_table
+from core.metrics.calibration import calibration_curve_ci, calibration_summary
+from core.metrics.decision import decision_curve, useful_range
+from core.metrics.intervals import auc_interval
+from core.model.bands import BandCutoffs
+from core.model.config import split
+from core.model.estimator import input_reference
+from core.model.recalibration import Calibration, fit_calibration
 
 WIDE_INTERVAL = 0.15  # an interval (10th-90th percentile of members) wider than 15 points is "wide"
 INTERVAL = (10.0, 90.0)
@@ -38,7 +44,6 @@ def model_splits(model, cohort, fingerprint: str | None) -> Splits:
 
     ``fingerprint``: the data fingerprint recorded with the model (bundle metadata ``data_fingerprint``).
     CohortError when the cohort is another table (its split would mix training and test patients)."""
-    from core.model.config import split
     if not fingerprint or fingerprint != cohort.fingerprint:
         raise CohortError("the active cohort is not the table this model was trained on, so its test split "
                           "cannot be recovered; load that cohort, or use external validation for another one")
@@ -94,7 +99,6 @@ class Uncertainty:
 
 def patient_uncertainty(model, raw: np.ndarray, cutoffs=None) -> Uncertainty:
     """The ensemble's risk for one patient (raw row) with its member interval."""
-    from core.model.bands import BandCutoffs
     cutoffs = cutoffs or BandCutoffs()
     risk, low, high = model.predict_interval_raw(np.atleast_2d(raw), *INTERVAL)
     r, lo, hi = float(risk[0]), float(low[0]), float(high[0])
@@ -116,7 +120,6 @@ class OODResult:
 def _reference(model) -> dict:
     ref = getattr(model, "input_reference_", None)
     if ref is None:  # a bundle saved before the reference existed: the stored training background
-        from core.model.estimator import input_reference
         ref = input_reference(model.preprocessor_.transform_raw(model.background_))
         model.input_reference_ = ref
     return ref
@@ -159,9 +162,6 @@ def trust_summary(model, df_test: pd.DataFrame, y_test, lang: str = "en") -> dic
     """What the model card reports from the Trust checks, as JSON-ready numbers (no patient rows): test AUC
     with its DeLong interval, calibration before / in force, the decision curve's useful range and net
     benefit at 10/20/30%, and the default subgroups (sex, age bands)."""
-    from core.metrics.decision import decision_curve, useful_range
-    from core.evaluate.subgroups import default_columns, subgroup_table
-    from core.metrics.intervals import auc_interval
     y_test = np.asarray(y_test, dtype=float)
     report = calibration_report(model, df_test, y_test)
     risk = report["risk_after"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-
 
 MAX_BACKGROUND = 500  # background_sample never returns more rows than this
 

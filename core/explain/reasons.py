@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from core.model.preprocess import Preprocessor
+
 from core.data.schema import Schema
 from core.explain.explanation import Explanation
-
+from core.model.preprocess import Preprocessor
 
 _NEGLIGIBLE = 1e-9  # a reason smaller than this (probability) is not a reason
 

@@ -35,11 +35,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Sequence
+
 import numpy as np
+
+from core.explain.explanation import Explanation
 from core.model.network import Network
 from core.model.preprocess import Preprocessor
-from core.explain.explanation import Explanation
-
 
 MAX_AUTO_EXACT = 15  # "auto" enumerates coalitions up to this many features
 MAX_EXACT = 20  # beyond this even one (patient, background) game is too big to enumerate

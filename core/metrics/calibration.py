@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from core.errors import CohortError
-from core.metrics.discrimination import as_outcome
+from core.metrics.discrimination import as_outcome, calibration_slope_intercept
 from core.metrics.intervals import wilson_interval
 
 
@@ -24,6 +25,7 @@ def calibration_table(y, p, n_bins: int = 10, strategy: str = "quantile") -> pd.
     else:
         raise ValueError("strategy must be 'quantile' or 'uniform'")
     ids = np.searchsorted(edges[1:-1], p)
+    total = np.bincount(ids, minlength=n_bins)
     sums = np.bincount(ids, weights=p, minlength=n_bins)
     hits = np.bincount(ids, weights=y, minlength=n_bins)
     keep = total > 0
@@ -42,7 +44,6 @@ def calibration_table(y, p, n_bins: int = 10, strategy: str = "quantile") -> pd.
 def calibration_curve_ci(y, p, n_bins: int = 10, strategy: str = "quantile") -> pd.DataFrame:
     """core.evaluate.calibration_table (sklearn's calibration_curve bins) plus the events per bin and a
     Wilson 95% interval of each bin's observed rate (columns ``low``, ``high``)."""
-    from core.metrics.calibration import calibration_table
     table = calibration_table(y, p, n_bins=n_bins, strategy=strategy)
     events = np.round(table["observed_rate"].to_numpy() * table["n"].to_numpy()).astype(int)
     low, high = wilson_interval(events, table["n"].to_numpy())
@@ -62,7 +63,6 @@ def expected_calibration_error(y, p, n_bins: int = 10) -> float:
 
 def calibration_summary(y, p, n_bins: int = 10) -> dict:
     """Slope, intercept (calibration-in-the-large), ECE, Brier, mean risk vs observed rate."""
-    from core.metrics.discrimination import calibration_slope_intercept
     y = as_outcome(y)
     p = np.asarray(p, dtype=np.float64).ravel()
     slope, intercept = calibration_slope_intercept(y, p)

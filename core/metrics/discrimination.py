@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from core.errors import CohortError
-from core.errors import format_rows
 
+from core.errors import CohortError, format_rows
 
 EPS = 1e-6  # risks are clipped to [eps, 1-eps] before taking logits (a risk of exactly 0 has no logit)
 

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class BandCutoffs:
     low: float = 0.15   # below: low

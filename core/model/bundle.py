@@ -16,14 +16,15 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+
 import numpy as np
-from core.model.recalibration import Calibration
-from core.errors import BundleError
-from core.model.preprocess import Preprocessor
+
 from core.data.schema import Schema
+from core.errors import BundleError
 from core.model.config import TrainConfig
 from core.model.estimator import RiskModel
-
+from core.model.preprocess import Preprocessor
+from core.model.recalibration import Calibration
 
 BUNDLE_FORMAT = "heart-risk-bundle"
 BUNDLE_VERSION = 2

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from core.errors import CohortError
 from core.metrics.discrimination import as_outcome
 

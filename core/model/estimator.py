@@ -19,17 +19,24 @@ from __future__ import annotations
 import math
 import time
 from typing import Callable
+
 import numpy as np
 import pandas as pd
-from core.model.recalibration import Calibration
-from core.errors import CohortError, CoreError
-from core.model.preprocess import Preprocessor
+
 from core.data.schema import Schema
+from core.errors import CohortError, CoreError
 from core.metrics.discrimination import as_outcome
 from core.model.config import TrainConfig, stratified
-from core.model.trainer import (build_keras_model, cached_trainer, epoch_metrics, initial_weights,
-                                 networks_from_weights, use_xla)
-
+from core.model.preprocess import Preprocessor
+from core.model.recalibration import Calibration
+from core.model.trainer import (
+    build_keras_model,
+    cached_trainer,
+    epoch_metrics,
+    initial_weights,
+    networks_from_weights,
+    use_xla,
+)
 
 BACKGROUND_ROWS = 200
 _METRIC_ROWS = 50_000

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.errors import PatientError
 from core.data.schema import Feature, Schema, same_value
+from core.errors import PatientError
 
 
 class Preprocessor:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
+
 from core.errors import CohortError
 from core.metrics.discrimination import as_outcome, logistic_fit, logit
-
 
 METHODS = ("none", "platt", "isotonic")
 ISOTONIC_MIN_AUTO = 200  # validation patients before "auto" tries isotonic

@@ -15,11 +15,12 @@ from __future__ import annotations
 import collections
 import math
 import threading
+
 import numpy as np
-from core.model.network import Network
+
 from core.metrics.discrimination import rank_auc
 from core.model.config import TrainConfig
-
+from core.model.network import Network
 
 _METRIC_ROWS = 50_000
 

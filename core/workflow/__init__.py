@@ -1,73 +1,80 @@
 """What a clinician does with a model: train on a cohort, score one patient or a table, what-ifs, similar patients, reports, model cards, the audit trail, exports."""
 
-from core.workflow.export import FORMULA_START, neutralise, csv_bytes, write_csv
-from core.workflow.pipeline import TrainResult, train_on_cohort
-from core.workflow.risk import (
-    BandCutoffs,
-    risk_band,
-    check_patient,
-    patient_risk,
-    score_table,
-    PatientRisk,
-    PatientCheck,
-    background_sample,
-    sensitivity,
-    typical_patient,
-    patient_from_row,
-)
-from core.workflow.scoring import ScoredCohort, score_cohort, filter_scored, excel_bytes, has_interval, BANDS
-from core.workflow.counterfactual import (
-    Change,
-    Alternative,
-    CounterfactualResult,
-    default_modifiable,
-    counterfactuals,
-    change_text,
-    sentence,
-    to_json,
-)
-from core.workflow.similar import SimilarPatients, similar_patients
-from core.workflow.second_opinion import compare_patient
-from core.workflow.model_card import (
-    I18N_PATH,
-    METRIC_KEYS,
-    CONFIG_KEYS,
-    cohort_summary,
-    training_metadata,
-    card_extra,
-    Section,
-    card_sections,
-    trust_sections,
-    known_limits,
-    card_markdown,
-    card_html,
-)
-from core.workflow.report import (
-    FONT_ENV,
-    CJK_CANDIDATES,
-    LATIN_CANDIDATES,
-    ReportError,
-    cjk_font_path,
-    latin_font_paths,
-    PatientReport,
-    build_report,
-    report_pdf,
-    report_html,
-    report_filename,
-)
 from core.workflow.audit import (
     AUDIT_ENV,
-    KEY_ENV,
     FIELDS,
+    KEY_ENV,
+    append,
     audit_path,
     canonical_inputs,
     inputs_hash,
-    make_record,
-    append,
     log_prediction,
     log_table,
+    make_record,
     read_log,
 )
+from core.workflow.counterfactual import (
+    Alternative,
+    Change,
+    CounterfactualResult,
+    change_text,
+    counterfactuals,
+    default_modifiable,
+    sentence,
+    to_json,
+)
+from core.workflow.export import FORMULA_START, csv_bytes, neutralise, write_csv
+from core.workflow.model_card import (
+    CONFIG_KEYS,
+    I18N_PATH,
+    METRIC_KEYS,
+    Section,
+    card_extra,
+    card_html,
+    card_markdown,
+    card_sections,
+    cohort_summary,
+    known_limits,
+    training_metadata,
+    trust_sections,
+)
+from core.workflow.pipeline import TrainResult, train_on_cohort
+from core.workflow.report import (
+    CJK_CANDIDATES,
+    FONT_ENV,
+    LATIN_CANDIDATES,
+    PatientReport,
+    ReportError,
+    build_report,
+    cjk_font_path,
+    latin_font_paths,
+    report_filename,
+    report_html,
+    report_pdf,
+)
+from core.workflow.risk import (
+    BandCutoffs,
+    PatientCheck,
+    PatientRisk,
+    background_sample,
+    check_patient,
+    patient_from_row,
+    patient_risk,
+    risk_band,
+    score_table,
+    sensitivity,
+    typical_patient,
+)
+from core.workflow.scoring import (
+    BANDS,
+    ScoredCohort,
+    excel_bytes,
+    filter_scored,
+    has_interval,
+    score_cohort,
+)
+from core.workflow.second_opinion import compare_patient
+from core.workflow.similar import SimilarPatients, similar_patients
 
 __all__ = [
     "FORMULA_START",

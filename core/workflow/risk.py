@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.data.schema import Schema
 from core.errors import PatientError
-from core.model.bands import BandCutoffs, risk_band
 from core.explain.explanation import background_sample
 from core.explain.reasons import reasons
-from core.explain.shapley import single_thread_blas, explain
-from core.data.schema import Schema
-
-
+from core.explain.shapley import explain, single_thread_blas
+from core.model.bands import BandCutoffs, risk_band
 
 
 @dataclass

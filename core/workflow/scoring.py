@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import PatientError
-from core.workflow.export import neutralise
 from core.model.bands import BandCutoffs, risk_band
+from core.workflow.export import neutralise
 from core.workflow.risk import score_table
 
 BANDS = ("low", "intermediate", "high")

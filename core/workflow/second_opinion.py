@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.evaluate.glassbox import (NEGLIGIBLE_LOGODDS, NEGLIGIBLE_SHAP, RANK_GAP, GlassBox, feature_label,
-                                    rank_order)
+from core.evaluate.glassbox import (
+    NEGLIGIBLE_LOGODDS,
+    NEGLIGIBLE_SHAP,
+    RANK_GAP,
+    GlassBox,
+    feature_label,
+    rank_order,
+)
 from core.workflow.risk import patient_risk
+
 
 def compare_patient(model, glass: GlassBox, values: dict, lang: str = "en", top: int = 3) -> dict:
     """Both models for one patient (dict feature -> value): their risks, their reasons side by side and
