@@ -210,7 +210,8 @@ def _read_patients(path: str, model):
     if missing:
         raise CoreError(f"--input lacks columns the model needs: {', '.join(missing)}")
     checked, problems = check_features(table, model.schema)
-    bad = [p for p in problems if p.rule != "missing"]
+    # "Not measured" codes (0 mmHg, -9) are missing values as the training file had them; they are imputed.
+    bad = [p for p in problems if p.rule not in ("missing", "not-measured")]
     if bad:
         details = "; ".join(f"{p.column}: {p.detail}, {'row' if p.count == 1 else 'rows'} "
                             f"{format_rows([r - 1 for r in p.rows])}" for p in bad)

@@ -47,7 +47,8 @@ def table_fingerprint(df: pd.DataFrame) -> str:
 def cohort_from_frame(df: pd.DataFrame, schema: Schema, name: str, synthetic: bool = False,
                       missing: str = "impute") -> Cohort:
     result = validate(df, schema, missing=missing)
-    return Cohort(name, result.df, result.y, schema, result.problems, synthetic, rows_in=result.rows_in)
+    return Cohort(name, result.df, result.y, result.schema or schema, result.problems, synthetic,
+                  rows_in=result.rows_in)
 
 
 def load_cohort(source, *, target: str | None = None, positive_rule: str | None = None,

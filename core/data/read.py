@@ -41,17 +41,32 @@ class ReadResult:
     name: str
     decimal_comma: list[str] = field(default_factory=list)  # columns read with "1,5" = 1.5
     blank_rows: int = 0  # fully empty lines skipped
+    layout: str | None = None  # 'uci-processed' (processed.*.data) or 'uci-statlog' (heart.dat, class 1/2)
+    sheet: str | None = None  # the Excel sheet read
+    sheets: list[str] = field(default_factory=list)  # every sheet of an Excel workbook
 
 
 # ---- reading -----------------------------------------------------------------------------------
-def read_table(source, name: str | None = None, max_bytes: int = 50 * 2**20) -> ReadResult:
-    """Read a cohort file (path, bytes or an uploaded file object) into a table of numbers and text."""
+def read_table(source, name: str | None = None, max_bytes: int = 50 * 2**20, sheet: str | None = None) -> ReadResult:
+    """Read a cohort file (path, bytes or an uploaded file object; CSV, TSV, whitespace-delimited text or
+    an Excel .xlsx workbook, its first sheet or ``sheet``) into a table of numbers and text."""
     data, name = _read_bytes(source, name, max_bytes)
     if not data.strip():
         raise CohortError(f"{name}: the file is empty")
-    text, encoding = _decode(data, name)
-    delimiter = _detect_delimiter(text)
-    rows, blank = _parse_rows(text, delimiter, name)
+    sheets, sheet_read = [], None
+    if data.startswith(b"PK\x03\x04") and _is_workbook(data):
+        rows, sheets, sheet_read = _read_workbook(data, name, sheet)
+        text, encoding, delimiter, blank = "", "xlsx", ",", 0
+        rows = [r for r in rows if "".join(r).strip()]
+    else:
+        text, encoding = _decode(data, name)
+        delimiter = _detect_delimiter(text)
+        if delimiter == " ":
+            records = [line.split() for line in text.splitlines()]
+            rows = [r for r in records if r]
+            blank = len(records) - len(rows)
+        else:
+            rows, blank = _parse_rows(text, delimiter, name)
     if not rows:
         raise CohortError(f"{name}: the file is empty")
     width = len(rows[0])
@@ -59,10 +74,17 @@ def read_table(source, name: str | None = None, max_bytes: int = 50 * 2**20) -> 
         raise CohortError(f"{name}: {width} columns; at most {MAX_COLUMNS} are supported")
     has_header = not _all_numeric(rows[0], delimiter)
     uci = not has_header and width == len(CLEVELAND_COLUMNS)
+    layout = None
     if has_header:
         header = [c.strip() or f"col{j + 1}" for j, c in enumerate(rows[0])]
+    elif uci:
+        # The Statlog heart file (heart.dat) has the same 13 attributes but its class is 1 = absent,
+        # 2 = present, where processed.*.data have num 0-4.
+        last = {r[-1].strip() for r in rows if len(r) == width}
+        layout = "uci-statlog" if last <= {"1", "2", "1.0", "2.0"} else "uci-processed"
+        header = list(CLEVELAND_COLUMNS[:-1]) + (["class"] if layout == "uci-statlog" else [CLEVELAND_COLUMNS[-1]])
     else:
-        header = list(CLEVELAND_COLUMNS) if uci else [f"col{j + 1}" for j in range(width)]
+        header = [f"col{j + 1}" for j in range(width)]
     dupes = [n for n, k in Counter(header).items() if k > 1]
     if dupes:
         raise CohortError(f"{name}: duplicate column names: {', '.join(map(repr, dupes))}")
@@ -82,7 +104,55 @@ def read_table(source, name: str | None = None, max_bytes: int = 50 * 2**20) -> 
         if used_comma:
             decimal_comma.append(col)
     df = pd.DataFrame(columns)
-    return ReadResult(df, encoding, delimiter, has_header, uci, name, decimal_comma, blank)
+    return ReadResult(df, encoding, delimiter, has_header, uci, name, decimal_comma, blank, layout, sheet_read, sheets)
+
+
+MAX_WORKBOOK_BYTES = 200 * 2**20  # uncompressed: a 50 MB upload may not unpack into gigabytes
+
+
+def _is_workbook(data: bytes) -> bool:
+    import zipfile
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return "xl/workbook.xml" in z.namelist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return False
+
+
+def _read_workbook(data: bytes, name: str, sheet: str | None) -> tuple[list[list[str]], list[str], str]:
+    """The cells of one sheet of an .xlsx workbook as text (openpyxl, values not formulas), so that they
+    go through the same header, missing-marker and number rules as a CSV's."""
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        if sum(i.file_size for i in z.infolist()) > MAX_WORKBOOK_BYTES:
+            raise CohortError(f"{name}: the workbook unpacks to more than {MAX_WORKBOOK_BYTES // 2**20} MB")
+    from openpyxl import load_workbook
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged workbook; one line for all
+        raise CohortError(f"{name}: the Excel workbook cannot be read ({type(exc).__name__})") from None
+    try:
+        names = list(book.sheetnames)
+        chosen = sheet if sheet is not None else names[0]
+        if chosen not in names:
+            raise CohortError(f"{name}: no sheet {chosen!r}; sheets are {', '.join(map(repr, names))}")
+        rows = []
+        for values in book[chosen].iter_rows(values_only=True):
+            rows.append(["" if v is None else _cell_text(v) for v in values])
+    finally:
+        book.close()
+    width = max((len(r) for r in rows), default=0)
+    while width and all(len(r) < width or not r[width - 1].strip() for r in rows):
+        width -= 1  # formatted but empty columns on the right
+    return [r[:width] + [""] * (width - len(r[:width])) for r in rows], names, chosen
+
+
+def _cell_text(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    return str(value)
 
 
 def _read_bytes(source, name, max_bytes) -> tuple[bytes, str]:
@@ -113,8 +183,11 @@ def _read_bytes(source, name, max_bytes) -> tuple[bytes, str]:
 
 def _decode(data: bytes, name: str) -> tuple[str, str]:
     not_text = f"{name}: not a text CSV file"
-    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        raise CohortError(f"{not_text} (it looks like an Excel workbook: save it as CSV)")
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise CohortError(f"{not_text} (it looks like an old Excel .xls workbook: save it as .xlsx or CSV)")
+    if data.startswith(b"PK\x03\x04"):
+        raise CohortError(f"{not_text} (it looks like an Excel workbook, but not one that can be opened: "
+                          "save it again as .xlsx or CSV)")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text"
         candidates = ["utf-16"]
     elif b"\x00" in data:
@@ -242,8 +315,13 @@ def _detect_delimiter(text: str) -> str:
             if modal > 1:
                 share = hits / len(counts)
                 scores[d] = (share >= 0.9, -round(foreign, 2), modal, share)
-    if not scores:
-        return ","
+    if not scores or not max(scores.values())[0]:
+        # No delimiter splits the lines evenly: whitespace-delimited text (heart.dat, fixed-width exports).
+        widths = [len(line.split()) for line in sample.splitlines()[:50] if line.strip()]
+        if widths and min(widths) > 1 and Counter(widths).most_common(1)[0][1] >= 0.9 * len(widths):
+            return " "
+        if not scores:
+            return ","
     best = max(scores, key=scores.get)
     try:
         sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter

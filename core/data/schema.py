@@ -30,6 +30,7 @@ CLEVELAND_COLUMNS = [
     "thalach", "exang", "oldpeak", "slope", "ca", "thal", "num",
 ]
 
+STATLOG_CLASS = "class"  # the UCI Statlog heart file's outcome: 1 = absent, 2 = present
 Kind = Literal["numeric", "ordinal", "binary", "categorical"]
 Role = Literal["feature", "target", "ignored"]
 CodeValue = Union[float, str]
@@ -54,6 +55,17 @@ class Feature(BaseModel):
     codes: list[Code] = Field(default_factory=list)
     modifiable: bool = False  # may a treatment change it (used by what-ifs)
     step: float | None = None  # input step in the form (1 for bpm, 0.1 for mm)
+    # What the column means in the clinic (assets/concepts.json) and how the file records it. The model
+    # works in ``unit``; a file holding another unit (age in days, cholesterol in mmol/L) is converted on
+    # reading, training and scoring alike: model value = file value * source_factor + source_offset.
+    concept: str | None = None
+    standard_code: str | None = None  # "LOINC 8480-6"
+    source_unit: str | None = None
+    source_factor: float = 1.0
+    source_offset: float = 0.0
+    not_measured: list[float] = Field(default_factory=list)  # file values that mean "not measured"
+    negative_not_measured: bool = False
+    excluded: str | None = None  # why a column is kept out of the model's inputs by default (identifier...)
 
     def display_label(self, lang: str = "en") -> str:
         if lang == "zh" and self.label_zh:
@@ -151,6 +163,8 @@ class Schema(BaseModel):
     target: str | None = None
     positive_rule: str | None = None
     source: str = "inferred"  # 'uci-cleveland' for the shipped schema
+    outcome_label: str | None = None  # what the outcome means ("10-year coronary heart disease")
+    outcome_label_zh: str | None = None
 
     @field_validator("features")
     @classmethod
@@ -204,7 +218,7 @@ def is_cleveland(columns) -> bool:
 
 
 def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str | None = None,
-                 max_codes: int = 10) -> Schema:
+                 max_codes: int = 10, mapping: list | None = None) -> Schema:
     """Infer a schema for a cohort that is not the Cleveland file.
 
     numeric vs coded is decided from the values: a column of text is coded; a numeric column with two
@@ -213,6 +227,10 @@ def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str
     observed range widened by half its width (the user edits it on the cohort page).
     Columns with one value, or text with more than ``max_codes`` distinct values (identifiers, free text),
     are ignored.
+
+    Columns whose name and values match a concept of the clinical vocabulary (``mapping``, by default
+    :func:`core.data.concepts.propose_mapping`) take the concept's label, unit, range, codes and unit
+    conversion; identifiers, dates and near-perfect predictors of the outcome are kept out of the inputs.
     """
     if target is not None and target not in df.columns:
         raise CohortError(f"target column {target!r} is not in the file; columns are {list(df.columns)}")
@@ -223,20 +241,88 @@ def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str
         for col in df.columns:
             if col in known:
                 features.append(known[col].model_copy())
+            elif col == STATLOG_CLASS:
+                features.append(Feature(name=col, kind="binary", label="Heart disease", label_zh="心脏病",
+                                        codes=[Code(value=1.0, label="absent", label_zh="无"),
+                                               Code(value=2.0, label="present", label_zh="有")]))
             else:
                 features.append(_infer_feature(col, df[col], max_codes))
-        schema = Schema(features=features, target=target or ("num" if "num" in df.columns else None),
-                        positive_rule=positive_rule or ("> 0" if (target or "num") == "num" else None),
-                        source="uci-cleveland")
+        default_target = "num" if "num" in df.columns else (STATLOG_CLASS if STATLOG_CLASS in df.columns else None)
+        target = target or default_target
+        default_rule_ = {"num": "> 0", STATLOG_CLASS: "== 2"}.get(target) if target == default_target else None
+        schema = Schema(features=features, target=target, positive_rule=positive_rule or default_rule_,
+                        source="uci-cleveland", outcome_label="heart disease present",
+                        outcome_label_zh="存在心脏病")
     else:
+        # Imported here: the vocabulary module builds on Feature.
+        from core.data.concepts import apply_mapping, propose_mapping
         features = [_infer_feature(col, df[col], max_codes) for col in df.columns]
+        if mapping is None:
+            mapping = propose_mapping(df.drop(columns=[target]) if target else df)
+        features = apply_mapping(features, [m for m in mapping if m.column != target])
+        features = [_exclude_identifier(f, df[f.name]) if f.concept is None or df[f.name].isna().all() else f
+                    for f in features]
         schema = Schema(features=features, target=target, positive_rule=positive_rule)
     if schema.target:
         tf = schema[schema.target]
         tf.role = "target"
+        tf.excluded = None
         if schema.positive_rule is None:
             schema.positive_rule = default_rule(df[schema.target])
+        if schema.source != "uci-cleveland":
+            _exclude_leakage(schema, df)
     return schema
+
+
+_ID_NAME = re.compile(r"^(id|ids|no|nr|num_?id|.*_id|id_.*|patient_?(id|no|number)|mrn|record(_?(id|no|number))?|"
+                      r"subject(_?id)?|case(_?(id|no))?|index|seqn|unnamed:? ?\d*|编号|病历号|住院号|门诊号|序号|患者编号|"
+                      r"病案号|身份证号)$", re.IGNORECASE)
+_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+
+
+def _exclude_identifier(f: Feature, series: pd.Series) -> Feature:
+    """Record numbers, patient ids, MRN-like codes and dates identify a patient or a visit, not a risk: kept
+    out of the model's inputs by default, with the reason (the user may put one back)."""
+    values = series.dropna()
+    if values.empty:
+        return f.model_copy(update={"role": "ignored", "excluded": "no value in any patient"})
+    reason = None
+    text = values.astype(str).str.strip()
+    if _ID_NAME.match(str(f.name).strip()):
+        reason = "identifier: its name is that of a record number or patient id"
+    elif text.str.match(_DATE).mean() > 0.9:
+        reason = "date: a visit or birth date is not a risk factor"
+    elif len(values) == len(series) and values.nunique() == len(values) and len(values) >= 20:
+        numbers = pd.to_numeric(values, errors="coerce")
+        integer_codes = numbers.notna().all() and bool(np.all(np.mod(numbers, 1) == 0))
+        if not numbers.notna().all() or integer_codes:
+            reason = "identifier: a different value in every row"
+    if reason is None:
+        return f
+    return f.model_copy(update={"role": "ignored", "excluded": reason})
+
+
+LEAKAGE_AUC = 0.98
+
+
+def _exclude_leakage(schema: Schema, df: pd.DataFrame) -> None:
+    """A column that alone separates the outcome almost perfectly (AUC > 0.98) is almost always recorded
+    after it (a diagnosis code, a follow-up result): kept out by default, with its AUC, in place."""
+    try:
+        y = schema.outcome(df).to_numpy()
+    except CohortError:
+        return
+    from sklearn.metrics import roc_auc_score
+    for f in schema.model_features:
+        x = pd.to_numeric(df[f.name], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.sum() < 10 or np.unique(y[ok]).size < 2 or np.unique(x[ok]).size < 2:
+            continue
+        auc = float(roc_auc_score(y[ok], x[ok]))
+        auc = max(auc, 1 - auc)
+        if auc > LEAKAGE_AUC:
+            f.role = "ignored"
+            f.excluded = f"leakage: alone it predicts the outcome almost perfectly (AUC {auc:.3f})"
 
 
 def default_rule(series: pd.Series) -> str | None:

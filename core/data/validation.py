@@ -25,6 +25,8 @@ class Problem:
 
     @property
     def message(self) -> str:
+        if not self.rows:  # a whole column (identifier, date, leakage)
+            return f"{self.column}: {self.detail} → {self.action}"
         rows = format_rows([r - 1 for r in self.rows])
         return f"{self.column}: {self.detail}, {'row' if self.count == 1 else 'rows'} {rows} → {self.action}"
 
@@ -37,6 +39,7 @@ class ValidationResult:
     rows_in: int
     rows_out: int
     rule: str = ""
+    schema: Schema | None = None  # the schema the table fits: all-missing features dropped from the inputs
 
     def report_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -140,6 +143,7 @@ def _check_values(data: pd.DataFrame, schema: Schema) -> list[Problem]:
                 problems.append(_problem(f.name, "text", text, "error", "refused: fix the file",
                                          ("text value", " in a numeric column")))
             data[f.name] = numbers
+    problems += _not_measured(data, schema)
     order = {f.name: k for k, f in enumerate(schema.features)}
     failures = _failures(_rules(schema), data)
     for (col, check), positions in sorted(failures.items(), key=lambda item: order[item[0][0]]):
@@ -149,7 +153,8 @@ def _check_values(data: pd.DataFrame, schema: Schema) -> list[Problem]:
         if check == "infinite":
             what = ("infinite value", "")
         elif check == "range":
-            what = ("value", _range_text(f))
+            converted = f" (converted from {f.source_unit})" if f.source_unit else ""
+            what = ("value", _range_text(f) + converted)
         else:
             what = ("unknown code", f" (known: {', '.join(_code_text(f, c) for c in f.code_values())})")
         problems.append(_problem(col, check, mask, "warning", "set to missing", what))
@@ -157,7 +162,88 @@ def _check_values(data: pd.DataFrame, schema: Schema) -> list[Problem]:
     for f in schema.model_features:  # numeric codes as floats, once unknown codes (text too) are gone
         if f.codes and all(isinstance(c, float) for c in f.code_values()):
             data[f.name] = pd.to_numeric(data[f.name], errors="coerce").astype(float)
+    problems += _cross_column(data, schema)
     return problems
+
+
+def _not_measured(data: pd.DataFrame, schema: Schema) -> list[Problem]:
+    """Values that mean "not measured" in the file (0 mmHg, cholesterol 0, -9, 999, negative) become missing,
+    then a column recorded in another unit is converted to the model's (age in days -> years), in place."""
+    problems = []
+    for f in schema.model_features:
+        if not f.not_measured and not f.negative_not_measured and not f.source_unit:
+            continue
+        numbers = pd.to_numeric(data[f.name], errors="coerce")
+        if f.kind in ("binary", "categorical") and numbers.isna().gt(data[f.name].isna()).any():
+            continue  # text codes: the vocabulary's numbers do not apply
+        sentinel = numbers.isin(f.not_measured)
+        negative = (numbers < 0) & ~sentinel if f.negative_not_measured else pd.Series(False, index=numbers.index)
+        for mask, what in ((sentinel, f" coded {', '.join(f'{v:g}' for v in f.not_measured)} (not measured)"),
+                           (negative, " below 0 (not measured)")):
+            if mask.any():
+                problems.append(_problem(f.name, "not-measured", mask.to_numpy(), "warning", "set to missing",
+                                         ("value", what)))
+        numbers = numbers.astype(float).where(~(sentinel | negative))
+        if f.source_unit:
+            numbers = numbers * f.source_factor + f.source_offset
+        if f.kind in ("numeric", "ordinal") or f.source_unit:
+            data[f.name] = numbers
+        else:
+            data[f.name] = data[f.name].where(~(sentinel | negative))
+    return problems
+
+
+def _concept_column(schema: Schema, concept: str) -> str | None:
+    for f in schema.model_features:
+        if f.concept == concept:
+            return f.name
+    return None
+
+
+def _cross_column(data: pd.DataFrame, schema: Schema) -> list[Problem]:
+    """Rules between columns: a diastolic pressure at or above the systolic one, and a height and weight
+    giving a BMI outside 10-80 kg/m², cannot both be right; both values become missing."""
+    problems = []
+    sbp, dbp = _concept_column(schema, "systolic_bp"), _concept_column(schema, "diastolic_bp")
+    if sbp and dbp:
+        mask = (data[dbp] >= data[sbp]).to_numpy()
+        if mask.any():
+            problems.append(_problem(f"{sbp}, {dbp}", "diastolic≥systolic", mask, "warning",
+                                     "both set to missing", ("row", " with diastolic at or above systolic pressure")))
+            data.loc[mask, [sbp, dbp]] = np.nan
+    height, weight = _concept_column(schema, "height"), _concept_column(schema, "weight")
+    if height and weight:
+        bmi = data[weight] / (data[height] / 100.0) ** 2
+        mask = ((bmi < 10) | (bmi > 80)).to_numpy()
+        if mask.any():
+            problems.append(_problem(f"{height}, {weight}", "bmi", mask, "warning", "both set to missing",
+                                     ("row", " whose height and weight give a BMI outside 10–80 kg/m²")))
+            data.loc[mask, [height, weight]] = np.nan
+    return problems
+
+
+def _drop_empty(data: pd.DataFrame, schema: Schema, keep: np.ndarray) -> tuple[Schema, list[Problem]]:
+    """A feature with no value left in any patient (all missing, or all 'not measured') leaves the model's
+    inputs with a report line: imputing it would invent one value for everyone."""
+    empty = [f.name for f in schema.model_features if not data.loc[keep, f.name].notna().any()]
+    if not empty:
+        return schema, []
+    schema = schema.model_copy(deep=True)
+    problems = []
+    for name in empty:
+        schema[name].role = "ignored"
+        schema[name].excluded = "no value in any patient"
+        problems.append(_problem(name, "all-missing", keep, "warning", "dropped from the model's inputs",
+                                 ("missing value", " (no patient has one)")))
+    return schema, problems
+
+
+def _excluded(schema: Schema, rows: int) -> list[Problem]:
+    """One report line per column kept out of the inputs by default (identifier, date, leakage)."""
+    return [Problem(f.name, "excluded", [], 0, "warning",
+                    "dropped from the model's inputs" if f.excluded.startswith("no value") else
+                    "kept out of the model's inputs (can be put back)", f.excluded)
+            for f in schema.features if f.role == "ignored" and f.excluded]
 
 
 def check_features(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Problem]]:
@@ -217,6 +303,11 @@ def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> Valid
     if not keep.all():
         problems.append(_problem(target, "outcome-missing", ~keep, "warning", "rows dropped",
                                  ("row", " without an outcome")))
+    excluded = _excluded(schema, rows_in)
+    schema, dropped = _drop_empty(data, schema, keep)
+    problems += dropped + excluded
+    if not schema.model_features:
+        raise CohortError(f"no feature column has any value to learn from; columns are {columns}")
     drop = np.zeros(rows_in, dtype=bool)
     for f in schema.model_features:
         absent_values = data[f.name].isna().to_numpy() & keep
@@ -237,7 +328,7 @@ def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> Valid
     if np.unique(y).size < 2:
         kind = "positive" if y[0] == 1 else "negative"
         raise CohortError(f"only one outcome class: all {len(y)} rows are {kind} ({target} {rule})")
-    return ValidationResult(clean, y, problems, rows_in, len(clean), rule)
+    return ValidationResult(clean, y, problems, rows_in, len(clean), rule, schema)
 
 
 def _outcome(data: pd.DataFrame, schema: Schema) -> tuple[pd.Series, str]:

@@ -49,10 +49,13 @@ class LogisticBaseline:
 
         parts = []
         if self.numeric_:
-            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+            # keep_empty_features: a feature with no value in the training split stays a (zero) column, so the
+            # design keeps one column per feature (the glass box indexes it by position).
+            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                                                   StandardScaler()),
                           self.numeric_))
         if self.coded_:
-            parts.append(("coded", make_pipeline(SimpleImputer(strategy="most_frequent"),
+            parts.append(("coded", make_pipeline(SimpleImputer(strategy="most_frequent", keep_empty_features=True),
                                                  OneHotEncoder(handle_unknown="ignore")), self.coded_))
         self.pipeline_ = Pipeline([
             ("prepare", ColumnTransformer(parts)),

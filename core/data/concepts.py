@@ -1,0 +1,269 @@
+"""The clinical concept vocabulary (``assets/concepts.json``) and mapping a file's columns to it.
+
+A concept is what a column *means* in the clinic, whatever the export calls it: systolic blood pressure is
+``trestbps`` in the UCI files, ``ap_hi`` in one registry, ``sysBP`` in another and 收缩压 in a Chinese
+hospital's. Each concept carries a standard code (LOINC, else SNOMED CT; left out where none was
+checked), labels in English and Chinese, the canonical unit the model works in and the other units an export
+may use (with the factor to the canonical one), a plausible range, the values that mean "not measured",
+code meanings, its clinical role and, for a treatable risk factor, the direction a treatment moves it.
+
+:func:`propose_mapping` matches columns by name and synonyms and then checks the values: a column whose name
+says cholesterol but whose values are 2-15 is cholesterol in mmol/L; one whose values fit no unit (codes
+1/2/3) is not mapped, and says why. :func:`apply_mapping` turns a confirmed mapping into schema features.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, model_validator
+
+from core.data.schema import ASSETS, Code, Feature, Kind
+
+VOCABULARY_PATH = ASSETS / "concepts.json"
+ClinicalRole = Literal["demographic", "history", "symptom", "test", "treatable"]
+
+
+class StandardCode(BaseModel):
+    system: Literal["LOINC", "SNOMED CT"]
+    code: str = Field(pattern=r"^(\d{1,7}-\d|\d{6,18})$")  # LOINC nnnnn-n or a SNOMED CT identifier
+    display: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.system} {self.code}"
+
+
+class UnitConversion(BaseModel):
+    """Another unit of the same measurement: ``canonical = value * factor + offset``."""
+    unit: str
+    factor: float = Field(gt=0)
+    offset: float = 0.0
+    typical: tuple[float, float]  # where a cohort's median falls when recorded in this unit
+
+
+class ConceptCode(BaseModel):
+    value: float
+    label: str
+    label_zh: str
+
+
+class Concept(BaseModel):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    label_zh: str
+    clinical_role: ClinicalRole
+    kind: Kind
+    code: StandardCode | None = None
+    unit: str | None = None
+    typical: tuple[float, float] | None = None  # a cohort's median in the canonical unit
+    units: list[UnitConversion] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    not_measured: list[float] = Field(default_factory=list)
+    negative_not_measured: bool = False
+    codes: list[ConceptCode] = Field(default_factory=list)
+    direction: Literal["lower", "higher"] | None = None  # what a treatment aims for
+    synonyms: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind in ("binary", "categorical") and not self.codes:
+            raise ValueError(f"{self.id}: a {self.kind} concept needs its codes")
+        if self.kind == "numeric" and (self.unit is None or self.typical is None):
+            raise ValueError(f"{self.id}: a measurement needs its canonical unit and typical range")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"{self.id}: plausible range {self.min}-{self.max} is empty")
+        if self.direction and self.clinical_role != "treatable":
+            raise ValueError(f"{self.id}: only a treatable risk factor has a direction of change")
+        return self
+
+    @property
+    def modifiable(self) -> bool:
+        return self.clinical_role == "treatable"
+
+    def unit_conversion(self, unit: str | None) -> UnitConversion:
+        if unit is None or unit == self.unit:
+            return UnitConversion(unit=self.unit or "", factor=1.0, typical=self.typical or (0.0, 0.0))
+        for u in self.units:
+            if u.unit == unit:
+                return u
+        raise ValueError(f"{self.id}: unit {unit!r} is not one of {self.unit_names}")
+
+    @property
+    def unit_names(self) -> list[str]:
+        return ([self.unit] if self.unit else []) + [u.unit for u in self.units]
+
+
+class Vocabulary(BaseModel):
+    version: int
+    concepts: list[Concept]
+
+    @model_validator(mode="after")
+    def _unique(self):
+        ids = [c.id for c in self.concepts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate concept ids")
+        seen: dict[str, str] = {}
+        for c in self.concepts:
+            for s in c.synonyms:
+                key = normalise_name(s)
+                if key in seen and seen[key] != c.id:
+                    raise ValueError(f"synonym {s!r} belongs to both {seen[key]} and {c.id}")
+                seen[key] = c.id
+        return self
+
+    def __getitem__(self, concept_id: str) -> Concept:
+        for c in self.concepts:
+            if c.id == concept_id:
+                return c
+        raise KeyError(concept_id)
+
+    @functools.cached_property
+    def by_synonym(self) -> dict[str, Concept]:
+        return {normalise_name(s): c for c in self.concepts for s in c.synonyms}
+
+
+@functools.lru_cache(maxsize=1)
+def vocabulary() -> Vocabulary:
+    return Vocabulary.model_validate_json(VOCABULARY_PATH.read_text(encoding="utf-8"))
+
+
+def normalise_name(name: str) -> str:
+    """'RestingBP', 'resting_bp', ' Resting BP (mmHg)' -> 'restingbp'; Chinese kept as written."""
+    text = unicodedata.normalize("NFKC", str(name)).strip().lower()
+    text = re.sub(r"[(（\[].*?[)）\]]", "", text)  # a unit in brackets: 'chol (mmol/L)'
+    return re.sub(r"[\s_\-.:/]+", "", text)
+
+
+# ---- mapping -----------------------------------------------------------------------------------
+class ColumnMapping(BaseModel):
+    """What one column is proposed (or confirmed) to be, and why."""
+    column: str
+    concept: str | None = None
+    unit: str | None = None  # the unit the file holds; None = the concept's canonical unit
+    evidence: list[str] = Field(default_factory=list)
+
+
+def _numbers(series: pd.Series) -> np.ndarray:
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
+def _measured(concept: Concept, values: np.ndarray) -> np.ndarray:
+    """The values left once the ones that mean 'not measured' are set aside."""
+    keep = ~np.isin(values, concept.not_measured)
+    if concept.negative_not_measured:
+        keep &= values >= 0
+    return values[keep]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def detect_unit(concept: Concept, series: pd.Series) -> tuple[str | None, str | None, str]:
+    """(unit, verdict, evidence) for a measurement column: the canonical unit or the accepted unit whose
+    typical range holds the column's median (verdict 'ok'); verdict 'codes' or 'none' when the values fit
+    no unit (codes 1/2/3 in a 'cholesterol' column): such a column is not mapped."""
+    values = _measured(concept, _numbers(series))
+    if values.size == 0:
+        return concept.unit, "ok", "no measured values to check the unit"
+    median = float(np.median(values))
+    distinct = np.unique(values)
+    if concept.kind == "numeric" and distinct.size <= 5 and np.all(distinct == np.round(distinct)):
+        return None, "codes", (f"values {', '.join(_fmt(v) for v in distinct)} only: codes, not a measurement "
+                               "in any unit")
+    spread = f"values {_fmt(float(values.min()))}–{_fmt(float(values.max()))}, median {_fmt(median)}"
+    candidates = [(concept.unit, concept.typical)] + [(u.unit, u.typical) for u in concept.units]
+    for unit, typical in candidates:
+        if typical is not None and typical[0] <= median <= typical[1]:
+            return unit, "ok", f"{spread}: fits {unit} ({_fmt(typical[0])}–{_fmt(typical[1])})"
+    return None, "none", f"{spread}: fits none of {', '.join(u for u, _ in candidates)}"
+
+
+def _codes_fit(concept: Concept, series: pd.Series) -> tuple[bool, str]:
+    values = series.dropna()
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.isna().any():
+        distinct = sorted(values.astype(str).str.strip().unique())[:6]
+        return False, f"text codes ({', '.join(distinct)}): their meaning is not the vocabulary's"
+    distinct = set(np.unique(numbers.to_numpy(dtype=float)).tolist()) - set(concept.not_measured)
+    known = {c.value for c in concept.codes}
+    if distinct <= known:
+        return True, f"codes {', '.join(_fmt(v) for v in sorted(distinct))} are {concept.label}'s codes"
+    found = ", ".join(_fmt(v) for v in sorted(distinct)[:6])
+    return False, f"codes {found} are not {concept.label}'s ({', '.join(_fmt(v) for v in sorted(known))})"
+
+
+def propose_column(column: str, series: pd.Series, vocab: Vocabulary | None = None) -> ColumnMapping:
+    vocab = vocab or vocabulary()
+    key = normalise_name(column)
+    concept = vocab.by_synonym.get(key)
+    if concept is None:
+        return ColumnMapping(column=column, evidence=["name matches no concept: inferred from the values"])
+    evidence = [f"name {column!r} is a name of {concept.label}"
+                + (f" ({concept.code.text})" if concept.code else "")]
+    if concept.kind == "numeric":
+        unit, verdict, why = detect_unit(concept, series)
+        evidence.append(why)
+        if verdict != "ok":
+            return ColumnMapping(column=column, evidence=evidence + ["not mapped: inferred from the values"])
+        return ColumnMapping(column=column, concept=concept.id, unit=None if unit == concept.unit else unit,
+                             evidence=evidence)
+    fits, why = _codes_fit(concept, series)
+    evidence.append(why)
+    if not fits:
+        return ColumnMapping(column=column, evidence=evidence + ["not mapped: inferred from the values"])
+    return ColumnMapping(column=column, concept=concept.id, evidence=evidence)
+
+
+def propose_mapping(df: pd.DataFrame, vocab: Vocabulary | None = None) -> list[ColumnMapping]:
+    """One proposal per column; a concept is given to one column only (the first that claims it)."""
+    vocab = vocab or vocabulary()
+    taken: set[str] = set()
+    out = []
+    for col in df.columns:
+        m = propose_column(col, df[col], vocab)
+        if m.concept in taken:
+            taken_note = f"{vocab[m.concept].label} is already an earlier column: inferred from the values"
+            m = ColumnMapping(column=col, evidence=[*m.evidence, taken_note])
+        if m.concept:
+            taken.add(m.concept)
+        out.append(m)
+    return out
+
+
+def concept_feature(column: str, concept: Concept, unit: str | None = None, base: Feature | None = None) -> Feature:
+    """The schema feature of a column that holds ``concept`` in ``unit`` (None: the canonical unit)."""
+    conv = concept.unit_conversion(unit)
+    fields = {
+        "name": column, "role": base.role if base is not None else "feature", "kind": concept.kind,
+        "label": concept.label, "label_zh": concept.label_zh, "unit": concept.unit,
+        "min": concept.min, "max": concept.max,
+        "codes": [Code(value=float(c.value), label=c.label, label_zh=c.label_zh) for c in concept.codes],
+        "modifiable": concept.modifiable, "step": concept.step, "concept": concept.id,
+        "standard_code": concept.code.text if concept.code else None,
+        "source_unit": None if conv.factor == 1.0 and conv.offset == 0.0 else conv.unit,
+        "source_factor": conv.factor, "source_offset": conv.offset,
+        "not_measured": list(concept.not_measured), "negative_not_measured": concept.negative_not_measured}
+    if "direction" in Feature.model_fields:  # the counterfactual search's field, when it is there
+        fields["direction"] = concept.direction
+    return Feature(**fields)
+
+
+def apply_mapping(features: list[Feature], mappings: list[ColumnMapping],
+                  vocab: Vocabulary | None = None) -> list[Feature]:
+    """Inferred features with each mapped column replaced by its concept's feature (role kept)."""
+    vocab = vocab or vocabulary()
+    by_column = {m.column: m for m in mappings if m.concept}
+    out = []
+    for f in features:
+        m = by_column.get(f.name)
+        out.append(concept_feature(f.name, vocab[m.concept], m.unit, base=f) if m else f)
+    return out
