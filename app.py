@@ -8,19 +8,16 @@ ui.state.warm_tensorflow imports it in the background for training and loading m
 """
 import streamlit as st
 
-try:  # Streamlit's legacy `pages/` mode wraps the first run of a server (and every AppTest) around this
-    # script, which gives the sidebar's widgets another identity than every later run (a lost first click).
-    # Leave that mode at once, before anything is drawn: st.navigation below is the only navigation.
-    from streamlit.runtime.pages_manager import PagesManager
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-except ImportError:  # private module moved: the worst case is that one lost first click
-    pass
+from ui.legacy_pages import leave_legacy_pages_mode
 
-from ui.i18n import t
-from ui.shell import draw_shell, end_run
-from ui.state import warm_tensorflow
+# Streamlit's legacy `pages/` mode wraps the first run of a server around this script (see ui.legacy_pages);
+# leave it before anything is drawn: st.navigation below is the only navigation.
+if leave_legacy_pages_mode():
+    st.rerun()
+
+from ui.i18n import t  # noqa: E402  (after leaving the legacy mode, before drawing)
+from ui.shell import draw_shell, end_run  # noqa: E402  (after leaving the legacy mode, before drawing)
+from ui.state import warm_tensorflow  # noqa: E402  (after leaving the legacy mode, before drawing)
 
 try:
     draw_shell()

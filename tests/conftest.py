@@ -44,10 +44,12 @@ def navigation_mode(monkeypatch):
     rerun, before drawing anything). Here the flag is cleared right after AppTest's reset instead.
     """
     from streamlit.runtime.pages_manager import PagesManager
+
+    from ui.legacy_pages import leave_legacy_pages_mode
     original = PagesManager.__init__
 
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
+        leave_legacy_pages_mode()
 
     monkeypatch.setattr(PagesManager, "__init__", init)

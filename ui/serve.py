@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from ui.legacy_pages import leave_legacy_pages_mode
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 SWITCH_INTERVAL_S = 0.001
@@ -191,11 +192,7 @@ def defer_component_scan() -> Callable[[], None]:
 def skip_legacy_pages_mode() -> None:
     """Streamlit sees pages/ and first runs app.py in its legacy pages-folder mode; app.py leaves that mode
     with an extra rerun (~0.2 s of the first page). Said up front here, that rerun never happens."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-        PagesManager.uses_pages_directory = False
-    except ImportError:  # moved: app.py's own rerun still handles it
-        pass
+    leave_legacy_pages_mode()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from core.errors import CoreError
 from i18n_table import tr
 from tables import plain_text, shown_tables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 
 # Values no formatting of another number produces by chance; each is searched for as text.

@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import demo_cohort
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 SESSIONS = 8
 RERUNS = 4

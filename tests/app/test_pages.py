@@ -23,7 +23,7 @@ from core.data import demo_cohort
 from i18n_table import tr
 from tables import shown_tables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 PAGES = ["pages/cohort.py", "pages/train.py", "pages/patient.py", "pages/explain.py", "pages/model_card.py"]
 

@@ -23,7 +23,7 @@ from core.workflow import train_on_cohort
 from core.data import cleveland_schema
 from core.evaluate import trust
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 FAST = TrainConfig(epochs=30, patience=5)
 
 

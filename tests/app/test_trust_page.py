@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.data import demo_cohort
-from tests.test_pages import new_app, no_exceptions, plotly_charts, texts, tr, train, widget
+from test_pages import new_app, no_exceptions, plotly_charts, texts, tr, train, widget
 
 PAGE = "pages/trust.py"
 

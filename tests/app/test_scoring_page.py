@@ -15,7 +15,7 @@ from core.data import demo_cohort
 from fake_models import ScaledEnsemble, logistic_model
 from i18n_table import tr
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 
 

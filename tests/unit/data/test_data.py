@@ -375,7 +375,7 @@ def test_a_clean_cohort_is_validated_without_importing_pandera():
             "from core.data import cleveland_schema; "
             "c = cohort_from_frame(demo_cohort(), cleveland_schema(), name='demo', synthetic=True); "
             "assert c.n == 303, c.n; print('pandera' in sys.modules)")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"

@@ -6,7 +6,7 @@ import string
 import tokenize
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
 CARD_SOURCE = ROOT / "core" / "workflow" / "model_card.py"

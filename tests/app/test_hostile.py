@@ -38,7 +38,7 @@ from core.data import CLEVELAND_COLUMNS, cleveland_schema
 from i18n_table import tr
 from tables import shown_tables
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HANDMADE = Path(__file__).resolve().parent / "hostile"
 APP = str(ROOT / "app.py")
 

@@ -30,7 +30,7 @@ from core.model import store
 from core.errors import BundleError
 from i18n_table import tr
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 APP = str(ROOT / "app.py")
 NAME = "fault-test"
 
