@@ -1,4 +1,4 @@
-"""Command line: python -m core {train,evaluate,predict,explain,counterfactual,validate} --help
+"""Command line: python -m core {train,evaluate,predict,explain,counterfactual,validate,score} --help
 
 Exit codes: 0 success; 2 bad input (one line on stderr naming the problem); 1 an internal fault (one
 line, no traceback, no patient values).
@@ -6,6 +6,7 @@ line, no traceback, no patient values).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -88,6 +89,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-changes", type=int, default=3, choices=[1, 2, 3], help="features changed at most (default 3)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the sentences")
     p.add_argument("--json", action="store_true", help="print JSON instead of sentences")
+
+    p = sub.add_parser("score", help="score a whole population (CSV, Excel, Parquet; files, globs, folders) into "
+                                     "Parquet parts + manifest.json, on Ray; a rerun resumes")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                   help="input files, globs (quoted) or directories of .csv/.xlsx/.parquet files")
+    p.add_argument("--output", required=True, help="directory to write: part-*.parquet and manifest.json")
+    p.add_argument("--reasons", action="store_true", help="add reason_1..k (exact SHAP, the slow part)")
+    p.add_argument("--top", type=int, default=3, help="reasons per patient with --reasons (default 3)")
+    p.add_argument("--shap", action="store_true", help="add every feature's SHAP value as shap_<feature>")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the reasons")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: a Ray instance on this machine (default); ray: an existing cluster (--address)")
+    p.add_argument("--address", help="Ray cluster address for --engine ray (default $RAY_ADDRESS)")
+    p.add_argument("--workers", type=int, help="scoring actors (default: one per CPU of the machine/cluster)")
+    p.add_argument("--part-rows", type=int, default=20_000, help="rows per output part (default 20000)")
     return parser
 
 
@@ -338,7 +355,33 @@ def cmd_validate(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
+def cmd_score(args) -> int:
+    # Ray and the engine are imported here only: the other commands and the dashboard never pay for them.
+    from core.workflow.batch import Options, print_progress, score
+    if args.part_rows < 1:
+        raise CoreError("--part-rows must be at least 1")
+    # Ray prints its own notes (a worker that died and is retried) on stdout: they belong on stderr,
+    # stdout is for the summary below.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = score(args.model, args.input, args.output,
+                       Options(reasons=args.reasons, top=args.top, shap=args.shap, lang=args.lang),
+                       engine=args.engine, address=args.address, workers=args.workers, part_rows=args.part_rows,
+                       progress=print_progress)
+    m = result.manifest
+    for bad in m["bad_files"]:
+        print(f"warning: {bad['file']}: {bad['error']}", file=sys.stderr)
+    if m["rows"]["bad"]:
+        print(f"warning: {m['rows']['bad']} rows not scored (a value the model must not see); "
+              f"see bad_rows in {result.output / 'manifest.json'}", file=sys.stderr)
+    print(json.dumps({"output": str(result.output), "complete": m["complete"], "rows": m["rows"],
+                      "parts_written": m["parts_written"], "parts_skipped": result.skipped_parts,
+                      "bad_files": len(m["bad_files"]), "timings": m["timings"]}, indent=2))
+    if not m["complete"]:
+        return 1
+    return 2 if m["bad_files"] else 0  # a bad file is bad input, reported; the other files were scored
+
+
+COMMANDS = {"score": cmd_score, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
             "counterfactual": cmd_counterfactual, "validate": cmd_validate}
 
 

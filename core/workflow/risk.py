@@ -93,16 +93,19 @@ def _reported_risk(model, raw: np.ndarray, explained: np.ndarray) -> np.ndarray:
 
 
 def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int = 3, lang: str = "en",
-                cutoffs: BandCutoffs = BandCutoffs(), chunk: int = 2000) -> pd.DataFrame:
-    """Score every row of a table: the input's columns, then risk, risk_band and reason_1..reason_top.
+                cutoffs: BandCutoffs = BandCutoffs(), chunk: int = 2000, with_shap: bool = False,
+                n_threads: int | None = None) -> pd.DataFrame:
+    """Score every row of a table: the input's columns, then risk, risk_band and reason_1..reason_top
+    (and with ``with_shap`` every feature's SHAP value as ``shap_<feature>``, probability scale).
 
     Rows keep the input order. The model's feature columns must be present (PatientError otherwise);
-    extra columns pass through untouched.
+    extra columns pass through untouched. ``n_threads`` goes to :func:`core.explain.explain` (a batch
+    worker that owns one core passes 1); it changes speed only, never a number.
     """
     pre = model.preprocessor_
     raw = pre.encode(df)
     out = df.copy()
-    if not with_reasons:
+    if not (with_reasons or with_shap):
         # One BLAS thread: these thin products (rows x ~20 @ 20 x 10) gain nothing from a second thread,
         # and on a busy machine the hand-off made a 10k-row table up to 7x slower (bench/run.py).
         with single_thread_blas():
@@ -110,19 +113,26 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
         out["risk"] = risk
         out["risk_band"] = risk_band(risk, cutoffs)
         return out
+    top = top if with_reasons else 0
     risk = np.empty(len(df))
+    shap_values = np.empty((len(df), len(pre.features))) if with_shap else None
     texts = [[""] * len(df) for _ in range(top)]
     for start in range(0, len(df), chunk):
         part = raw[start:start + chunk]
-        expl = explain(pre, model.networks_, part, model.background_)
+        expl = explain(pre, model.networks_, part, model.background_, n_threads=n_threads)
         risk[start:start + len(part)] = _reported_risk(model, part, expl.output)
-        for i in range(len(part)):
+        if with_shap:
+            shap_values[start:start + len(part)] = expl.shap_values
+        for i in range(len(part) if top else 0):
             for k, reason in enumerate(reasons(expl, i, model.schema, pre, top=top, lang=lang)):
                 texts[k][start + i] = reason.text
     out["risk"] = risk
     out["risk_band"] = risk_band(risk, cutoffs)
     for k in range(top):
         out[f"reason_{k + 1}"] = texts[k]
+    if with_shap:
+        for j, name in enumerate(pre.feature_names):
+            out[f"shap_{name}"] = shap_values[:, j]
     return out
 
 
