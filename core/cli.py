@@ -381,8 +381,8 @@ def cmd_score(args) -> int:
     return 2 if m["bad_files"] else 0  # a bad file is bad input, reported; the other files were scored
 
 
-COMMANDS = {"score": cmd_score, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
-            "counterfactual": cmd_counterfactual, "validate": cmd_validate}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "explain": cmd_explain,
+            "counterfactual": cmd_counterfactual, "validate": cmd_validate, "score": cmd_score}
 
 
 def _first_line(exc) -> str:

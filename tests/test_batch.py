@@ -138,7 +138,8 @@ def test_score_command_does_not_import_ray_elsewhere():
     """Ray is imported by the score job only: the other commands and the dashboard never load it."""
     code = ("import sys, core.cli, core.data, core.model, core.explain, core.workflow, core.workflow.batch; "
             "print('ray' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.stdout.strip() == "False", out.stderr
 
 

@@ -126,7 +126,8 @@ def expand_inputs(paths: Iterable[str]) -> tuple[list[Path], list[dict]]:
         for path in found:
             path = path.resolve()
             if path.suffix.lower() not in SUFFIXES:
-                bad.append({"file": str(path), "error": f"{path.suffix or 'no suffix'}: not a CSV, Excel or Parquet file"})
+                bad.append({"file": str(path),
+                            "error": f"{path.suffix or 'no suffix'}: not a CSV, Excel or Parquet file"})
             elif path not in files:
                 files.append(path)
     return files, bad
@@ -140,7 +141,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def plan_parts(files: list[Path], features: list[str], part_rows: int = PART_ROWS) -> tuple[list[Part], list[dict], list[dict]]:
+def plan_parts(files: list[Path], features: list[str],
+               part_rows: int = PART_ROWS) -> tuple[list[Part], list[dict], list[dict]]:
     """Cut every input into parts. Returns (parts, inputs: path/kind/bytes/sha256/rows/parts, bad files).
 
     A file that cannot be read at all, or lacks a column the model needs, is a bad file: reported, and
@@ -160,7 +162,7 @@ def plan_parts(files: list[Path], features: list[str], part_rows: int = PART_ROW
         except CoreError as exc:
             bad.append({"file": str(path), "error": str(exc)})
             continue
-        except Exception as exc:  # noqa: BLE001 - a broken Parquet footer, an unreadable workbook: the file is bad, not the job
+        except Exception as exc:  # noqa: BLE001 - a broken Parquet footer: the file is bad, not the job
             bad.append({"file": str(path), "error": f"cannot read the file ({type(exc).__name__})"})
             continue
         parts += file_parts
@@ -644,7 +646,8 @@ def _run_ray(parts: list[Part], bundle: dict, metadata_sha256: str, options: Opt
         if isinstance(exc, CoreError):
             raise
         message = str(exc).strip().splitlines()
-        cause = next((line for line in message if "Error:" in line and "Traceback" not in line), message[0] if message else "")
+        cause = next((line for line in message if "Error:" in line and "Traceback" not in line),
+                     message[0] if message else "")
         raise CoreError(f"the Ray job failed ({type(exc).__name__}: {cause[:300]})") from None
     finally:
         if started_here:
