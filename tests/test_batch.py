@@ -60,9 +60,12 @@ def inputs(tmp_path_factory):
     return folder, people
 
 
-def reference(model, people: pd.DataFrame) -> pd.DataFrame:
-    """What predict (score_table) and explain give for the well-formed rows, in one process."""
+@pytest.fixture(scope="module")
+def ref(trained, inputs) -> pd.DataFrame:
+    """What predict (score_table) and explain give for every row, in one process."""
     from core.explain import explain
+    model, _ = trained
+    _, people = inputs
     from core.workflow import score_table
     table = score_table(model, people, with_reasons=True, with_shap=True)
     expl = explain(model.preprocessor_, model.networks_, model.preprocessor_.encode(people), model.background_)
@@ -94,14 +97,14 @@ def good_inputs(folder: Path) -> list[str]:
 OPTIONS = batch.Options(reasons=True, top=3, shap=True)
 
 
-def test_inline_same_numbers_bad_rows_and_files_reported(trained, inputs, tmp_path):
-    model, bundle = trained
-    folder, people = inputs
+def test_inline_same_numbers_bad_rows_and_files_reported(trained, inputs, ref, tmp_path):
+    _, bundle = trained
+    folder, _ = inputs
     result = batch.score(bundle, [str(folder)], tmp_path / "out", OPTIONS, engine="inline", part_rows=64)
     m = result.manifest
     assert m["complete"] and m["parts_failed"] == 0
     scored = batch.read_scores(tmp_path / "out")
-    check_against_reference(scored, reference(model, people), {"P00017", "P00250"})
+    check_against_reference(scored, ref, {"P00017", "P00250"})
     # the bad rows: file, row and rule, never the value
     bad = {(Path(b["file"]).name, b["row"], b["column"], b["rule"]) for b in m["bad_rows"]}
     assert bad == {("export-1.csv", 18, "chol", "text"), ("export-1.csv", 251, "trestbps", "range")}
@@ -143,9 +146,9 @@ def test_score_command_does_not_import_ray_elsewhere():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_resume_skips_written_parts_and_never_shows_half_parts(trained, inputs, tmp_path, monkeypatch):
-    model, bundle = trained
-    folder, people = inputs
+def test_resume_skips_written_parts_and_never_shows_half_parts(trained, inputs, ref, tmp_path, monkeypatch):
+    _, bundle = trained
+    folder, _ = inputs
     out = tmp_path / "out"
     args = (bundle, good_inputs(folder), out, OPTIONS)
     first = batch.score(*args, engine="inline", part_rows=64)
@@ -174,7 +177,7 @@ def test_resume_skips_written_parts_and_never_shows_half_parts(trained, inputs, 
     assert not list(out.glob(".*tmp-*"))
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     assert all(after[name] == t for name, t in before.items() if lost not in name and unrecorded not in name)
-    check_against_reference(batch.read_scores(out), reference(model, people), {"P00017", "P00250"})
+    check_against_reference(batch.read_scores(out), ref, {"P00017", "P00250"})
 
     # A part whose file changed since it was recorded is scored again, not trusted.
     victim = out / f"part-{parts[0]}.parquet"
@@ -241,9 +244,9 @@ def _scorer_pids() -> list[int]:
     return pids
 
 
-def test_ray_cluster_worker_killed_mid_job_loses_and_duplicates_nothing(trained, inputs, ray_cluster, tmp_path):
-    model, bundle = trained
-    folder, people = inputs
+def test_ray_cluster_worker_killed_mid_job_loses_and_duplicates_nothing(trained, inputs, ref, ray_cluster, tmp_path):
+    _, bundle = trained
+    folder, _ = inputs
     out = tmp_path / "out"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
     job = subprocess.Popen([sys.executable, "-m", "core", "score", "--model", str(bundle), "--input", str(folder),
@@ -272,7 +275,7 @@ def test_ray_cluster_worker_killed_mid_job_loses_and_duplicates_nothing(trained,
     m = batch.read_manifest(out)
     assert summary["complete"] and m["complete"] and m["engine"]["name"] == "ray" and m["engine"]["workers"] == 2
     assert written_at_kill < m["parts_written"] == 22, "the worker was killed in the middle of the job"
-    check_against_reference(batch.read_scores(out), reference(model, people), {"P00017", "P00250"})
+    check_against_reference(batch.read_scores(out), ref, {"P00017", "P00250"})
     assert {(Path(b["file"]).name, b["row"]) for b in m["bad_rows"]} == {("export-1.csv", 18), ("export-1.csv", 251)}
     assert {Path(b["file"]).name for b in m["bad_files"]} == {"no-thal.csv", "broken.parquet"}
     assert not list(out.glob(".*tmp-*"))

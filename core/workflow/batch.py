@@ -364,7 +364,7 @@ def write_part(df, output: Path, part: Part) -> dict:
 def run_part(model, part: Part, options: Options, output: Path) -> dict:
     """Score and write one part; a part that cannot be read becomes a report with its error (the file
     is bad), never an exception that would stop the job."""
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     try:
         df, report = score_part(model, part, options)
         report.update(write_part(df, output, part))
@@ -376,8 +376,23 @@ def run_part(model, part: Part, options: Options, output: Path) -> dict:
         report = {"part": part.id, "file": part.file, "rows": 0, "scored": 0, "bad": 0, "bad_rows": [],
                   "error": f"internal error while scoring ({type(exc).__name__})"}
     report["seconds"] = time.perf_counter() - t0
+    # Wall-clock start and end (for the job's steady rate across workers) and the worker's own memory.
+    report["started_at"], report["ended_at"] = started, time.time()
     report["worker_pid"] = os.getpid()
+    report["worker_peak_rss_mb"] = _peak_rss_mb()
     return report
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's resident-memory high-water mark (VmHWM), where /proc has it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 # ---- the bundle, shipped to workers --------------------------------------------------------------
