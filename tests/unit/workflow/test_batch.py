@@ -20,7 +20,7 @@ import pytest
 from core.errors import CoreError
 from core.workflow import batch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 TOL = 1e-12
 
 
