@@ -226,7 +226,7 @@ def _drop_empty(data: pd.DataFrame, schema: Schema, keep: np.ndarray) -> tuple[S
     """A feature with no value left in any patient (all missing, or all 'not measured') leaves the model's
     inputs with a report line: imputing it would invent one value for everyone."""
     empty = [f.name for f in schema.model_features if not data.loc[keep, f.name].notna().any()]
-    if not empty:
+    if not empty or not keep.any():  # no row with an outcome: refused below with that reason
         return schema, []
     schema = schema.model_copy(deep=True)
     problems = []
