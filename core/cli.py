@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from core.errors import CoreError
+from core.i18n import tr
 
 DATA_ENV = "HEART_DATA"
 
@@ -298,7 +299,7 @@ def cmd_counterfactual(args) -> int:
                          default=_json_default))
         return 0
     for patient in patients:
-        print(f"row {patient['row']}:" if args.lang != "zh" else f"第 {patient['row']} 行：")
+        print(tr("cli.row", args.lang, row=patient["row"]))
         if "error" in patient:
             print(f"  error: {patient['error']}")
         elif not patient["alternatives"]:

@@ -1,19 +1,11 @@
-"""One translation table (assets/i18n.json) for every user-facing string, English and Simplified Chinese."""
+"""The dashboard's side of the one translation table (core.i18n): the session's language and its widgets."""
 from __future__ import annotations
-
-import json
-from functools import lru_cache
-from pathlib import Path
 
 import streamlit as st
 
-LANGUAGES = {"en": "English", "zh": "简体中文"}
-TABLE_PATH = Path(__file__).resolve().parent.parent / "assets" / "i18n.json"
+from core.i18n import LANGUAGES, TABLE_PATH, table, tr
 
-
-@lru_cache(maxsize=1)
-def table() -> dict[str, dict[str, str]]:
-    return json.loads(TABLE_PATH.read_text(encoding="utf-8"))
+__all__ = ["LANGUAGES", "TABLE_PATH", "feature_label", "feature_value", "lang", "lang_key", "t", "table"]
 
 
 def lang() -> str:
@@ -21,12 +13,8 @@ def lang() -> str:
 
 
 def t(key: str, **kwargs) -> str:
-    """The string for ``key`` in the session's language, formatted with kwargs."""
-    entry = table().get(key)
-    if entry is None:  # a missing key is a bug; the test of the table catches it, the UI shows the key
-        return key
-    text = entry.get(lang()) or entry["en"]
-    return text.format(**kwargs) if kwargs else text
+    """The string for ``key`` in the session's language, formatted with kwargs (core.i18n's one table)."""
+    return tr(key, lang(), **kwargs)
 
 
 def feature_label(feature) -> str:

@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, Field, field_validator
 
 from core.errors import CohortError, format_rows
+from core.i18n import tr
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CLEVELAND_COLUMNS = [
@@ -84,7 +85,7 @@ class Feature(BaseModel):
     def format_value(self, value, lang: str = "en") -> str:
         """A value as a clinician reads it: '145 mmHg', 'typical angina', 'missing'."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "missing" if lang != "zh" else "缺失"
+            return tr("value.missing", lang)
         if self.kind in ("binary", "categorical") or (self.kind == "ordinal" and self.codes):
             if self.codes:
                 return self.code_label(value, lang)

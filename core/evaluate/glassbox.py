@@ -24,6 +24,7 @@ from core.data.schema import Schema
 from core.errors import CohortError
 from core.evaluate.cv import LogisticBaseline
 from core.explain.shapley import explain
+from core.i18n import tr
 from core.metrics.discrimination import logistic_fit
 from core.metrics.intervals import Z95
 
@@ -129,12 +130,10 @@ class GlassBox:
             f = self.schema[name]
             if kind == "numeric":
                 unit = f" {f.unit}" if f.unit else ""
-                term = (f"per 1 SD ({self.sd_.get(name, float('nan')):.3g}{unit})" if lang != "zh"
-                        else f"每 1 个标准差（{self.sd_.get(name, float('nan')):.3g}{unit}）")
+                term = tr("glassbox.per_sd", lang, sd=f"{self.sd_.get(name, float('nan')):.3g}", unit=unit)
             else:
                 versus = _code_label(f, self.reference_[name], lang)
-                term = (f"{_code_label(f, code, lang)} vs {versus}" if lang != "zh"
-                        else f"{_code_label(f, code, lang)} 对比 {versus}")
+                term = tr("glassbox.versus", lang, code=_code_label(f, code, lang), reference=versus)
             beta, se = float(self.coef_[k]), float(self.se_coef_[k])
             ok = math.isfinite(se)
             rows.append({"feature": name, "label": feature_label(f, lang), "term": term, "coef": beta,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.data.schema import Schema
 from core.errors import CohortError
+from core.i18n import tr
 from core.metrics.discrimination import logistic_fit, logit
 from core.metrics.intervals import auc_interval, delong_auc
 
@@ -49,7 +50,7 @@ def subgroup_labels(df: pd.DataFrame, column: str, schema: Schema | None = None,
         raise CohortError(f"there is no column {column!r} to form subgroups by")
     f = schema[column] if schema is not None and column in schema else None
     col = df[column]
-    missing = "缺失" if lang == "zh" else "missing"
+    missing = tr("value.missing", lang)
     coded = f is not None and f.kind in ("binary", "categorical")
     if coded or (f is None and not pd.api.types.is_numeric_dtype(col)):
         labels = [missing if pd.isna(v) else (_code_label(f, v, lang) if f is not None else str(v)) for v in col]
@@ -65,7 +66,7 @@ def subgroup_labels(df: pd.DataFrame, column: str, schema: Schema | None = None,
     names = []
     for i in range(len(edges) + 1):
         if i == 0:
-            names.append(f"< {_number_text(edges[0])}" if edges else ("all" if lang != "zh" else "全部"))
+            names.append(f"< {_number_text(edges[0])}" if edges else tr("subgroup.all", lang))
         elif i == len(edges):
             names.append(f"≥ {_number_text(edges[-1])}")
         else:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from core.data.schema import Schema
 from core.explain.explanation import Explanation
+from core.i18n import tr
 from core.model.preprocess import Preprocessor
 
 _NEGLIGIBLE = 1e-9  # a reason smaller than this (probability) is not a reason
@@ -68,20 +69,17 @@ def _reason(expl: Explanation, i: int, j: int, shap_value: float, schema: Schema
     name = expl.feature_names[j]
     feature = schema[name]
     clinical = preprocessor.decode_value(j, float(expl.raw[i, j]))
-    value_text = feature.format_value(clinical, lang) if clinical is not None else (
-        "unknown code" if lang != "zh" else "未知编码")
+    value_text = (feature.format_value(clinical, lang) if clinical is not None
+                  else tr("reason.unknown_code", lang))
     label = feature.display_label(lang)
     points = int(math.floor(abs(shap_value) * 100 + 0.5))
     sign = "+" if shap_value >= 0 else "-"
     amount = f"{sign}{points}" if points else f"{sign}<1"
     coded = bool(feature.codes) and feature.kind != "numeric"
     # A code reads as "Chest pain type (asymptomatic)"; a measurement as "Max heart rate 108 bpm".
-    if lang == "zh":
-        subject = f"{label}（{value_text}）" if coded else f"{label} {value_text}"
-        text = f"{subject}：{amount} 个百分点"
-    else:
-        subject = f"{label} ({value_text})" if coded else f"{label} {value_text}"
-        unit = "point" if points <= 1 else "points"
-        text = f"{subject}: {amount} {unit}"
+    subject = (tr("reason.subject_coded", lang, label=label, value=value_text) if coded
+               else tr("reason.subject_measured", lang, label=label, value=value_text))
+    text = (tr("reason.text_one", lang, subject=subject, amount=amount) if points <= 1
+            else tr("reason.text", lang, subject=subject, amount=amount))
     return Reason(feature=name, label=label, value=value_text, shap=shap_value,
                   points=points if shap_value >= 0 else -points, text=text, clinical_value=clinical)

@@ -26,7 +26,6 @@ from core.workflow.counterfactual import (
 from core.workflow.export import FORMULA_START, csv_bytes, neutralise, write_csv
 from core.workflow.model_card import (
     CONFIG_KEYS,
-    I18N_PATH,
     METRIC_KEYS,
     Section,
     card_extra,
@@ -111,7 +110,6 @@ __all__ = [
     "SimilarPatients",
     "similar_patients",
     "compare_patient",
-    "I18N_PATH",
     "METRIC_KEYS",
     "CONFIG_KEYS",
     "cohort_summary",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import PatientError
+from core.i18n import tr
 from core.workflow.risk import check_patient
 
 _COARSE_BUDGET = 240_000  # candidate rows per combination size (pairs, triples), shared by its combinations
@@ -72,14 +73,11 @@ class CounterfactualResult:
         if self.alternatives:
             return ""
         target = _pct(self.target)
-        texts = {
-            "already_below": ("The risk is already below the target of {t}.", "风险已低于目标 {t}。"),
-            "no_features": ("No feature is chosen as modifiable.", "没有选择可改变的特征。"),
-            "unreachable": ("No plausible change of at most {k} of the chosen features brings the risk below {t}.",
-                            "在所选特征中，改变最多 {k} 个的任何合理取值都不能使风险低于 {t}。"),
-        }
-        en, zh = texts.get(self.reason or "unreachable", texts["unreachable"])
-        return (zh if lang == "zh" else en).format(t=target, k=self.max_changes)
+        if self.reason == "already_below":
+            return tr("whatif.already_below", lang, t=target)
+        if self.reason == "no_features":
+            return tr("whatif.no_features", lang)
+        return tr("whatif.unreachable", lang, t=target, k=self.max_changes)
 
 
 def default_modifiable(schema) -> list[str]:
@@ -302,22 +300,18 @@ def _number(feature, value) -> str:
 def change_text(change: Change, schema, lang: str = "en") -> str:
     """'resting blood pressure were 125 instead of 160 mmHg' (or the Chinese phrase)."""
     f = schema[change.feature]
-    label = f.display_label(lang)
+    label = f.display_label(lang) if lang == "zh" else _lower_first(f.display_label(lang))  # mid-sentence
     coded = f.kind in ("binary", "categorical") or (f.kind == "ordinal" and bool(f.codes))
     if coded:
-        new, old = f.format_value(change.new, lang), f.format_value(change.old, lang)
-        if lang == "zh":
-            return f"{label}为“{new}”而不是“{old}”" if not _missing(change.old) else f"{label}为“{new}”（目前缺失）"
-        return (f"{_lower_first(label)} were “{new}” instead of “{old}”" if not _missing(change.old)
-                else f"{_lower_first(label)} were “{new}” (now missing)")
+        new = f.format_value(change.new, lang)
+        if _missing(change.old):
+            return tr("whatif.change_coded_missing", lang, label=label, new=new)
+        return tr("whatif.change_coded", lang, label=label, new=new, old=f.format_value(change.old, lang))
     unit = f" {f.unit}" if f.unit else ""
     new = _number(f, change.new)
     if _missing(change.old):
-        return (f"{label}为 {new}{unit}（目前缺失）" if lang == "zh"
-                else f"{_lower_first(label)} were {new}{unit} (now missing)")
-    old = _number(f, change.old)
-    return (f"{label}为 {new} 而不是 {old}{unit}" if lang == "zh"
-            else f"{_lower_first(label)} were {new} instead of {old}{unit}")
+        return tr("whatif.change_number_missing", lang, label=label, new=new, unit=unit)
+    return tr("whatif.change_number", lang, label=label, new=new, old=_number(f, change.old), unit=unit)
 
 
 def sentence(alternative: Alternative, schema, lang: str = "en") -> str:
@@ -325,10 +319,9 @@ def sentence(alternative: Alternative, schema, lang: str = "en") -> str:
     290 mg/dl: 62% → 18%'."""
     parts = [change_text(c, schema, lang) for c in alternative.changes]
     risks = f"{_pct(alternative.risk_before)} → {_pct_after(alternative.risk_after, alternative.risk_before, alternative.target)}"
-    if lang == "zh":
-        return "如果" + "，且".join(parts) + f"：{risks}"
-    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"If {joined}: {risks}"
+    changes = parts[-1] if len(parts) == 1 else (
+        tr("whatif.join", lang).join(parts[:-1]) + tr("whatif.join_last", lang) + parts[-1])
+    return tr("whatif.sentence", lang, changes=changes, risks=risks)
 
 
 def to_json(result: CounterfactualResult, schema, lang: str = "en") -> dict:

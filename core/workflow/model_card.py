@@ -2,7 +2,7 @@
 
 Built from one dict — a bundle's ``metadata.json`` (``RiskModel.metadata_`` after ``load_bundle``) or the
 same shape for a model trained in this session (:func:`training_metadata`) — into Markdown and HTML.
-Headings and fixed sentences come from the dashboard's translation table (``assets/i18n.json``, keys
+Headings and fixed sentences come from the one translation table (``core.i18n``, keys
 ``card.*``), so the card reads in English or Simplified Chinese like the rest of the interface. Every value
 that reaches the HTML is escaped (a model or cohort name is user input).
 """
@@ -13,28 +13,13 @@ import html
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
-I18N_PATH = Path(__file__).resolve().parents[2] / "assets" / "i18n.json"
+from core.i18n import tr
+
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
                "calibration_slope", "calibration_intercept")
 CONFIG_KEYS = ("hidden", "activation", "optimizer", "loss", "learning_rate", "l2", "dropout", "epochs",
                "batch_size", "early_stopping", "patience", "seed", "val_fraction", "test_fraction")
-
-
-@lru_cache(maxsize=1)
-def _table() -> dict:
-    return json.loads(I18N_PATH.read_text(encoding="utf-8"))
-
-
-def tr(key: str, lang: str = "en", **kwargs) -> str:
-    """The card's string for ``key`` (the dashboard's table), formatted with kwargs."""
-    entry = _table().get(key)
-    if entry is None:
-        return key
-    text = entry.get(lang) or entry["en"]
-    return text.format(**kwargs) if kwargs else text
 
 
 # ---- the metadata of a model trained in this session -------------------------------------------

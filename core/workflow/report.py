@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import CoreError
+from core.i18n import tr
 from core.model.bands import BandCutoffs
 from core.workflow.risk import patient_risk
 
@@ -49,47 +50,13 @@ LATIN_CANDIDATES = (
 )
 _PROBE = "风险患者"  # a font that has these glyphs can write the Chinese report
 
-TEXT = {
-    "title": ("Heart-disease risk report", "心脏病风险报告"),
-    "created": ("Created {when}", "生成时间 {when}"),
-    "model": ("Model", "模型"),
-    "version": ("version", "版本"),
-    "fingerprint": ("Training data fingerprint (SHA-256)", "训练数据指纹（SHA-256）"),
-    "auc": ("Test ROC AUC", "测试集 ROC AUC"),
-    "not_recorded": ("not recorded", "未记录"),
-    "risk": ("Estimated risk of heart disease", "估计的心脏病风险"),
-    "interval": ("range of the ensemble's networks (10th–90th percentile): {low} – {high}",
-                 "集成网络的范围（第 10–90 百分位）：{low} – {high}"),
-    "band": ("Risk band: {band}", "风险分层：{band}"),
-    "cutoffs": ("Bands: low below {low}, intermediate, high from {high} (ESC 2013 pre-test probability categories).",
-                "分层：低于 {low} 为低，其间为中，{high} 及以上为高（ESC 2013 验前概率分类）。"),
-    "low": ("low", "低"), "intermediate": ("intermediate", "中等"), "high": ("high", "高"),
-    "inputs": ("Patient inputs", "患者输入"),
-    "missing_note": ("Missing values are imputed as in training (median or most frequent value).",
-                     "缺失值按训练时的方法填补（中位数或最常见值）。"),
-    "why": ("What moved the risk (SHAP, percentage points from the cohort average {base})",
-            "影响风险的因素（SHAP，相对于队列平均 {base} 的百分点）"),
-    "reasons": ("Top reasons", "主要原因"),
-    "whatifs": ("What-ifs shown", "已显示的假设情形"),
-    "no_whatifs": ("None.", "无。"),
-    "average": ("cohort average", "队列平均"),
-    "this_patient": ("this patient", "此患者"),
-    "notice": ("Decision support only: this estimate does not replace clinical judgement, and it is not a diagnosis. "
-               "It was learned from a research cohort and may not apply to this patient.",
-               "仅供决策支持：此估计不能替代临床判断，也不是诊断。模型从研究队列中学习，未必适用于该患者。"),
-    "no_cjk": ("A Chinese PDF needs a CJK font on this machine (e.g. Debian's fonts-wqy-zenhei); this PDF is in English. "
-               "The HTML report is in Chinese.", ""),
-}
-
-
 class ReportError(CoreError):
     """A report cannot be written as asked (a Chinese PDF without a CJK font)."""
 
 
-def tr(key: str, lang: str, **kwargs) -> str:
-    en, zh = TEXT[key]
-    text = zh if lang == "zh" and zh else en
-    return text.format(**kwargs) if kwargs else text
+def _band_text(band: str, lang: str) -> str:
+    return {"low": tr("patient_report.low", lang), "intermediate": tr("patient_report.intermediate", lang),
+            "high": tr("patient_report.high", lang)}[band]
 
 
 # ---- fonts -----------------------------------------------------------------------------------------
@@ -173,7 +140,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
     """
     note = None
     if for_pdf and lang == "zh" and cjk_font_path() is None:
-        lang, note, whatifs = "en", TEXT["no_cjk"][0], None
+        lang, note, whatifs = "en", tr("patient_report.no_cjk", "en"), None
     meta = meta or getattr(model, "metadata_", None) or {}
     pre, schema = model.preprocessor_, model.schema
     result = patient_risk(model, values, lang=lang, cutoffs=cutoffs, top=len(pre.features))
@@ -216,12 +183,13 @@ def _points(shap: float) -> str:
 def _header_lines(report: PatientReport) -> list[str]:
     lang = report.lang
     when = report.created.strftime("%Y-%m-%d %H:%M UTC")
-    version = f" ({tr('version', lang)} {report.model_version})" if report.model_version else ""
-    auc = f"{report.test_auc:.3f}" if report.test_auc is not None else tr("not_recorded", lang)
-    sep = "：" if lang == "zh" else ": "
-    return [tr("created", lang, when=when),
-            f"{tr('model', lang)}{sep}{report.model_name}{version} · {tr('auc', lang)} {auc}",
-            f"{tr('fingerprint', lang)}{sep}{report.data_fingerprint or tr('not_recorded', lang)}"]
+    version = f" ({tr('patient_report.version', lang)} {report.model_version})" if report.model_version else ""
+    auc = f"{report.test_auc:.3f}" if report.test_auc is not None else tr("patient_report.not_recorded", lang)
+    model = f"{report.model_name}{version} · {tr('patient_report.auc', lang)} {auc}"
+    fingerprint = report.data_fingerprint or tr("patient_report.not_recorded", lang)
+    return [tr("patient_report.created", lang, when=when),
+            tr("patient_report.field", lang, label=tr("patient_report.model", lang), value=model),
+            tr("patient_report.field", lang, label=tr("patient_report.fingerprint", lang), value=fingerprint)]
 
 
 # ---- PDF ------------------------------------------------------------------------------------------
@@ -252,7 +220,7 @@ def report_pdf(report: PatientReport) -> bytes:
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_auto_page_break(False)
     pdf.set_margins(15, 12, 15)
-    pdf.set_title(tr("title", lang))
+    pdf.set_title(tr("patient_report.title", lang))
     pdf.set_creator("heart-risk dashboard")
     latin = latin_font_paths()
     if lang == "zh" or (latin is None and cjk is not None):
@@ -284,7 +252,7 @@ def report_pdf(report: PatientReport) -> bytes:
         pdf.line(pdf.l_margin, pdf.get_y(), pdf.l_margin + width, pdf.get_y())
         pdf.ln(1.2)
 
-    line(tr("title", lang), 17, True, height=8)
+    line(tr("patient_report.title", lang), 17, True, height=8)
     for note in notes:
         line(note, 8.5, colour=_RED)
     for text in _header_lines(report):
@@ -301,22 +269,24 @@ def report_pdf(report: PatientReport) -> bytes:
     pdf.set_line_width(0.2)
     pdf.set_xy(pdf.l_margin + 4, top + 2)
     font(9, colour=_GREY)
-    pdf.cell(width - 8, 4.5, clean(tr("risk", lang)), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(width - 8, 4.5, clean(tr("patient_report.risk", lang)), new_x="LMARGIN", new_y="NEXT")
     pdf.set_x(pdf.l_margin + 4)
     font(20, True, rgb)
     pdf.cell(35, 9, _pct(report.risk))
     font(12, True, rgb)
-    pdf.cell(80, 9, clean(tr("band", lang, band=tr(report.band, lang))), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(80, 9, clean(tr("patient_report.band", lang, band=_band_text(report.band, lang))),
+             new_x="LMARGIN", new_y="NEXT")
     if report.interval:
         pdf.set_x(pdf.l_margin + 4)
         font(8.5, colour=_INK)
-        pdf.cell(width - 8, 4.5, clean(tr("interval", lang, low=_pct(report.interval[0]), high=_pct(report.interval[1]))))
+        pdf.cell(width - 8, 4.5, clean(tr("patient_report.interval", lang, low=_pct(report.interval[0]),
+                                          high=_pct(report.interval[1]))))
     pdf.set_y(top + box_h + 1)
-    line(tr("cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}"), 7.5, colour=_GREY,
-         height=3.8)
+    line(tr("patient_report.cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}"),
+         7.5, colour=_GREY, height=3.8)
 
     # inputs in two columns
-    heading(tr("inputs", lang))
+    heading(tr("patient_report.inputs", lang))
     half = width / 2
     rows = math.ceil(len(report.inputs) / 2)
     start_y = pdf.get_y()
@@ -330,17 +300,18 @@ def report_pdf(report: PatientReport) -> bytes:
         pdf.cell(half * 0.42, 4.8, clean(_fit(pdf, value, half * 0.42 - 1)))
     pdf.set_y(start_y + rows * 4.8 + 0.5)
     if report.missing:
-        line(tr("missing_note", lang) + " (" + ", ".join(report.missing) + ")", 7.5, colour=_GREY, height=3.8)
+        line(tr("patient_report.missing_note", lang) + " (" + ", ".join(report.missing) + ")", 7.5, colour=_GREY,
+             height=3.8)
 
     # the waterfall
-    heading(tr("why", lang, base=_pct(report.base_value)))
+    heading(tr("patient_report.why", lang, base=_pct(report.base_value)))
     _waterfall(pdf, report, clean, family, width)
 
-    heading(tr("reasons", lang))
+    heading(tr("patient_report.reasons", lang))
     for k, text in enumerate(report.reasons, 1):
         line(f"{k}. {text}", 9)
-    heading(tr("whatifs", lang))
-    for text in report.whatifs or [tr("no_whatifs", lang)]:
+    heading(tr("patient_report.whatifs", lang))
+    for text in report.whatifs or [tr("patient_report.no_whatifs", lang)]:
         line(f"• {text}", 8.5)
 
     # the notice at the foot of the page
@@ -351,7 +322,7 @@ def report_pdf(report: PatientReport) -> bytes:
     pdf.rect(pdf.l_margin, y, width, 13, style="DF")
     pdf.set_xy(pdf.l_margin + 2, y + 1.5)
     font(8, colour=_INK)
-    pdf.multi_cell(width - 4, 3.8, clean(tr("notice", lang)))
+    pdf.multi_cell(width - 4, 3.8, clean(tr("patient_report.notice", lang)))
     return bytes(pdf.output())
 
 
@@ -387,7 +358,8 @@ def _waterfall(pdf, report: PatientReport, clean, family: str, width: float) -> 
         return chart_x + (p - lo) / (hi - lo) * chart_w
     top = pdf.get_y()
     # rows: average, each feature, this patient
-    rows = [(tr("average", report.lang), None)] + items + [(tr("this_patient", report.lang), None)]
+    rows = [(tr("patient_report.average", report.lang), None), *items,
+            (tr("patient_report.this_patient", report.lang), None)]
     pdf.set_draw_color(225, 225, 225)
     tick = lo
     while tick <= hi + 1e-9:  # grid lines and their labels below the chart
@@ -446,8 +418,12 @@ def report_html(report: PatientReport) -> str:
     lang = report.lang
     e = html.escape
     meta = "<br>".join(e(text) for text in _header_lines(report))
-    interval = (f'<div>{e(tr("interval", lang, low=_pct(report.interval[0]), high=_pct(report.interval[1])))}</div>'
-                if report.interval else "")
+    interval = ""
+    if report.interval:
+        low, high = _pct(report.interval[0]), _pct(report.interval[1])
+        interval = f'<div>{e(tr("patient_report.interval", lang, low=low, high=high))}</div>'
+    band = tr("patient_report.band", lang, band=_band_text(report.band, lang))
+    cutoffs = tr("patient_report.cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}")
     rows = math.ceil(len(report.inputs) / 2)
     cells = []
     for r in range(rows):
@@ -460,25 +436,25 @@ def report_html(report: PatientReport) -> str:
             else:
                 tds.append("<td></td><td></td>")
         cells.append("<tr>" + "".join(tds) + "</tr>")
-    missing = (f'<div class="small">{e(tr("missing_note", lang))} ({e(", ".join(report.missing))})</div>'
+    missing = (f'<div class="small">{e(tr("patient_report.missing_note", lang))} ({e(", ".join(report.missing))})</div>'
                if report.missing else "")
     reasons = "".join(f"<li>{e(text)}</li>" for text in report.reasons)
     whatifs = ("".join(f"<li>{e(text)}</li>" for text in report.whatifs) if report.whatifs
-               else f"<li>{e(tr('no_whatifs', lang))}</li>")
+               else f"<li>{e(tr('patient_report.no_whatifs', lang))}</li>")
     return f"""<!DOCTYPE html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
-<title>{e(tr("title", lang))}</title><style>{_CSS}</style></head>
+<title>{e(tr("patient_report.title", lang))}</title><style>{_CSS}</style></head>
 <body style="--band:{_BAND_HEX[report.band]}">
-<h1>{e(tr("title", lang))}</h1><div class="meta">{meta}</div>
-<div class="risk"><div class="small">{e(tr("risk", lang))}</div>
-<span class="value">{_pct(report.risk)}</span><span class="band">{e(tr("band", lang, band=tr(report.band, lang)))}</span>
+<h1>{e(tr("patient_report.title", lang))}</h1><div class="meta">{meta}</div>
+<div class="risk"><div class="small">{e(tr("patient_report.risk", lang))}</div>
+<span class="value">{_pct(report.risk)}</span><span class="band">{e(band)}</span>
 {interval}</div>
-<div class="small">{e(tr("cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}"))}</div>
-<h2>{e(tr("inputs", lang))}</h2><table class="inputs">{''.join(cells)}</table>{missing}
-<h2>{e(tr("why", lang, base=_pct(report.base_value)))}</h2>{_waterfall_svg(report)}
-<h2>{e(tr("reasons", lang))}</h2><ol>{reasons}</ol>
-<h2>{e(tr("whatifs", lang))}</h2><ul>{whatifs}</ul>
-<div class="notice">{e(tr("notice", lang))}</div>
+<div class="small">{e(cutoffs)}</div>
+<h2>{e(tr("patient_report.inputs", lang))}</h2><table class="inputs">{''.join(cells)}</table>{missing}
+<h2>{e(tr("patient_report.why", lang, base=_pct(report.base_value)))}</h2>{_waterfall_svg(report)}
+<h2>{e(tr("patient_report.reasons", lang))}</h2><ol>{reasons}</ol>
+<h2>{e(tr("patient_report.whatifs", lang))}</h2><ul>{whatifs}</ul>
+<div class="notice">{e(tr("patient_report.notice", lang))}</div>
 </body></html>
 """
 
@@ -486,7 +462,8 @@ def report_html(report: PatientReport) -> str:
 def _waterfall_svg(report: PatientReport) -> str:
     e = html.escape
     items = [c for c in report.contributions if abs(c[1]) >= 0.0005] or report.contributions[:1]
-    rows = [(tr("average", report.lang), None)] + items + [(tr("this_patient", report.lang), None)]
+    rows = [(tr("patient_report.average", report.lang), None), *items,
+            (tr("patient_report.this_patient", report.lang), None)]
     row_h, label_w, chart_w, points_w = 16, 230, 380, 40
     path = np.concatenate([[report.base_value], report.base_value + np.cumsum([s for _, s in items])])
     lo, hi, step = _axis(float(min(path.min(), report.risk)), float(max(path.max(), report.risk)))

@@ -9,9 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
 UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
-CARD_SOURCE = ROOT / "core" / "workflow" / "model_card.py"
+CORE_SOURCES = sorted((ROOT / "core").rglob("*.py"))
 LITERAL_CALL = re.compile(r"""\bt\(\s*(['"])([^'"]+)\1""")
-CARD_CALL = re.compile(r"""\btr\(\s*(['"])([^'"]+)\1""")
+CORE_CALL = re.compile(r"""(?<![\w.])tr\(\s*(['"])([^'"]+)\1""")
+# The one computed key in core: the model card's metric rows, tr(f"metric.{key}") over METRIC_KEYS.
+CORE_COMPUTED = {"model_card.py": 1}
 
 
 def fields(text: str) -> set[str]:
@@ -29,6 +31,9 @@ def test_the_sources_are_scanned():
     assert len(UI_SOURCES) >= 10
     assert {p.name for p in UI_SOURCES} >= {"app.py", "cohort.py", "train.py", "patient.py", "explain.py",
                                              "model_card.py", "state.py", "common.py", "figures.py"}
+    assert {p.relative_to(ROOT).as_posix() for p in CORE_SOURCES} >= {
+        "core/workflow/report.py", "core/workflow/model_card.py", "core/explain/reasons.py", "core/data/schema.py",
+        "core/workflow/counterfactual.py", "core/evaluate/glassbox.py", "core/evaluate/subgroups.py", "core/cli.py"}
 
 
 def test_every_key_has_english_and_chinese():
@@ -76,14 +81,49 @@ def test_the_interface_calls_t_only_with_literal_keys():
         assert calls == literal, path.name
 
 
-def test_every_key_the_model_card_uses_exists():
+def core_keys() -> set[str]:
     from core.workflow import METRIC_KEYS
-    used = used_keys([CARD_SOURCE], CARD_CALL) | {f"metric.{k}" for k in METRIC_KEYS}
+    return used_keys(CORE_SOURCES, CORE_CALL) | {f"metric.{k}" for k in METRIC_KEYS}
+
+
+def test_every_key_the_core_uses_exists():
+    """The report, model card, reasons, values in words, what-ifs: every key core asks for."""
+    used = core_keys()
+    assert len(used) > 150
     assert sorted(used - set(TABLE)) == []
 
 
+def test_the_core_calls_tr_only_with_literal_keys():
+    any_call = re.compile(r"(?<![\w.])tr\s*\(")
+    for path in CORE_SOURCES:
+        code = code_text(path.read_text(encoding="utf-8"))
+        calls = len(any_call.findall(code)) - code.count("def tr (")
+        literal = len(re.findall(r"""(?<![\w.])tr\s*\(\s*(['"])[^'"]+\1""", code))
+        assert calls - literal == CORE_COMPUTED.get(path.name, 0), path.relative_to(ROOT).as_posix()
+
+
+# Chinese that is data, not interface text: what a file's headers, labels and yes-words may be.
+CJK_AS_DATA = {
+    "core/i18n.py": "the language's own name in the language picker",
+    "core/data/schema.py": "a built-in layout's clinical labels (like cleveland_schema.json) and header/yes words",
+    "core/data/concepts.py": "column-name synonyms in Chinese exports",
+    "core/workflow/report.py": "glyphs a font must have to write the Chinese report",
+}
+
+
+def test_the_core_has_no_text_of_its_own_in_chinese():
+    """Interface text in Chinese belongs in the table (tr); Chinese elsewhere in core is data, in known files."""
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    found = set()
+    for path in CORE_SOURCES:
+        for tok in tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline):
+            if tok.type == tokenize.STRING and cjk.search(tok.string):
+                found.add(path.relative_to(ROOT).as_posix())
+    assert sorted(found - set(CJK_AS_DATA)) == []
+
+
 def test_no_key_is_left_unused():
-    used = used_keys(UI_SOURCES, LITERAL_CALL) | used_keys([CARD_SOURCE], CARD_CALL)
+    used = used_keys(UI_SOURCES, LITERAL_CALL) | core_keys()
     assert sorted(set(TABLE) - used) == []
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from core.model import TrainConfig
 from core.workflow import (METRIC_KEYS, card_extra, card_html, card_markdown, cohort_summary, known_limits, training_metadata)
-from core.workflow.model_card import tr
+from core.i18n import tr
 from core.data import cleveland_schema
 
 METRICS = {"n": 46, "prevalence": 0.456, "threshold": 0.5, "accuracy": 0.8261, "sensitivity": 0.7619,
