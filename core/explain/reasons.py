@@ -70,7 +70,7 @@ def _reason(expl: Explanation, i: int, j: int, shap_value: float, schema: Schema
     feature = schema[name]
     clinical = preprocessor.decode_value(j, float(expl.raw[i, j]))
     value_text = (feature.format_value(clinical, lang) if clinical is not None
-                  else tr("reason.unknown_code", lang))
+                  else tr("value.unknown_code", lang))
     label = feature.display_label(lang)
     points = int(math.floor(abs(shap_value) * 100 + 0.5))
     sign = "+" if shap_value >= 0 else "-"
