@@ -59,10 +59,6 @@ def current_unit(f) -> str | None:
     return unit if unit in options else options[0]
 
 
-def is_coded(f) -> bool:
-    return f.kind in ("binary", "categorical") or (f.kind == "ordinal" and bool(f.codes))
-
-
 def fill_form(model, values: dict, only: bool = False) -> None:
     """Write clinical values (model units) into the form's widgets, in each widget's unit
     (``only``: just the features in ``values``, the others keep what the user typed)."""
@@ -70,7 +66,7 @@ def fill_form(model, values: dict, only: bool = False) -> None:
         if only and f.name not in values:
             continue
         value = values.get(f.name)
-        if is_coded(f):
+        if f.is_coded:
             st.session_state[coded_key(f)] = value
             continue
         unit = current_unit(f)
@@ -115,8 +111,8 @@ def change_unit(f) -> None:
 def input_widget(f, pre, j: int):
     """One feature as a labelled input within its plausible range; returns the value in model units."""
     label = feature_label(f)
-    if is_coded(f):
-        options = list(pre.categories_[f.name]) if f.kind in ("binary", "categorical") else f.code_values()
+    if f.is_coded:
+        options = list(pre.categories_[f.name]) if f.is_categorical else f.code_values()
         return st.selectbox(label, options, key=coded_key(f), index=None,
                             format_func={v: f"{label}: {feature_value(f, v)}" for v in options}.get,
                             placeholder=t("patient.missing_placeholder", label=label), label_visibility="collapsed",
@@ -242,7 +238,7 @@ def result_panel(model, values: dict, key: tuple):
 def sensitivity_panel(model, values: dict) -> None:
     """One measurement varied across its plausible range, the others held: the risk as a curve."""
     pre, schema = model.preprocessor_, model.schema
-    numeric = [f for f in pre.features if not is_coded(f)]
+    numeric = [f for f in pre.features if not f.is_coded]
     if not numeric:
         st.info(t("patient.sensitivity_none"), icon=":material/info:")
         return

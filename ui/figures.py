@@ -21,7 +21,7 @@ def _outcome_names() -> dict:
 
 def distribution(cohort, feature):
     values = cohort.df[feature.name]
-    coded = feature.kind in ("binary", "categorical") or (feature.kind == "ordinal" and bool(feature.codes))
+    coded = feature.is_coded
     if coded:
         values = values.map(lambda v: None if pd.isna(v) else feature_value(feature, v))
     label = feature_label(feature) + (f" ({feature.unit})" if feature.unit and not coded else "")
@@ -123,7 +123,7 @@ def dependence(expl, pre, name: str, colour: str | None):
     j = expl.feature_names.index(name)
     feature = pre.features[j]
     values = decoded(expl, pre, name)
-    coded = feature.kind in ("binary", "categorical")
+    coded = feature.is_categorical
     frame = pd.DataFrame({"value": [feature_value(feature, v) for v in values] if coded else values.astype(float),
                           "shap_value": expl.shap_values[:, j]})
     colour_label, colour_feature = None, None
@@ -134,7 +134,7 @@ def dependence(expl, pre, name: str, colour: str | None):
         colour_label = feature_label(colour_feature)
     label = feature_label(feature) + (f" ({feature.unit})" if feature.unit and not coded else "")
     fig = plots.dependence(frame, label, colour_label)
-    if colour_label and colour_feature.kind in ("binary", "categorical"):  # name the codes, not their index
+    if colour_label and colour_feature.is_categorical:  # name the codes, not their index
         codes = pre.categories_[colour_feature.name]
         fig.update_traces(marker=dict(colorbar=dict(tickvals=list(range(len(codes))),
                                                     ticktext=[feature_value(colour_feature, c) for c in codes])))

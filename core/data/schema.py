@@ -68,6 +68,23 @@ class Feature(BaseModel):
     negative_not_measured: bool = False
     excluded: str | None = None  # why a column is kept out of the model's inputs by default (identifier...)
 
+    @property
+    def is_measurement(self) -> bool:
+        """A number the network scales: a measurement (numeric) or a count or grade (ordinal)."""
+        return self.kind in ("numeric", "ordinal")
+
+    @property
+    def is_categorical(self) -> bool:
+        """Binary or categorical: its values are codes, fed to the network by code (0/1 or one-hot)."""
+        return self.kind in ("binary", "categorical")
+
+    @property
+    def is_coded(self) -> bool:
+        """Read as a code's meaning ('asymptomatic', '2 vessels'): every categorical feature, and an ordinal
+        one with code labels (scaled like a number, shown by its code). The one definition for reasons,
+        what-ifs, the form and the figures."""
+        return self.is_categorical or (self.kind == "ordinal" and bool(self.codes))
+
     def display_label(self, lang: str = "en") -> str:
         if lang == "zh" and self.label_zh:
             return self.label_zh
@@ -86,7 +103,7 @@ class Feature(BaseModel):
         """A value as a clinician reads it: '145 mmHg', 'typical angina', 'missing'."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return tr("value.missing", lang)
-        if self.kind in ("binary", "categorical") or (self.kind == "ordinal" and self.codes):
+        if self.is_coded:
             if self.codes:
                 return self.code_label(value, lang)
             return str(value)

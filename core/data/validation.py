@@ -82,13 +82,13 @@ def _rules(schema: Schema) -> dict[str, list[tuple[str, Rule]]]:
     rules = {}
     for f in schema.model_features:
         checks: list[tuple[str, Rule]] = []
-        if f.kind in ("numeric", "ordinal"):
+        if f.is_measurement:
             lo = -np.inf if f.min is None else f.min
             hi = np.inf if f.max is None else f.max
             checks.append(("infinite", lambda s: ~np.isinf(s)))
             if f.min is not None or f.max is not None:  # inf is reported once, as infinite
                 checks.append(("range", lambda s, lo=lo, hi=hi: np.isinf(s) | s.between(lo, hi)))
-        if f.codes and (f.kind != "numeric"):
+        if f.is_coded and f.codes:
             checks.append(("code", _code_rule(f)))
         rules[f.name] = checks
     return rules
@@ -136,7 +136,7 @@ def _check_values(data: pd.DataFrame, schema: Schema) -> list[Problem]:
     rows_in = len(data)
     problems: list[Problem] = []
     for f in schema.model_features:
-        if f.kind in ("numeric", "ordinal"):
+        if f.is_measurement:
             numbers = pd.to_numeric(data[f.name], errors="coerce").astype(float)
             text = numbers.isna() & data[f.name].notna()
             if text.any():
@@ -174,7 +174,7 @@ def _not_measured(data: pd.DataFrame, schema: Schema) -> list[Problem]:
         if not f.not_measured and not f.negative_not_measured and not f.source_unit:
             continue
         numbers = pd.to_numeric(data[f.name], errors="coerce")
-        if f.kind in ("binary", "categorical") and numbers.isna().gt(data[f.name].isna()).any():
+        if f.is_categorical and numbers.isna().gt(data[f.name].isna()).any():
             continue  # text codes: the vocabulary's numbers do not apply
         sentinel = numbers.isin(f.not_measured)
         negative = (numbers < 0) & ~sentinel if f.negative_not_measured else pd.Series(False, index=numbers.index)
@@ -186,7 +186,7 @@ def _not_measured(data: pd.DataFrame, schema: Schema) -> list[Problem]:
         numbers = numbers.astype(float).where(~(sentinel | negative))
         if f.source_unit:
             numbers = numbers * f.source_factor + f.source_offset
-        if f.kind in ("numeric", "ordinal") or f.source_unit:
+        if f.is_measurement or f.source_unit:
             data[f.name] = numbers
         else:
             data[f.name] = data[f.name].where(~(sentinel | negative))
@@ -261,7 +261,7 @@ def check_features(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list
     for f in schema.model_features:
         absent_values = data[f.name].isna().to_numpy()
         if absent_values.any():
-            coded = f.kind in ("binary", "categorical")
+            coded = f.is_categorical
             problems.append(_problem(f.name, "missing", absent_values, "warning",
                                      f"imputed from the training split's {'most frequent value' if coded else 'median'}",
                                      ("missing value", "")))
@@ -312,7 +312,7 @@ def validate(df: pd.DataFrame, schema: Schema, missing: str = "impute") -> Valid
     for f in schema.model_features:
         absent_values = data[f.name].isna().to_numpy() & keep
         if absent_values.any():
-            coded = f.kind in ("binary", "categorical")
+            coded = f.is_categorical
             action = ("rows dropped" if missing == "drop" else
                       f"imputed from the training split's {'most frequent value' if coded else 'median'}")
             problems.append(_problem(f.name, "missing", absent_values, "warning", action, ("missing value", "")))

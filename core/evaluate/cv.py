@@ -24,8 +24,8 @@ class LogisticBaseline:
     def __init__(self, schema: Schema, C: float = 1.0):
         self.schema = schema
         self.C = C
-        self.numeric_ = [f.name for f in schema.model_features if f.kind in ("numeric", "ordinal")]
-        self.coded_ = [f.name for f in schema.model_features if f.kind in ("binary", "categorical")]
+        self.numeric_ = [f.name for f in schema.model_features if f.is_measurement]
+        self.coded_ = [f.name for f in schema.model_features if f.is_categorical]
 
     def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.numeric_ + self.coded_ if c not in df.columns]

@@ -168,7 +168,7 @@ def compare_global(model, glass: GlassBox, df: pd.DataFrame, lang: str = "en") -
     for j, name in enumerate(names):
         f = pre.features[j]
         mlp_dir = lr_dir = 0
-        if f.kind in ("numeric", "ordinal"):
+        if f.is_measurement:
             x, s = raw[:, j], expl.shap_values[:, j]
             ok = ~np.isnan(x)
             if ok.sum() > 2 and np.std(x[ok]) > 0 and np.std(s[ok]) > 0:

@@ -51,7 +51,7 @@ def subgroup_labels(df: pd.DataFrame, column: str, schema: Schema | None = None,
     f = schema[column] if schema is not None and column in schema else None
     col = df[column]
     missing = tr("value.missing", lang)
-    coded = f is not None and f.kind in ("binary", "categorical")
+    coded = f is not None and f.is_categorical
     if coded or (f is None and not pd.api.types.is_numeric_dtype(col)):
         labels = [missing if pd.isna(v) else (_code_label(f, v, lang) if f is not None else str(v)) for v in col]
         return pd.Series(labels, index=df.index, dtype=object)

@@ -75,9 +75,8 @@ def _reason(expl: Explanation, i: int, j: int, shap_value: float, schema: Schema
     points = int(math.floor(abs(shap_value) * 100 + 0.5))
     sign = "+" if shap_value >= 0 else "-"
     amount = f"{sign}{points}" if points else f"{sign}<1"
-    coded = bool(feature.codes) and feature.kind != "numeric"
     # A code reads as "Chest pain type (asymptomatic)"; a measurement as "Max heart rate 108 bpm".
-    subject = (tr("reason.subject_coded", lang, label=label, value=value_text) if coded
+    subject = (tr("reason.subject_coded", lang, label=label, value=value_text) if feature.is_coded
                else tr("reason.subject_measured", lang, label=label, value=value_text))
     text = (tr("reason.text_one", lang, subject=subject, amount=amount) if points <= 1
             else tr("reason.text", lang, subject=subject, amount=amount))

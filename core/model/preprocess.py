@@ -32,7 +32,7 @@ class Preprocessor:
     def fit(self, df: pd.DataFrame) -> "Preprocessor":
         self.categories_: dict[str, list] = {}
         for f in self.features:
-            if f.kind in ("binary", "categorical"):
+            if f.is_categorical:
                 self.categories_[f.name] = _categories(f, df[f.name])
         raw = self.encode(df)
         self.fill_: list[float] = []
@@ -43,7 +43,7 @@ class Preprocessor:
         for j, f in enumerate(self.features):
             col = raw[:, j]
             seen = col[~np.isnan(col) & (col >= 0)]
-            if f.kind in ("numeric", "ordinal"):
+            if f.is_measurement:
                 fill = float(np.median(seen)) if seen.size else 0.0
                 center = float(seen.mean()) if seen.size else 0.0
                 scale = float(seen.std()) if seen.size > 1 and seen.std() > 0 else 1.0
@@ -88,7 +88,7 @@ class Preprocessor:
         out = np.empty((len(df), len(self.features)), dtype=np.float64)
         for j, f in enumerate(self.features):
             col = df[f.name]
-            if f.kind in ("binary", "categorical"):
+            if f.is_categorical:
                 out[:, j] = self._code_index(f, col)
             else:
                 out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -116,7 +116,7 @@ class Preprocessor:
         f = self.features[j]
         if np.isnan(raw_value):
             return float("nan")
-        if f.kind in ("binary", "categorical"):
+        if f.is_categorical:
             k = int(raw_value)
             return self.categories_[f.name][k] if 0 <= k < len(self.categories_[f.name]) else None
         return float(raw_value)
@@ -126,7 +126,7 @@ class Preprocessor:
         f = self.features[j]
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return float("nan")
-        if f.kind in ("binary", "categorical"):
+        if f.is_categorical:
             for k, c in enumerate(self.categories_[f.name]):
                 if same_value(c, value):
                     return float(k)

@@ -106,7 +106,7 @@ def _decimals(step: float) -> int:
 
 def _feature_grid(pre, j: int, current: float, within_training: bool) -> _Grid | None:
     f = pre.features[j]
-    if f.kind in ("binary", "categorical"):
+    if f.is_categorical:
         codes = np.arange(len(pre.categories_[f.name]), dtype=float)
         keep = codes != current
         if not keep.any():
@@ -301,8 +301,7 @@ def change_text(change: Change, schema, lang: str = "en") -> str:
     """'resting blood pressure were 125 instead of 160 mmHg' (or the Chinese phrase)."""
     f = schema[change.feature]
     label = f.display_label(lang) if lang == "zh" else _lower_first(f.display_label(lang))  # mid-sentence
-    coded = f.kind in ("binary", "categorical") or (f.kind == "ordinal" and bool(f.codes))
-    if coded:
+    if f.is_coded:
         new = f.format_value(change.new, lang)
         if _missing(change.old):
             return tr("whatif.change_coded_missing", lang, label=label, new=new)

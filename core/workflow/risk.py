@@ -32,7 +32,7 @@ def check_patient(values: dict, schema: Schema, preprocessor) -> PatientCheck:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             check.missing.append(f.name)
             continue
-        if f.kind in ("numeric", "ordinal"):
+        if f.is_measurement:
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -154,7 +154,7 @@ def sensitivity(model, values: dict, feature: str, n: int = 60) -> pd.DataFrame:
     j = names.index(feature)
     f = pre.features[j]
     check_patient(values, model.schema, pre)
-    if f.kind in ("binary", "categorical"):
+    if f.is_categorical:
         grid = list(pre.categories_[f.name])
         column = np.arange(len(grid), dtype=float)
     else:
@@ -187,7 +187,7 @@ def typical_patient(model, df: pd.DataFrame | None = None) -> dict:
         value = None
         if df is not None and f.name in df.columns:
             col = df[f.name].dropna()
-            if f.kind in ("binary", "categorical"):
+            if f.is_categorical:
                 known = [v for v in col if pre.encode_value(j, v) >= 0]
                 if known:
                     value = pd.Series(known).mode().iloc[0]

@@ -22,7 +22,7 @@ def compare_patient(model, glass: GlassBox, values: dict, lang: str = "en", top:
     mlp = patient_risk(model, values, with_reasons=True, lang=lang, top=len(model.preprocessor_.features))
     frame = pd.DataFrame([{name: values.get(name) for name in model.preprocessor_.feature_names}])
     for f in model.preprocessor_.features:
-        if f.kind in ("numeric", "ordinal"):
+        if f.is_measurement:
             frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype(float)
     lr_risk = float(glass.predict_risk(frame)[0])
     lr_contrib = glass.contributions(frame).iloc[0]

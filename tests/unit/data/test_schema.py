@@ -123,3 +123,37 @@ def test_feature_format_value():
     assert schema["age"].format_value(float("nan")) == "missing"
     assert schema["age"].format_value(None, lang="zh") == "缺失"
     assert Feature(name="oldpeak", step=0.1, unit="mm").format_value(2.34) == "2.3 mm"
+
+
+def test_a_feature_says_what_kind_of_value_it_holds():
+    code = [{"value": 1.0, "label": "one"}]
+    cases = [  # kind, codes -> (is_measurement, is_categorical, is_coded)
+        ("numeric", [], (True, False, False)),
+        ("numeric", code, (True, False, False)),  # codes on a measurement are ignored, as everywhere
+        ("ordinal", [], (True, False, False)),
+        ("ordinal", code, (True, False, True)),  # 'ca': scaled like a number, read as '1 vessel'
+        ("binary", [], (False, True, True)),
+        ("binary", code, (False, True, True)),
+        ("categorical", [], (False, True, True)),
+        ("categorical", code, (False, True, True)),
+    ]
+    for kind, codes, expected in cases:
+        f = Feature(name="x", kind=kind, codes=codes)
+        assert (f.is_measurement, f.is_categorical, f.is_coded) == expected, (kind, codes)
+    schema = cleveland_schema()
+    assert [f.name for f in schema.model_features if f.is_coded] == ["sex", "cp", "fbs", "restecg", "exang",
+                                                                      "slope", "ca", "thal"]
+    assert "is_coded" not in schema.model_dump_json()  # knowledge, not a field saved in a bundle
+
+
+def test_feature_knowledge_is_asked_of_the_feature():
+    """One definition of a coded feature, a measurement: no module tests Feature.kind against a tuple of kinds
+    (reasons and the what-ifs once read a code-less binary feature differently)."""
+    from conftest import ROOT
+    sources = [*ROOT.joinpath("core").rglob("*.py"), *ROOT.joinpath("ui").glob("*.py"),
+               *ROOT.joinpath("pages").glob("*.py")]
+    own_kinds = {"schema.py", "concepts.py"}  # where kinds are defined: Feature's, and a vocabulary Concept's
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in sources if p.name not in own_kinds
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if "kind in (" in line and "row[" not in line]  # row["kind"]: the schema editor's text, not a Feature
+    assert found == []

@@ -342,6 +342,29 @@ def test_reasons_text_order_and_points(cleveland):
     assert re.fullmatch(rf"最大心率 108 bpm：\{sign}\d+ 个百分点", zh[0].text), zh[0].text
 
 
+def test_a_binary_feature_without_code_labels_reads_as_a_code_in_reasons_and_what_ifs(cleveland):
+    """One definition of a coded feature: reasons once read a label-less binary as a measurement ('... 1.0')
+    while the what-ifs and the form read it as a code."""
+    from core.workflow import Change, change_text
+    schema, pre, raw = cleveland
+    bare = schema.model_copy(deep=True)
+    bare["fbs"].codes = []
+    net = random_network(pre.n_outputs_, seed=5)
+    W1 = net.layers[0][0]
+    reads = np.zeros(W1.shape[0], dtype=bool)
+    reads[pre.slices_[pre.feature_names.index("fbs")]] = True
+    W1[~reads] = 0.0
+    W1[reads] *= 8.0
+    j = pre.feature_names.index("fbs")
+    row = raw[0].copy()
+    row[j] = pre.encode_value(j, 1.0)
+    (reason,) = reasons(explain(pre, [net], row, raw[20:120]), 0, bare, pre, top=1)
+    label, value = bare["fbs"].display_label(), bare["fbs"].format_value(1.0)
+    assert reason.feature == "fbs" and reason.text.startswith(f"{label} ({value}): ")
+    assert change_text(Change("fbs", 1.0, 0.0, 1.0), bare).endswith(f"were “{bare['fbs'].format_value(0.0)}” "
+                                                                  f"instead of “{value}”")
+
+
 def test_reasons_sorted_by_magnitude_on_a_dense_network(cleveland):
     schema, pre, raw = cleveland
     net = random_network(pre.n_outputs_, seed=17, scale=2.0)
