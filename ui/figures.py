@@ -62,15 +62,8 @@ def confusion(m: dict):
 
 
 # ---- one patient -------------------------------------------------------------------------------
-def _subject(reason) -> str:
-    """'Max heart rate 108 bpm' / 'Chest pain type (asymptomatic)': the reason's text before its points."""
-    text = reason.text
-    cut = max(text.rfind(": "), text.rfind("："))
-    return text[:cut] if cut > 0 else f"{reason.label} {reason.value}"
-
-
 def waterfall(reasons: list, base_value: float, risk: float):
-    frame = pd.DataFrame({"label": [_subject(r) for r in reasons],
+    frame = pd.DataFrame({"label": [r.subject for r in reasons],
                           "shap_value": [r.shap for r in reasons]})
     return plots.waterfall(frame, base_value, risk, title=t("fig.waterfall"), x_title=t("fig.risk_percent"),
                            start_label=t("fig.average_patient"), end_label=t("fig.this_patient"),

@@ -22,6 +22,7 @@ class Reason:
     feature: str  # column name
     label: str  # clinical label in the chosen language
     value: str  # the patient's value in clinical units ('108 bpm', 'asymptomatic', 'missing')
+    subject: str  # label with value, as the waterfall and the report name it: 'Chest pain type (asymptomatic)'
     shap: float  # contribution to the probability (0.09 = +9 percentage points)
     points: int  # shap * 100, rounded half away from zero
     text: str  # 'Max heart rate 108 bpm: +9 points'
@@ -80,5 +81,5 @@ def _reason(expl: Explanation, i: int, j: int, shap_value: float, schema: Schema
                else tr("reason.subject_measured", lang, label=label, value=value_text))
     text = (tr("reason.text_one", lang, subject=subject, amount=amount) if points <= 1
             else tr("reason.text", lang, subject=subject, amount=amount))
-    return Reason(feature=name, label=label, value=value_text, shap=shap_value,
+    return Reason(feature=name, label=label, value=value_text, subject=subject, shap=shap_value,
                   points=points if shap_value >= 0 else -points, text=text, clinical_value=clinical)

@@ -150,7 +150,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         interval = (float(low[0]), float(high[0]))
     inputs = [(f.display_label(lang), f.format_value(values.get(f.name), lang)) for f in pre.features]
     missing = [schema[n].display_label(lang) for n in result.check.missing]
-    contributions = [(_subject(r, lang), float(r.shap)) for r in result.reasons]
+    contributions = [(r.subject, float(r.shap)) for r in result.reasons]
     metrics = meta.get("metrics") or {}
     auc = metrics.get("roc_auc")
     return PatientReport(
@@ -162,12 +162,6 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         data_fingerprint=meta.get("data_fingerprint"),
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
         note=note)
-
-
-def _subject(reason, lang: str) -> str:
-    """'Max heart rate 108 bpm' / 'Chest pain type (asymptomatic)': the reason's text before its points."""
-    sep = "：" if lang == "zh" else ": "
-    return reason.text.rsplit(sep, 1)[0]
 
 
 def _pct(p: float, decimals: int = 1) -> str:

@@ -335,8 +335,9 @@ def test_reasons_text_order_and_points(cleveland):
     sign = "+" if first.shap > 0 else "-"
     assert re.fullmatch(rf"Max heart rate 108 bpm: \{sign}\d+ points?", first.text), first.text
     assert first.text.endswith(f"{abs(first.points)} points" if abs(first.points) != 1 else "1 point")
-    assert first.value == "108 bpm" and first.label == "Max heart rate"
+    assert first.value == "108 bpm" and first.label == "Max heart rate" and first.subject == "Max heart rate 108 bpm"
     assert found[1].text.startswith("Chest pain type (asymptomatic): ")
+    assert found[1].subject == "Chest pain type (asymptomatic)"
     zh = reasons(expl, 0, schema, pre, top=1, lang="zh")
     assert len(zh) == 1
     assert re.fullmatch(rf"最大心率 108 bpm：\{sign}\d+ 个百分点", zh[0].text), zh[0].text

@@ -68,6 +68,23 @@ def test_the_report_numbers_are_the_patient_pages(model, patient):
     assert report_filename(report, "pdf") == "heart-risk-report-20260304-050600.pdf"
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_waterfall_names_each_reason_by_its_subject_whatever_the_sentence(model, patient, monkeypatch, lang):
+    """The report and the Patient page's waterfall name a bar by the reason's subject ('Max heart rate 150 bpm'),
+    not by cutting the sentence at its colon: a translation that words the sentence otherwise changes nothing."""
+    from core.i18n import table
+    from ui.figures import waterfall
+    for key in ("reason.text", "reason.text_one"):
+        monkeypatch.setitem(table()[key], lang, "{amount} (points): {subject}")
+    result = patient_risk(model, patient, top=13, lang=lang)
+    assert all(r.text.startswith("+") or r.text.startswith("-") for r in result.reasons)  # the new wording
+    assert all(r.subject.startswith(r.label) and r.value in r.subject for r in result.reasons)
+    report = build_report(model, patient, meta=META, lang=lang, now=NOW)
+    assert [label for label, _ in report.contributions] == [r.subject for r in result.reasons]
+    figure = waterfall(result.reasons, result.explanation.base_value, result.risk)
+    assert sorted(figure.data[0].y[1:-1]) == sorted(r.subject for r in result.reasons)
+
+
 def test_the_chinese_pdf_is_in_chinese(model, patient):
     # scripts/test.sh installs Debian's fonts-wqy-zenhei; without a CJK font this fails rather than skips.
     assert cjk_font_path() is not None, "no CJK font (apt-get install fonts-wqy-zenhei, as scripts/test.sh does)"
