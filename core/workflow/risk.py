@@ -9,10 +9,12 @@ import pandas as pd
 
 from core.data.schema import Schema
 from core.errors import PatientError
-from core.explain.explanation import background_sample
 from core.explain.reasons import reasons
 from core.explain.shapley import explain, single_thread_blas
 from core.model.bands import BandCutoffs, risk_band
+
+__all__ = ["BandCutoffs", "risk_band", "check_patient", "patient_risk", "score_table", "PatientRisk",
+           "PatientCheck", "sensitivity", "typical_patient", "patient_from_row"]
 
 
 @dataclass
@@ -42,8 +44,7 @@ def check_patient(values: dict, schema: Schema, preprocessor) -> PatientCheck:
                 problems.append(f"{f.name}: not a finite number")
                 continue
             if (f.min is not None and number < f.min) or (f.max is not None and number > f.max):
-                unit = f" {f.unit}" if f.unit else ""
-                problems.append(f"{f.name}: outside the plausible range {f.min:g}–{f.max:g}{unit}")
+                problems.append(f"{f.name}: {_outside_text(f)}")
                 continue
             lo, hi = preprocessor.raw_min_[j], preprocessor.raw_max_[j]
             if not (math.isnan(lo) or lo <= number <= hi):
@@ -55,6 +56,17 @@ def check_patient(values: dict, schema: Schema, preprocessor) -> PatientCheck:
     if problems:
         raise PatientError("; ".join(problems))
     return check
+
+
+def _outside_text(f) -> str:
+    """'outside the plausible range 80–200 mmHg'; a range the schema editor left open on one side reads as
+    its one bound."""
+    unit = f" {f.unit}" if f.unit else ""
+    if f.min is not None and f.max is not None:
+        return f"outside the plausible range {f.min:g}–{f.max:g}{unit}"
+    if f.min is not None:
+        return f"below the plausible minimum {f.min:g}{unit}"
+    return f"above the plausible maximum {f.max:g}{unit}"
 
 
 @dataclass
@@ -136,10 +148,6 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
     return out
 
 
-__all__ = ["BandCutoffs", "risk_band", "check_patient", "patient_risk", "score_table", "PatientRisk",
-           "PatientCheck", "background_sample"]
-
-
 def sensitivity(model, values: dict, feature: str, n: int = 60) -> pd.DataFrame:
     """The patient's risk as one feature moves across its plausible range, the others held fixed.
 
@@ -172,9 +180,6 @@ def sensitivity(model, values: dict, feature: str, n: int = 60) -> pd.DataFrame:
     rows = np.tile(raw, (len(column), 1))
     rows[:, j] = column
     return pd.DataFrame({"value": grid, "risk": model.predict_risk_raw(rows)})
-
-
-__all__ += ["sensitivity"]
 
 
 def typical_patient(model, df: pd.DataFrame | None = None) -> dict:
@@ -217,6 +222,3 @@ def patient_from_row(model, df: pd.DataFrame, position: int) -> dict:
         value = row[f.name]
         out[f.name] = None if pd.isna(value) else (float(value) if isinstance(value, (int, float, np.number)) else value)
     return out
-
-
-__all__ += ["typical_patient", "patient_from_row"]

@@ -66,6 +66,30 @@ def test_the_strip_refuses_an_impossible_patient_or_feature(model, cohort):
         sensitivity(model, patient, "num")
 
 
+@pytest.mark.parametrize("low,high,message", [
+    (None, 200.0, "trestbps: above the plausible maximum 200 mmHg"),
+    (80.0, None, "trestbps: below the plausible minimum 80 mmHg"),
+    (80.0, 200.0, "trestbps: outside the plausible range 80–200 mmHg"),
+])
+def test_a_range_open_on_one_side_refuses_a_value_beyond_its_bound_in_words(model, cohort, low, high, message):
+    """The schema editor lets a plausible range stay open on one side: a value beyond the other bound was a
+    TypeError (formatting None), now a PatientError naming the bound."""
+    import copy
+
+    from core.workflow import check_patient
+    pre = copy.deepcopy(model.preprocessor_)
+    f = pre.features[pre.feature_names.index("trestbps")]
+    f.min, f.max = low, high
+    patient = patient_from_row(model, cohort.df, 0)
+    for value in (20.0, 400.0):
+        if (low is not None and value < low) or (high is not None and value > high):
+            with pytest.raises(PatientError) as err:
+                check_patient({**patient, "trestbps": value}, model.schema, pre)
+            assert str(err.value) == message
+        else:
+            check_patient({**patient, "trestbps": value}, model.schema, pre)  # open side: accepted
+
+
 def test_a_typical_patient_is_the_median_and_the_most_frequent_code(model, cohort):
     typical = typical_patient(model, cohort.df)
     assert typical["chol"] == pytest.approx(np.round(cohort.df.chol.median()))
@@ -92,3 +116,11 @@ def test_a_cohort_row_keeps_missing_values_missing(model, cohort):
     with pytest.raises(PatientError, match="chol"):
         patient_from_row(model, cohort.df.drop(columns=["chol"]), 0)
     assert isinstance(pd.Series(patient).to_dict(), dict)
+
+
+def test_the_risk_module_names_its_public_api_once():
+    """One __all__ (it was built in three pieces and re-exported core.explain's background_sample)."""
+    import core.workflow.risk as risk
+    assert "background_sample" not in risk.__all__
+    assert len(set(risk.__all__)) == len(risk.__all__) and all(hasattr(risk, name) for name in risk.__all__)
+    assert {"check_patient", "patient_risk", "sensitivity", "typical_patient", "patient_from_row"} <= set(risk.__all__)
