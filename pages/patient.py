@@ -208,7 +208,8 @@ def result_panel(model, values: dict, key: tuple):
             st.info(t("patient.interval_band"), icon=":material/info:")
     calibration = getattr(model, "calibration_", None)
     if calibration is not None and not calibration.folds_into_networks:
-        st.info(t("patient.isotonic_note", risk=f"{spread.risk:.1%}", raw=f"{result.risk:.1%}"), icon=":material/info:")
+        st.info(t("patient.isotonic_note", risk=f"{result.risk:.1%}", raw=f"{result.explained_risk:.1%}"),
+                icon=":material/info:")
     unusual = ood_check(model, patient_raw)
     if unusual.unusual:
         labels = ", ".join(feature_label(schema[n]) for n in unusual.features) or t("patient.ood_combination")
@@ -229,7 +230,9 @@ def result_panel(model, values: dict, key: tuple):
     st.markdown(f"**{t('patient.reasons')}**")
     for reason in result.reasons[:3]:
         st.markdown(f"- {reason.text}")
-    st.plotly_chart(figures.waterfall(result.reasons, result.explanation.base_value, result.risk), key="waterfall",
+    # The bars add up to what SHAP explains (the uncalibrated output under isotonic recalibration; the note says so).
+    st.plotly_chart(figures.waterfall(result.reasons, result.explanation.base_value, result.explained_risk),
+                    key="waterfall",
                     config={"displayModeBar": False})
     st.caption(t("patient.timing", ms=f"{elapsed_ms:.0f}"))
     return result

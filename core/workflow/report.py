@@ -125,6 +125,18 @@ class PatientReport:
     test_auc: float | None
     cutoffs: BandCutoffs = field(default_factory=BandCutoffs)
     note: str | None = None  # e.g. why a PDF asked for in Chinese is in English
+    # What the waterfall adds up to when it is not the risk: under isotonic recalibration the reasons explain
+    # the networks' uncalibrated output (core.workflow.PatientRisk.explained_risk). None: it is the risk.
+    explained_risk: float | None = None
+
+    @property
+    def waterfall_end(self) -> float:
+        return self.risk if self.explained_risk is None else self.explained_risk
+
+    def isotonic_note(self) -> str | None:
+        if self.explained_risk is None:
+            return None
+        return tr("patient.isotonic_note", self.lang, risk=_pct(self.risk), raw=_pct(self.explained_risk))
 
 
 def build_report(model, values: dict, *, meta: dict | None = None, model_name: str | None = None,
@@ -157,6 +169,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         lang=lang, created=(now or _dt.datetime.now(_dt.timezone.utc)).astimezone(_dt.timezone.utc),
         inputs=inputs, missing=missing, risk=float(result.risk), band=result.risk_band, interval=interval,
         base_value=float(result.explanation.base_value), contributions=contributions,
+        explained_risk=None if result.explained_risk == result.risk else result.explained_risk,
         reasons=[r.text for r in result.reasons[:3]], whatifs=list(whatifs or []),
         model_name=str(model_name or meta.get("name") or "—"), model_version=model_version,
         data_fingerprint=meta.get("data_fingerprint"),
@@ -278,6 +291,8 @@ def report_pdf(report: PatientReport) -> bytes:
     pdf.set_y(top + box_h + 1)
     line(tr("patient_report.cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}"),
          7.5, colour=_GREY, height=3.8)
+    if report.isotonic_note():
+        line(report.isotonic_note(), 7.5, colour=_GREY, height=3.8)
 
     # inputs in two columns
     heading(tr("patient_report.inputs", lang))
@@ -347,7 +362,7 @@ def _waterfall(pdf, report: PatientReport, clean, family: str, width: float) -> 
     label_w, points_w = width * 0.36, 12
     chart_x, chart_w = pdf.l_margin + label_w, width - label_w - points_w
     path = np.concatenate([[report.base_value], report.base_value + np.cumsum([s for _, s in items])])
-    lo, hi, step = _axis(float(min(path.min(), report.risk)), float(max(path.max(), report.risk)))
+    lo, hi, step = _axis(float(min(path.min(), report.waterfall_end)), float(max(path.max(), report.waterfall_end)))
     def x_of(p: float) -> float:
         return chart_x + (p - lo) / (hi - lo) * chart_w
     top = pdf.get_y()
@@ -367,7 +382,7 @@ def _waterfall(pdf, report: PatientReport, clean, family: str, width: float) -> 
         pdf.set_text_color(*_INK)
         pdf.cell(label_w - 1, row_h, clean(_fit(pdf, label, label_w - 2)), align="R")
         if shap is None:
-            value = report.base_value if k == 0 else report.risk
+            value = report.base_value if k == 0 else report.waterfall_end
             pdf.set_fill_color(*_GREY)
             pdf.rect(x_of(value) - 0.5, y + 0.6, 1.0, row_h - 1.2, style="F")
             pdf.set_xy(chart_x + chart_w, y)
@@ -433,6 +448,7 @@ def report_html(report: PatientReport) -> str:
     missing = (f'<div class="small">{e(tr("patient_report.missing_note", lang))} ({e(", ".join(report.missing))})</div>'
                if report.missing else "")
     reasons = "".join(f"<li>{e(text)}</li>" for text in report.reasons)
+    isotonic = f'<div class="small">{e(report.isotonic_note())}</div>' if report.isotonic_note() else ""
     whatifs = ("".join(f"<li>{e(text)}</li>" for text in report.whatifs) if report.whatifs
                else f"<li>{e(tr('patient_report.no_whatifs', lang))}</li>")
     return f"""<!DOCTYPE html>
@@ -443,7 +459,7 @@ def report_html(report: PatientReport) -> str:
 <div class="risk"><div class="small">{e(tr("patient_report.risk", lang))}</div>
 <span class="value">{_pct(report.risk)}</span><span class="band">{e(band)}</span>
 {interval}</div>
-<div class="small">{e(cutoffs)}</div>
+<div class="small">{e(cutoffs)}</div>{isotonic}
 <h2>{e(tr("patient_report.inputs", lang))}</h2><table class="inputs">{''.join(cells)}</table>{missing}
 <h2>{e(tr("patient_report.why", lang, base=_pct(report.base_value)))}</h2>{_waterfall_svg(report)}
 <h2>{e(tr("patient_report.reasons", lang))}</h2><ol>{reasons}</ol>
@@ -460,7 +476,7 @@ def _waterfall_svg(report: PatientReport) -> str:
             (tr("patient_report.this_patient", report.lang), None)]
     row_h, label_w, chart_w, points_w = 16, 230, 380, 40
     path = np.concatenate([[report.base_value], report.base_value + np.cumsum([s for _, s in items])])
-    lo, hi, step = _axis(float(min(path.min(), report.risk)), float(max(path.max(), report.risk)))
+    lo, hi, step = _axis(float(min(path.min(), report.waterfall_end)), float(max(path.max(), report.waterfall_end)))
     def x_of(p: float) -> float:
         return label_w + (p - lo) / (hi - lo) * chart_w
     height = len(rows) * row_h + 16
@@ -477,7 +493,7 @@ def _waterfall_svg(report: PatientReport) -> str:
         weight = "bold" if shap is None else "normal"
         parts.append(f'<text x="{label_w - 6}" y="{y + 11}" text-anchor="end" font-weight="{weight}">{e(label)}</text>')
         if shap is None:
-            value = report.base_value if k == 0 else report.risk
+            value = report.base_value if k == 0 else report.waterfall_end
             parts.append(f'<rect x="{x_of(value) - 1:.1f}" y="{y + 2}" width="2" height="{row_h - 4}" fill="#777"/>'
                          f'<text x="{label_w + chart_w + points_w - 2}" y="{y + 11}" text-anchor="end">{_pct(value, 0)}</text>')
             continue

@@ -77,6 +77,14 @@ class PatientRisk:
     explanation: object | None = None  # core.explain.Explanation for this one patient
     reasons: list = field(default_factory=list)
 
+    @property
+    def explained_risk(self) -> float:
+        """What the reasons add up to (base value + SHAP values): the networks' output. It is ``risk``
+        except under isotonic recalibration, which cannot be folded into the networks (see _reported_risk)."""
+        if self.explanation is None:
+            raise ValueError("this risk was computed without reasons")
+        return float(self.explanation.output[0])
+
 
 def patient_risk(model, values: dict, *, with_reasons: bool = True, lang: str = "en",
                  cutoffs: BandCutoffs = BandCutoffs(), top: int = 3) -> PatientRisk:

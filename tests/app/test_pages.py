@@ -467,3 +467,30 @@ def test_the_train_form_trains_an_ensemble_whose_range_the_patient_page_shows():
     at.switch_page("pages/patient.py").run()
     no_exceptions(at)
     assert any("across 3 networks" in m for m in texts(at.markdown))
+
+
+def test_an_isotonic_model_on_the_patient_page_shows_both_risks_and_a_waterfall_that_adds_up():
+    """Isotonic recalibration cannot be folded into the networks: the risk shown is the calibrated one, the
+    reasons explain the network's output. The note showed the calibrated risk twice and the waterfall ended
+    on the calibrated risk, not on what its bars add up to."""
+    import json
+
+    from core.model import fit_isotonic
+    from fake_models import logistic_model
+    model = logistic_model()
+    model.base_networks_ = list(model.networks_)
+    p = model.predict_risk_raw(model.preprocessor_.encode(demo_cohort()))
+    outcome = (np.random.default_rng(0).random(p.size) < p ** 2).astype(float)  # the network's risks run high
+    model.calibration_ = fit_isotonic(p, outcome)
+    at = new_app()
+    at.session_state["model"] = model
+    at.session_state["model_info"] = {"name": "isotonic", "created": "—", "test_auc": 0.9}
+    at.switch_page("pages/patient.py").run()
+    no_exceptions(at)
+    shown = percent(metric_value(at, tr("patient.risk")))
+    spec = json.loads(plotly_charts(at)[0].proto.spec)["data"][0]
+    assert spec["measure"][-1] == "total" and spec["x"][-1] == pytest.approx(sum(spec["x"][:-1]))
+    explained = spec["x"][-1] / 100
+    assert abs(explained * 100 - shown) > 1  # the map moved this patient's risk
+    note = tr("patient.isotonic_note", risk=f"{shown / 100:.1%}", raw=f"{explained:.1%}")
+    assert note in texts(at.info)

@@ -85,6 +85,29 @@ def test_the_waterfall_names_each_reason_by_its_subject_whatever_the_sentence(mo
     assert sorted(figure.data[0].y[1:-1]) == sorted(r.subject for r in result.reasons)
 
 
+def test_an_isotonic_model_s_report_says_which_risk_the_waterfall_adds_up_to(patient):
+    """As on the Patient page: the calibrated risk is reported, the waterfall ends where its bars add up
+    (the networks' output), and a line says so."""
+    import numpy as np
+
+    from core.i18n import tr
+    from core.model import fit_isotonic
+    model = logistic_model(background_rows=80)
+    model.base_networks_ = list(model.networks_)
+    p = model.predict_risk_raw(model.preprocessor_.encode(demo_cohort()))
+    model.calibration_ = fit_isotonic(p, (np.random.default_rng(0).random(p.size) < p ** 2).astype(float))
+    result = patient_risk(model, patient, top=13)
+    report = build_report(model, patient, meta=META, lang="en", now=NOW)
+    assert report.risk == pytest.approx(result.risk) and abs(result.explained_risk - result.risk) > 0.01
+    assert report.base_value + sum(s for _, s in report.contributions) == pytest.approx(report.waterfall_end)
+    assert report.waterfall_end == pytest.approx(result.explained_risk)
+    note = tr("patient.isotonic_note", risk=f"{result.risk:.1%}", raw=f"{result.explained_risk:.1%}")
+    assert note.replace("'", "&#x27;") in report_html(report)
+    assert squash(note) in squash(pdf_text(report_pdf(report))[1])
+    plain = build_report(logistic_model(background_rows=80), patient, meta=META, lang="en", now=NOW)
+    assert plain.explained_risk is None and plain.isotonic_note() is None
+
+
 def test_the_chinese_pdf_is_in_chinese(model, patient):
     # scripts/test.sh installs Debian's fonts-wqy-zenhei; without a CJK font this fails rather than skips.
     assert cjk_font_path() is not None, "no CJK font (apt-get install fonts-wqy-zenhei, as scripts/test.sh does)"
