@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.errors import CohortError, CoreError
+from core.errors import CohortError
 from core.evaluate.subgroups import default_columns, subgroup_table
 from core.metrics.calibration import calibration_curve_ci, calibration_summary
 from core.metrics.decision import decision_curve, useful_range
@@ -149,13 +149,8 @@ def ood_check(model, raw: np.ndarray, top: int = 3) -> OODResult:
     return OODResult(d2, threshold, unusual, names, shares)
 
 
-def need_trained(model) -> None:
-    if not hasattr(model, "networks_"):
-        raise CoreError("the model is not trained yet")
-
-
 __all__ = ["Splits", "model_splits", "uncalibrated_risk_raw", "recalibrate", "calibration_report", "Uncertainty",
-           "patient_uncertainty", "OODResult", "ood_check", "WIDE_INTERVAL", "INTERVAL"]
+           "patient_uncertainty", "OODResult", "ood_check", "WIDE_INTERVAL", "INTERVAL", "trust_summary"]
 
 
 def trust_summary(model, df_test: pd.DataFrame, y_test, lang: str = "en") -> dict:
@@ -179,5 +174,3 @@ def trust_summary(model, df_test: pd.DataFrame, y_test, lang: str = "en") -> dic
             "subgroups": subgroups.to_dict(orient="records"),
             "members": int(getattr(model, "n_members_", 1))}
 
-
-__all__ += ["trust_summary"]

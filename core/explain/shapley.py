@@ -47,7 +47,6 @@ MAX_EXACT = 20  # beyond this even one (patient, background) game is too big to 
 # Floats of first-layer pre-activations held at once: 1 MB blocks keep the work in the CPU cache
 # (measured faster than 4 MB) and the memory small whatever the cohort or background size.
 _BLOCK = 1 << 17
-_AUTO_THREADS = 2  # the project's machines have 2 cores
 
 
 def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], rows_raw: np.ndarray,
@@ -64,8 +63,8 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
     n_permutations: permutations per patient for "permutation" (rounded up to an even number).
     seed: seeds the permutations (the same permutations serve every row, so a row's values do not
         depend on which other rows are explained with it).
-    n_threads: worker threads for many rows (None: up to 2 from 64 rows on); results are identical
-        for any number of threads.
+    n_threads: worker threads for many rows (None: one per core this process may use, from 64 rows on);
+        results are identical for any number of threads.
 
     Values are on the probability scale and ``base_value + shap_values.sum(1) == output`` to 1e-9.
     """
@@ -86,7 +85,7 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
     perms = _antithetic_permutations(p, n_permutations, seed) if method == "permutation" else None
 
     if n_threads is None:
-        n_threads = min(_AUTO_THREADS, _cpu_count()) if rows.shape[0] >= 64 else 1
+        n_threads = _cpu_count() if rows.shape[0] >= 64 else 1
     with single_thread_blas():
         return _explain(preprocessor, nets, rows, background, method, perms, max(1, int(n_threads)))
 
@@ -130,6 +129,7 @@ def _by_rows(solve, net, cx, cb, start, n_threads: int) -> np.ndarray:
 
 
 def _cpu_count() -> int:
+    """The cores this process may run on (a container's or taskset's limit, not the machine's total)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -139,6 +139,21 @@ def test_chunking_does_not_change_values(cleveland, monkeypatch):
             np.testing.assert_allclose(again.shap_values, ref.shap_values, atol=1e-12)
 
 
+def test_many_rows_are_split_over_the_cores_this_process_may_use(cleveland, monkeypatch):
+    """The thread count comes from the machine (its CPU affinity), not from a constant for 2-core machines."""
+    schema, pre, raw = cleveland
+    threads = []
+    by_rows = explain_mod._by_rows
+    monkeypatch.setattr(explain_mod, "_by_rows", lambda *args: threads.append(args[-1]) or by_rows(*args))
+    monkeypatch.setattr(explain_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    net = random_network(pre.n_outputs_, seed=2)
+    many = explain(pre, [net], raw[:64], raw[64:84])
+    assert threads == [6]
+    few = explain(pre, [net], raw[:10], raw[64:84])
+    assert threads == [6, 1]  # a few rows are not worth a thread pool
+    np.testing.assert_allclose(few.shap_values, many.shap_values[:10], atol=1e-12)
+
+
 def test_in_place_forward_pass_equals_the_network(cleveland, monkeypatch):
     schema, pre, raw = cleveland
     nets = [random_network(pre.n_outputs_, activation=a, seed=20 + k, scale=2.0)
