@@ -1,6 +1,6 @@
 """Audit page (only in the navigation when the audit log is on): browse and export the predictions logged.
 
-The log holds, per prediction, the time (UTC), where it was made, the model, the SHA-256 of the inputs and
+The log holds, per prediction, the time (UTC), where it was made, the model, an HMAC of the inputs and
 the risk; never a patient's values (core.audit).
 """
 from __future__ import annotations
@@ -47,8 +47,8 @@ view = log[log["source"].astype(str).isin(chosen_sources) & log["model"].astype(
 view = view.iloc[::-1]  # newest first
 
 labels = {"time_utc": t("audit.time"), "source": t("audit.source"), "model": t("audit.model"),
-          "version": t("audit.version"), "inputs_sha256": t("audit.hash"), "risk": t("audit.risk"),
-          "risk_band": t("audit.band")}
+          "version": t("audit.version"), "inputs_hmac": t("audit.hash"), "key_id": t("audit.key_id"),
+          "risk": t("audit.risk"), "risk_band": t("audit.band")}
 shown = view.assign(risk=view["risk"] * 100, source=view["source"].map(lambda s: names.get(s, s)))
 st.dataframe(shown.rename(columns=labels), hide_index=True, height=420,
              column_config={t("audit.risk"): st.column_config.NumberColumn(format="%.1f%%")})

@@ -2,10 +2,14 @@
 
 Off by default. On when ``$HEART_RISK_AUDIT`` (or the Streamlit secret of the same name) names a file:
 every prediction the dashboard shows appends one JSON line — time (UTC), model name and version, where it
-was made (patient page, cohort scoring), the SHA-256 of the patient's canonical inputs and the risk.
-Never the values themselves: the hash lets an auditor check that a given record of inputs produced a
-logged risk, without the log holding patient data. (A hash of a few clinical values can be guessed by
-trying all plausible values; set ``$HEART_RISK_AUDIT_KEY`` to make it an HMAC that needs the key too.)
+was made (patient page, cohort scoring), an HMAC-SHA-256 of the patient's canonical inputs and the risk.
+Never the values themselves: the HMAC lets whoever holds the key check that a given record of inputs
+produced a logged risk, without the log holding patient data. It is keyed because a plain hash of a few
+clinical values is undone by trying every plausible value (seconds on a laptop); without the key, the
+log's hashes cannot be tested against guesses. The key is ``$HEART_RISK_AUDIT_KEY`` when set, else a
+random per-installation key made on first use and kept in a file readable by its owner only
+(``$HEART_RISK_AUDIT_KEY_FILE``, default ``<user data dir>/heart-risk/audit.key``); each line names the key
+it was made with (``key_id``) so that lines from before a key rotation can still be told apart.
 
 Appends are whole lines written under an exclusive lock (a thread lock and ``flock`` across processes),
 then fsync'd: concurrent sessions never interleave, and a line that was reported written is on disk.
@@ -19,6 +23,8 @@ import hmac
 import json
 import math
 import os
+import secrets
+import stat
 import threading
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -28,8 +34,10 @@ import pandas as pd
 
 AUDIT_ENV = "HEART_RISK_AUDIT"
 KEY_ENV = "HEART_RISK_AUDIT_KEY"
-FIELDS = ["time_utc", "source", "model", "version", "inputs_sha256", "risk", "risk_band"]
+KEY_FILE_ENV = "HEART_RISK_AUDIT_KEY_FILE"
+FIELDS = ["time_utc", "source", "model", "version", "inputs_hmac", "key_id", "risk", "risk_band"]
 _LOCK = threading.Lock()
+_KEY_BYTES = 32
 
 try:  # POSIX advisory lock between processes; elsewhere the thread lock alone
     import fcntl
@@ -68,15 +76,66 @@ def canonical_inputs(values: Mapping) -> str:
                       ensure_ascii=False, allow_nan=False)
 
 
+def key_file() -> Path:
+    """Where the installation's audit key lives (used when ``$HEART_RISK_AUDIT_KEY`` is not set)."""
+    value = os.environ.get(KEY_FILE_ENV, "").strip()
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+    return Path(platformdirs.user_data_dir("heart-risk", appauthor=False)) / "audit.key"
+
+
+def _read_key_file(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # A key others can read makes every hash in the log guessable again: refuse rather than use it.
+            raise PermissionError(f"the audit key file {path.name} is readable by other accounts; "
+                                  "make it readable by its owner only (chmod 600)")
+        text = fh.read().decode("ascii", errors="replace").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise ValueError(f"the audit key file {path.name} does not hold a hexadecimal key of 16 bytes or more")
+    return key
+
+
+def audit_key() -> bytes:
+    """The HMAC key: ``$HEART_RISK_AUDIT_KEY``, else the installation's key file, made on first use
+    (random, 32 bytes, mode 0600; created exclusively, so two processes starting at once share one key)."""
+    env_key = os.environ.get(KEY_ENV)
+    if env_key:
+        return env_key.encode("utf-8")
+    path = key_file()
+    try:
+        return _read_key_file(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it a moment ago: use theirs
+        return _read_key_file(path)
+    try:
+        os.write(fd, (secrets.token_hex(_KEY_BYTES) + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return _read_key_file(path)
+
+
+def key_id(key: bytes) -> str:
+    """A short name for a key, written on every line: which key a line needs after a rotation. It is an
+    HMAC of a fixed text, so it reveals nothing the hashes themselves do not."""
+    return hmac.new(key, b"heart-risk audit key id", hashlib.sha256).hexdigest()[:12]
+
+
 def inputs_hash(values: Mapping, key: bytes | None = None) -> str:
-    """SHA-256 (or HMAC-SHA-256 with ``key``, default ``$HEART_RISK_AUDIT_KEY``) of the canonical inputs."""
-    if key is None:
-        env_key = os.environ.get(KEY_ENV)
-        key = env_key.encode("utf-8") if env_key else None
-    data = canonical_inputs(values).encode("utf-8")
-    if key:
-        return hmac.new(key, data, hashlib.sha256).hexdigest()
-    return hashlib.sha256(data).hexdigest()
+    """HMAC-SHA-256 of the canonical inputs with ``key`` (default :func:`audit_key`)."""
+    key = audit_key() if key is None else key
+    return hmac.new(key, canonical_inputs(values).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _now() -> str:
@@ -84,9 +143,11 @@ def _now() -> str:
 
 
 def make_record(values: Mapping, risk: float, *, model: str, version: str | None = None, source: str = "patient",
-                risk_band: str | None = None, time_utc: str | None = None) -> dict:
+                risk_band: str | None = None, time_utc: str | None = None, key: bytes | None = None) -> dict:
+    key = audit_key() if key is None else key
     return {"time_utc": time_utc or _now(), "source": source, "model": model, "version": version,
-            "inputs_sha256": inputs_hash(values), "risk": round(float(risk), 6), "risk_band": risk_band}
+            "inputs_hmac": inputs_hash(values, key), "key_id": key_id(key), "risk": round(float(risk), 6),
+            "risk_band": risk_band}
 
 
 def append(path, records: Iterable[dict]) -> int:
@@ -124,10 +185,11 @@ def log_table(path, df: pd.DataFrame, feature_names: list[str], risks, *, bands=
     """Every row of a scored table, one line each, in one append; nothing when ``path`` is None."""
     if path is None or len(df) == 0:
         return 0
-    when = _now()
+    when, key = _now(), audit_key()  # read once for the whole table
     columns = [df[name].tolist() for name in feature_names]
     bands = list(bands) if bands is not None else [None] * len(df)
-    records = (make_record(dict(zip(feature_names, row)), risk, risk_band=band, time_utc=when, **kwargs)
+    records = (make_record(dict(zip(feature_names, row)), risk, risk_band=band, time_utc=when, key=key,
+                           **kwargs)
                for row, risk, band in zip(zip(*columns), np.asarray(risks, dtype=float), bands))
     return append(path, records)
 
@@ -145,7 +207,11 @@ def read_log(path) -> tuple[pd.DataFrame, int]:
                     record = json.loads(line)
                     if not isinstance(record, dict):
                         raise ValueError
-                    rows.append({k: record.get(k) for k in FIELDS})
+                    row = {k: record.get(k) for k in FIELDS}
+                    if row["inputs_hmac"] is None and record.get("inputs_sha256"):
+                        # a line from before the hash was keyed: shown, and marked as such
+                        row["inputs_hmac"], row["key_id"] = record["inputs_sha256"], "unkeyed"
+                    rows.append(row)
                 except ValueError:
                     bad += 1
     return pd.DataFrame(rows, columns=FIELDS), bad

@@ -258,6 +258,7 @@ def test_with_the_audit_log_predictions_are_recorded_and_browsable(tmp_path, mon
     from core.workflow import inputs_hash, read_log
     log = tmp_path / "audit" / "predictions.jsonl"
     monkeypatch.setenv("HEART_RISK_AUDIT", str(log))
+    monkeypatch.setenv("HEART_RISK_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
     at = app_with_model(lang, "pages/patient.py")
     no_exceptions(at)
     at.run()  # a rerun with the same inputs is not a new prediction
@@ -268,7 +269,7 @@ def test_with_the_audit_log_predictions_are_recorded_and_browsable(tmp_path, mon
     assert table["model"].iloc[0] == "toy-logistic (v1)"
     assert "237.0" not in log.read_text() and "trestbps" not in log.read_text()
     values = {f: v for f, v in at.session_state["pt_history"]["key"]}
-    assert table["inputs_sha256"].iloc[0] == inputs_hash(values)
+    assert table["inputs_hmac"].iloc[0] == inputs_hash(values)
 
     at.switch_page("pages/scoring.py").run()
     no_exceptions(at)

@@ -3,23 +3,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import hmac
 import multiprocessing
+import os
+import stat
 import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from core.workflow import (AUDIT_ENV, KEY_ENV, append, audit_path, canonical_inputs, inputs_hash, log_prediction, log_table, make_record, read_log)
+from core.workflow import (AUDIT_ENV, KEY_ENV, KEY_FILE_ENV, append, audit_key, audit_path, canonical_inputs,
+                              inputs_hash, key_id, log_prediction, log_table, make_record, read_log)
 
 PATIENT = {"age": 63.0, "sex": 1.0, "cp": 4.0, "trestbps": 151.0, "chol": 287.125, "fbs": 0.0, "restecg": 2.0,
            "thalach": 97.0, "exang": 1.0, "oldpeak": 2.7, "slope": 2.0, "ca": None, "thal": 7.0}
 
 
 @pytest.fixture(autouse=True)
-def no_audit_env(monkeypatch):
+def no_audit_env(monkeypatch, tmp_path):
     monkeypatch.delenv(AUDIT_ENV, raising=False)
     monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "keys" / "audit.key"))
 
 
 def test_off_by_default(tmp_path, monkeypatch):
@@ -32,7 +37,7 @@ def test_off_by_default(tmp_path, monkeypatch):
 
     assert audit_path(NoSecrets()) is None
     log_prediction(None, PATIENT, 0.4, model="m")  # off: nothing happens, nothing is written
-    assert list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "audit.jsonl").exists()
     monkeypatch.setenv(AUDIT_ENV, str(tmp_path / "audit.jsonl"))
     assert audit_path() == tmp_path / "audit.jsonl"
     monkeypatch.delenv(AUDIT_ENV)
@@ -49,8 +54,9 @@ def test_lines_are_appended_and_hold_no_raw_values(tmp_path):
     assert first["model"] == "ward-mlp" and first["version"] == "v2" and first["source"] == "patient"
     assert first["risk"] == pytest.approx(0.612346) and first["risk_band"] == "intermediate"
     assert first["time_utc"].endswith("Z")
-    expected = hashlib.sha256(canonical_inputs(PATIENT).encode()).hexdigest()
-    assert first["inputs_sha256"] == expected != json.loads(lines[1])["inputs_sha256"]
+    expected = hmac.new(audit_key(), canonical_inputs(PATIENT).encode(), hashlib.sha256).hexdigest()
+    assert first["inputs_hmac"] == expected != json.loads(lines[1])["inputs_hmac"]
+    assert first["key_id"] == key_id(audit_key())
     text = path.read_text(encoding="utf-8")
     for raw in ("287.125", "151", "2.7", "chol", "trestbps", "thalach"):
         assert raw not in text
@@ -59,16 +65,55 @@ def test_lines_are_appended_and_hold_no_raw_values(tmp_path):
     assert path.read_text(encoding="utf-8").splitlines()[:2] == lines
 
 
-def test_the_hash_is_canonical_and_keyed_on_request(monkeypatch):
+def test_the_hash_is_canonical_and_keyed_by_the_environment_when_set(monkeypatch):
     reordered = dict(reversed(list(PATIENT.items())))
     as_ints = dict(PATIENT, age=63, sex=1, cp=np.float64(4.0), ca=float("nan"))
     assert inputs_hash(PATIENT) == inputs_hash(reordered) == inputs_hash(as_ints)
     assert inputs_hash(PATIENT) != inputs_hash(dict(PATIENT, age=64.0))
-    plain = inputs_hash(PATIENT)
+    installation = inputs_hash(PATIENT)
     monkeypatch.setenv(KEY_ENV, "site-secret")
     keyed = inputs_hash(PATIENT)
-    assert keyed != plain and len(keyed) == 64
-    assert make_record(PATIENT, 0.3, model="m")["inputs_sha256"] == keyed
+    assert keyed != installation and len(keyed) == 64
+    assert keyed == hmac.new(b"site-secret", canonical_inputs(PATIENT).encode(), hashlib.sha256).hexdigest()
+    assert make_record(PATIENT, 0.3, model="m")["inputs_hmac"] == keyed
+
+
+def test_by_default_the_hash_is_keyed_and_cannot_be_undone_by_guessing(tmp_path, monkeypatch):
+    """Issue 18.5: the default (no key configured) was a plain SHA-256 of the inputs, so each value could be
+    recovered by trying the plausible ones. Now a random per-installation key is made on first use."""
+    path = tmp_path / "audit.jsonl"
+    log_prediction(path, dict(PATIENT, age=77.77), 0.4, model="m")
+    logged = json.loads(path.read_text())["inputs_hmac"]
+    guesses = {hashlib.sha256(canonical_inputs(dict(PATIENT, age=a / 100)).encode()).hexdigest()
+               for a in range(7000, 8000)}
+    assert logged not in guesses  # the attacker's unkeyed search finds nothing
+    key_path = tmp_path / "keys" / "audit.key"
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert len(bytes.fromhex(key_path.read_text().strip())) == 32
+    # whoever holds the key matches the line to its inputs
+    assert logged == inputs_hash(dict(PATIENT, age=77.77), bytes.fromhex(key_path.read_text().strip()))
+    assert audit_key() == audit_key()  # made once, then read
+    # another installation (another key file) hashes the same inputs differently
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "other" / "audit.key"))
+    assert inputs_hash(dict(PATIENT, age=77.77)) != logged
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path):
+    audit_key()
+    key_path = tmp_path / "keys" / "audit.key"
+    os.chmod(key_path, 0o644)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        audit_key()
+    with pytest.raises(PermissionError):
+        log_prediction(tmp_path / "audit.jsonl", PATIENT, 0.4, model="m")  # the pages warn on OSError
+
+
+def test_lines_from_before_the_key_are_still_read(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"time_utc": "2026-01-01T00:00:00Z", "source": "patient", "model": "m",
+                                "inputs_sha256": "ab" * 32, "risk": 0.2}) + "\n")
+    table, bad = read_log(path)
+    assert bad == 0 and table["inputs_hmac"].iloc[0] == "ab" * 32 and table["key_id"].iloc[0] == "unkeyed"
 
 
 def test_a_scored_table_is_logged_row_by_row(tmp_path):
@@ -80,7 +125,7 @@ def test_a_scored_table_is_logged_row_by_row(tmp_path):
     table, bad = read_log(path)
     assert bad == 0 and len(table) == 3
     assert list(table["risk_band"]) == ["low", "intermediate", "high"]
-    assert table["inputs_sha256"].iloc[0] == inputs_hash(PATIENT)
+    assert table["inputs_hmac"].iloc[0] == inputs_hash(PATIENT)
     assert "mrn" not in path.read_text() and '"A"' not in path.read_text()
     assert log_table(None, df, names, [0.1, 0.5, 0.9], model="m") == 0
 
