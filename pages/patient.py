@@ -25,6 +25,7 @@ from core.evaluate import ood_check, patient_uncertainty
 from core.data import from_model, input_range, to_model, unit_options
 from ui import figures
 from ui.common import markdown_text, need_model
+from ui.models import audit_identity
 from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model
@@ -395,7 +396,7 @@ def audit(values: dict, key: tuple, result) -> None:
     if audit_file is None or st.session_state.get("pt_audit_key") == (token, key):
         return
     try:
-        log_prediction(audit_file, values, result.risk, model=model_name(), source="patient",
+        log_prediction(audit_file, values, result.risk, **audit_identity(), source="patient",
                        risk_band=result.risk_band)
     except OSError:
         st.warning(t("audit.write_failed"), icon=":material/warning:")

@@ -20,6 +20,7 @@ from core.workflow import BandCutoffs
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import need_model, show_problems
 from ui.i18n import lang, lang_key, t
+from ui.models import audit_identity
 from ui.shell import ensure_shell
 from ui.state import active_cohort
 
@@ -123,10 +124,9 @@ if stored is None or stored[0] != key:
     st.session_state["sc_result"] = stored
     audit_file = audit_path(st.secrets)
     if audit_file is not None:  # the audit trail, when on: one line per patient scored
-        info = st.session_state.get("model_info") or {}
         try:
             log_table(audit_file, table, pre.feature_names, scored.table["risk"], bands=scored.table["risk_band"],
-                      model=info.get("name") or t("sidebar.unsaved_model"), source="cohort")
+                      **audit_identity(), source="cohort")
         except OSError:
             st.warning(t("audit.write_failed"), icon=":material/warning:")
 scored = stored[1]

@@ -189,7 +189,6 @@ def save_panel(cohort) -> None:
             st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
             return
         info = info_from_meta(saved.metadata_, "store", path)
-        info["name"] = f"{name.strip()} ({path.name})"
         # The session keeps the trained object (and its test results); the card now reads the saved metadata.
         st.session_state["model_info"] = info
         st.session_state["model_meta"] = saved.metadata_

@@ -21,10 +21,27 @@ def created_text(iso: str | None) -> str:
 
 
 def info_from_meta(meta: dict, source: str, path: Path | None = None) -> dict:
-    """What the sidebar shows: name (None = not saved yet), created, test AUC; and where it came from."""
-    return {"name": meta.get("name"), "created": created_text(meta.get("created_utc")),
+    """What the sidebar shows: name (None = not saved yet), created, test AUC; and where it came from.
+    A saved version also gets its store name, version number and content hash (the audit trail's id)."""
+    info = {"name": meta.get("name"), "created": created_text(meta.get("created_utc")),
             "test_auc": (meta.get("metrics") or {}).get("roc_auc"), "source": source,
             "path": str(path) if path else None}
+    if path is not None:
+        from core.model import bundle_digest, version_label  # the store alone: no TensorFlow
+        path = Path(path)
+        info["name"] = version_label(path)  # the store's name: an import may be renamed
+        info["store_name"] = path.parent.name
+        info["version"] = int(path.name[1:]) if path.name[1:].isdigit() else None
+        info["model_id"] = f"sha256:{bundle_digest(path)}"
+    return info
+
+
+def audit_identity() -> dict:
+    """The session's model as the audit trail names it: model, version, model_id (core.workflow.make_record)."""
+    info = st.session_state.get("model_info") or {}
+    meta = st.session_state.get("model_meta") or {}
+    return {"model": info.get("store_name") or info.get("name") or meta.get("name") or t("sidebar.unsaved_model"),
+            "version": info.get("version"), "model_id": info.get("model_id")}
 
 
 def activate_saved(path: Path) -> None:
@@ -32,9 +49,7 @@ def activate_saved(path: Path) -> None:
     path = Path(path)
     model = load_saved_bundle(path)
     meta = model.metadata_
-    info = info_from_meta(meta, "store", path)
-    info["name"] = f"{path.parent.name} ({path.name})"  # the store's name: an import may be renamed
-    set_model(model, info, meta)
+    set_model(model, info_from_meta(meta, "store", path), meta)
 
 
 def adopt_finished_job() -> None:

@@ -62,10 +62,13 @@ def active_model():
 
 def set_model(model, info: dict, meta: dict, train_result=None) -> None:
     """Make ``model`` this session's model; everything computed for the previous one is dropped."""
+    token = uuid.uuid4().hex
+    if info.get("source") != "store":  # trained or changed here: the audit trail still tells it apart
+        info = {**info, "model_id": f"unsaved:{token}", "store_name": None, "version": None}
     st.session_state["model"] = model
     st.session_state["model_info"] = info
     st.session_state["model_meta"] = meta
-    st.session_state["model_token"] = uuid.uuid4().hex
+    st.session_state["model_token"] = token
     st.session_state["train_result"] = train_result
     st.session_state["explain_cache"] = {}
     for key in [k for k in st.session_state if str(k).startswith("pt_")]:

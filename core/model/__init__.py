@@ -30,6 +30,7 @@ from core.model.recalibration import (
 )
 from core.model.store import (
     NAME,
+    bundle_digest,
     check_name,
     clean_stale,
     configure_root,
@@ -37,6 +38,7 @@ from core.model.store import (
     list_models,
     save_model,
     store_root,
+    version_label,
 )
 from core.model.trainer import (
     XLA_MIN_STEPS,
@@ -86,6 +88,8 @@ __all__ = [
     "save_model",
     "delete_model",
     "clean_stale",
+    "bundle_digest",
+    "version_label",
     "MAX_FILES",
     "MAX_BYTES",
     "MAX_RATIO",

@@ -5,19 +5,27 @@ Where: $HEART_RISK_STORE, else the dashboard's configured location (Streamlit se
 ~/.local/share/heart-risk/models. Layout: <root>/<name>/v<k>/ (one bundle each). A save is written into
 a hidden temporary folder and renamed into place: a crash at any point leaves no half-written version
 visible, and two sessions saving the same name get two versions (rename onto an existing version fails,
-and the loser takes the next number).
+and the loser takes the next number). A deleted version leaves a marker file ``v<k>.retired``: its number
+is never given again, so "name (v<k>)" in an audit line or a report names one model only.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 
 from core.errors import BundleError
 
-NAME = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9 _.\-\u4e00-\u9fff]{0,63}$")
+# Letters and digits of any script (modèle, 心脏模型), then also spaces, '_', '-', '.'; never a path separator.
+NAME = re.compile(r"^[^\W_][\w .\-]{0,63}$")
+# Names Windows keeps for devices, with or without an extension: a store copied there must still open.
+_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
+_VERSION = re.compile(r"v(\d+)")
+_RETIRED = re.compile(r"v(\d+)\.retired")
 
 
 _configured_root: Path | None = None
@@ -44,10 +52,46 @@ def store_root() -> Path:
 
 
 def check_name(name: str) -> str:
-    name = (name or "").strip()
-    if not NAME.match(name) or name in (".", ".."):
+    # NFC: "è" typed as e + combining accent is the same name (and folder) as the precomposed "è".
+    name = unicodedata.normalize("NFC", (name or "").strip())
+    if not NAME.match(name):
         raise BundleError("a model name is 1–64 letters, digits, spaces, '-', '_' or '.', not starting with a symbol")
+    if name.endswith("."):
+        raise BundleError("a model name cannot end with '.' (Windows drops it from folder names)")
+    if _RESERVED.match(name):
+        raise BundleError(f"{name!r} is a device name on Windows; choose another model name")
     return name
+
+
+def version_label(path) -> str:
+    """A saved version as people name it: "heart-mlp (v3)". Messages use this, never the server's path."""
+    path = Path(path)
+    return f"{path.parent.name} ({path.name})" if _VERSION.fullmatch(path.name) else path.name
+
+
+def bundle_digest(directory) -> str:
+    """The content hash of a bundle: SHA-256 over every file's relative name and bytes, in name order.
+    Two bundles with one differing byte (weights, calibration, metadata) have different digests."""
+    directory = Path(directory)
+    outer = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        inner = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                inner.update(chunk)
+        name = path.relative_to(directory).as_posix().encode("utf-8")
+        outer.update(len(name).to_bytes(4, "big") + name + inner.digest())
+    return outer.hexdigest()
+
+
+def _taken_numbers(model_dir: Path) -> list[int]:
+    """Numbers of the versions there are and of those deleted (retired): none is given again."""
+    numbers = []
+    for p in model_dir.iterdir():
+        m = _VERSION.fullmatch(p.name) or _RETIRED.fullmatch(p.name)
+        if m:
+            numbers.append(int(m.group(1)))
+    return numbers
 
 
 def list_models(root: Path | None = None) -> list[dict]:
@@ -56,8 +100,8 @@ def list_models(root: Path | None = None) -> list[dict]:
     out = []
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for v in model_dir.iterdir():
-            m = re.fullmatch(r"v(\d+)", v.name)
-            if m and (v / "metadata.json").exists():
+            m = _VERSION.fullmatch(v.name)
+            if m and v.is_dir() and (v / "metadata.json").exists():
                 out.append({"name": model_dir.name, "version": int(m.group(1)), "path": v,
                             "mtime": v.stat().st_mtime})
     return sorted(out, key=lambda r: r["mtime"], reverse=True)
@@ -78,8 +122,7 @@ def save_model(write_bundle, name: str, root: Path | None = None) -> Path:
         write_bundle(bundle_dir)
         (root / name).mkdir(exist_ok=True)
         for _ in range(1000):
-            version = 1 + max((int(p.name[1:]) for p in (root / name).iterdir()
-                               if re.fullmatch(r"v\d+", p.name)), default=0)
+            version = 1 + max(_taken_numbers(root / name), default=0)
             target = root / name / f"v{version}"
             try:
                 os.rename(bundle_dir, target)  # atomic; fails if another session took this number
@@ -97,14 +140,18 @@ def delete_model(path: Path, root: Path | None = None) -> None:
     root = (root or store_root()).resolve()
     path = Path(path).resolve()
     if root not in path.parents or not (path / "metadata.json").exists():
-        raise BundleError("not a saved model of this store")
+        raise BundleError(f"{version_label(path)} is not a saved model of this store")
+    # The number is retired before the version goes: at every moment either the version or its marker
+    # is there, so a save running meanwhile never takes the number again.
+    m = _VERSION.fullmatch(path.name)
+    if m:
+        marker = path.parent / f"v{m.group(1)}.retired"
+        marker.touch()
+        _fsync_dir(path.parent)
     # Rename first so a half-deleted version is never visible as a model.
     trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=root))
     os.rename(path, trash / "bundle")
     shutil.rmtree(trash, ignore_errors=True)
-    parent = path.parent
-    if parent.exists() and not any(parent.iterdir()):
-        parent.rmdir()
 
 
 def clean_stale(root: Path | None = None, older_than_s: float = 3600) -> int:

@@ -1,8 +1,9 @@
 """An optional audit trail of predictions: who-knows-what stays out, what was predicted stays in.
 
 Off by default. On when ``$HEART_RISK_AUDIT`` (or the Streamlit secret of the same name) names a file:
-every prediction the dashboard shows appends one JSON line — time (UTC), model name and version, where it
-was made (patient page, cohort scoring), an HMAC-SHA-256 of the patient's canonical inputs and the risk.
+every prediction the dashboard shows appends one JSON line — time (UTC), model name, version and id (a saved
+bundle's content hash, or the id of an unsaved model), where it was made (patient page, cohort scoring), an
+HMAC-SHA-256 of the patient's canonical inputs and the risk.
 Never the values themselves: the HMAC lets whoever holds the key check that a given record of inputs
 produced a logged risk, without the log holding patient data. It is keyed because a plain hash of a few
 clinical values is undone by trying every plausible value (seconds on a laptop); without the key, the
@@ -35,7 +36,7 @@ import pandas as pd
 AUDIT_ENV = "HEART_RISK_AUDIT"
 KEY_ENV = "HEART_RISK_AUDIT_KEY"
 KEY_FILE_ENV = "HEART_RISK_AUDIT_KEY_FILE"
-FIELDS = ["time_utc", "source", "model", "version", "inputs_hmac", "key_id", "risk", "risk_band"]
+FIELDS = ["time_utc", "source", "model", "version", "model_id", "inputs_hmac", "key_id", "risk", "risk_band"]
 _LOCK = threading.Lock()
 _KEY_BYTES = 32
 
@@ -142,10 +143,15 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def make_record(values: Mapping, risk: float, *, model: str, version: str | None = None, source: str = "patient",
-                risk_band: str | None = None, time_utc: str | None = None, key: bytes | None = None) -> dict:
+def make_record(values: Mapping, risk: float, *, model: str, version: int | str | None = None,
+                model_id: str | None = None, source: str = "patient", risk_band: str | None = None,
+                time_utc: str | None = None, key: bytes | None = None) -> dict:
+    """One line. ``model_id`` tells models apart where names cannot: ``sha256:<hex>``, the content hash of
+    a saved bundle (core.model.bundle_digest), or ``unsaved:<hex>``, an id given to a model trained or
+    changed in a session and not saved."""
     key = audit_key() if key is None else key
     return {"time_utc": time_utc or _now(), "source": source, "model": model, "version": version,
+            "model_id": model_id,
             "inputs_hmac": inputs_hash(values, key), "key_id": key_id(key), "risk": round(float(risk), 6),
             "risk_band": risk_band}
 

@@ -57,10 +57,54 @@ def test_concurrent_saves_of_one_name_never_clobber(tmp_path):
     assert tags == {f"s{i}" for i in range(8)}
 
 
-@pytest.mark.parametrize("bad", ["", "../evil", "/abs", ".hidden", "a" * 65, "x/y"])
+@pytest.mark.parametrize("bad", ["", "../evil", "/abs", ".hidden", "a" * 65, "x/y", "x\\y", "a:b", "a\tb",
+                                 # issue 18.8: names Windows cannot hold as folders
+                                 "CON", "nul", "Com1", "LPT9", "aux.json", "model.", "model..", "_x", "-x"])
 def test_bad_names_refused(tmp_path, bad):
     with pytest.raises(BundleError):
         store.save_model(_writer("x"), bad, root=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("good", ["modèle", "心脏模型", "Модель 2", "heart-mlp_v2.1", "CONSOLE", "nul1", "COM10"])
+def test_names_in_any_script_are_accepted(tmp_path, good):
+    """Issue 18.8: accented names were refused."""
+    path = store.save_model(_writer("x"), good, root=tmp_path)
+    assert path.parent.name == good and path.name == "v1"
+
+
+def test_a_name_is_one_folder_however_its_accents_were_typed(tmp_path):
+    composed, decomposed = "mod\u00e8le", "mode\u0300le"
+    store.save_model(_writer("a"), composed, root=tmp_path)
+    second = store.save_model(_writer("b"), decomposed, root=tmp_path)
+    assert second.parent.name == composed and second.name == "v2"
+
+
+def test_a_deleted_version_number_is_never_given_again(tmp_path):
+    """Issue 18.4: delete "victim" v1, save another model as "victim": it was v1 again."""
+    first = store.save_model(_writer("first"), "victim", root=tmp_path)
+    store.delete_model(first, root=tmp_path)
+    assert store.list_models(tmp_path) == []
+    again = store.save_model(_writer("other"), "victim", root=tmp_path)
+    assert again.name == "v2"
+    third = store.save_model(_writer("third"), "victim", root=tmp_path)
+    store.delete_model(third, root=tmp_path)
+    store.delete_model(again, root=tmp_path)
+    assert store.save_model(_writer("fourth"), "victim", root=tmp_path).name == "v4"
+    assert [(r["name"], r["version"]) for r in store.list_models(tmp_path)] == [("victim", 4)]
+
+
+def test_the_bundle_digest_covers_every_byte_and_name(tmp_path):
+    path = store.save_model(_writer("a"), "m", root=tmp_path)
+    (path / "model.keras").write_bytes(b"weights")
+    digest = store.bundle_digest(path)
+    assert len(digest) == 64 and digest == store.bundle_digest(path)
+    (path / "model.keras").write_bytes(b"weightt")
+    assert store.bundle_digest(path) != digest
+    (path / "model.keras").write_bytes(b"weights")
+    (path / "model.keras").rename(path / "other.keras")
+    assert store.bundle_digest(path) != digest
+    assert store.version_label(path) == "m (v1)"
 
 
 def test_delete_only_inside_store(tmp_path):
