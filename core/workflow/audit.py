@@ -99,7 +99,8 @@ def _read_key_file(path: Path) -> bytes:
     except ValueError:
         key = b""
     if len(key) < 16:
-        raise ValueError(f"the audit key file {path.name} does not hold a hexadecimal key of 16 bytes or more")
+        # an OSError, as an unwritable log is: the pages show the risk and warn that it was not recorded
+        raise PermissionError(f"the audit key file {path.name} does not hold a hexadecimal key of 16 bytes or more")
     return key
 
 

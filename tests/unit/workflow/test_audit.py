@@ -106,6 +106,10 @@ def test_a_key_file_others_can_read_is_refused(tmp_path):
         audit_key()
     with pytest.raises(PermissionError):
         log_prediction(tmp_path / "audit.jsonl", PATIENT, 0.4, model="m")  # the pages warn on OSError
+    key_path.write_text("not a key")
+    os.chmod(key_path, 0o600)
+    with pytest.raises(PermissionError, match="hexadecimal"):
+        audit_key()
 
 
 def test_lines_from_before_the_key_are_still_read(tmp_path):
