@@ -91,7 +91,7 @@ def extract_bundle_zip(source, dest, max_files: int = MAX_FILES, max_bytes: int 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
-        raise BundleError(f"{dest} is not empty")
+        raise BundleError("the folder to unpack the zip into is not empty")
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
     try:
