@@ -347,11 +347,23 @@ def _parse_rows(text: str, delimiter: str, name: str) -> tuple[list[list[str]], 
                 start = reader.line_num + 1
         except csv.Error:
             pass
+        if "field larger" in str(exc) and not _quote_left_open(text, start):
+            raise CohortError(f"{name}: line {start} has a field longer than {csv.field_size_limit():,} "
+                              "characters (too long for a cell of a cohort file)") from None
         reason = "an unclosed quote" if "end of data" in str(exc) or "field larger" in str(exc) \
             else "a misplaced quote"
         raise CohortError(f"{name}: line {start} has {reason} (ragged or broken row)") from None
     rows = [r for r in records if "".join(r).strip()]
     return rows, len(records) - len(rows)
+
+
+def _quote_left_open(text: str, line: int) -> bool:
+    """Does an odd number of quote marks follow the start of ``line``: a quote opened there is never
+    closed (a doubled "" inside a field counts twice). Tells an unclosed quote from a field that is
+    merely longer than the csv module's limit."""
+    head = text.split("\n", line - 1)
+    offset = len(text) - len(head[-1]) if len(head) == line else 0
+    return text.count('"', offset) % 2 == 1
 
 
 def _line_of(text: str, delimiter: str, index: int) -> int:

@@ -186,6 +186,10 @@ def test_uploaded_file_object():
     (b'a,b,c\n"1\n2",2,3\n\n\n4,5\n', "line 6 has 2 fields"),  # a quoted newline and blank lines count
     (b'a,b\n1,2\n3,"4\n5,6\n', "line 3 has an unclosed quote"),
     (b'a,b\n1,"2"x\n', "line 2 has a misplaced quote"),
+    # issue 18.7: a closed field longer than the csv module's limit was reported as an unclosed quote
+    pytest.param(b'a,b\n1,2\n3,"' + b"x" * 200_000 + b'"\n5,6\n', "line 3 has a field longer than 131,072 characters",
+                 id="field-too-long"),
+    pytest.param(b'a,b\n1,2\n3,"' + b"x" * 200_000 + b'\n5,6\n', "line 3 has an unclosed quote", id="long-unclosed"),
 ])
 def test_read_refusals(data, pattern):
     with pytest.raises(CohortError, match=pattern) as info:
