@@ -64,7 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="risk, band and top-3 reasons for every patient of a CSV")
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--input", required=True, help="patients CSV (the model's feature columns)")
-    p.add_argument("--output", required=True, help="CSV to write: input columns + risk, risk_band, reason_1..3")
+    p.add_argument("--output", required=True,
+                   help="CSV to write: input columns + risk, risk_band, reason_1..3 ('-': standard output)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the reasons")
 
     p = sub.add_parser("explain", help="SHAP attributions (probability scale) per patient, with the base value")
@@ -160,6 +161,64 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+def _writable_folder(folder: Path, flag: str) -> None:
+    """CoreError unless a file can be created in ``folder`` (or in its nearest existing parent, which the
+    command would create it in). Tried, not guessed from permission bits: root ignores those, and a
+    read-only mount or an immutable folder refuses even root."""
+    import tempfile
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CoreError(f"{flag}: {probe} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise CoreError(f"{flag}: cannot write in {probe} ({exc.strerror or type(exc).__name__})") from None
+
+
+def _check_paths(args) -> None:
+    """Inputs exist and outputs can be written before any work is done: TensorFlow takes seconds to import
+    and a training run minutes, and a mistyped path should not cost either (nor print TensorFlow's notes
+    before its one-line error)."""
+    command = args.command
+    for flag in ("input", "data"):
+        value = getattr(args, flag, None)
+        if value and command != "score" and not Path(value).is_file():  # score also takes folders and globs
+            raise CoreError(f"--{flag}: no such file: {value}")
+    model = getattr(args, "model", None)
+    if model and not Path(model).is_dir():
+        raise CoreError(f"--model: no such bundle folder: {model}")
+    output = getattr(args, "output", None)
+    if command == "predict" and output != "-":
+        if Path(output).is_dir():
+            raise CoreError(f"--output: {output} is a folder; name the CSV file to write")
+        _writable_folder(Path(output).absolute().parent, "--output")
+    if command == "train":
+        if args.out:
+            out = Path(args.out)
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise CoreError(f"--out {out} exists and is not empty; choose a new directory (nothing is overwritten)")
+            _writable_folder(out.absolute().parent, "--out")
+        else:
+            _writable_store()
+    if command == "validate" and args.recalibrate:
+        from core.model.store import check_name
+        check_name(args.recalibrate)
+        _writable_store()
+
+
+def _writable_store() -> None:
+    from core.model.store import store_root
+    try:
+        root = store_root()  # creates it when missing
+    except OSError as exc:
+        raise CoreError(f"the model store ($HEART_RISK_STORE): cannot create {exc.filename} "
+                        f"({exc.strerror or type(exc).__name__})") from None
+    _writable_folder(root, "the model store ($HEART_RISK_STORE)")
+
+
 def _warn(problems) -> None:
     for problem in problems:
         print(f"warning: {problem.message}", file=sys.stderr)
@@ -182,7 +241,7 @@ def cmd_train(args) -> int:
 
     if args.out:
         out = Path(args.out)
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(out.iterdir()):  # checked before training too; a race since is still refused
             raise CoreError(f"--out {out} exists and is not empty; choose a new directory (nothing is overwritten)")
         write(out)
     else:
@@ -249,6 +308,12 @@ def cmd_predict(args) -> int:
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
     scored = score_table(model, table, lang=args.lang)
+    if args.output == "-":  # a pipe: the CSV on standard output, the count on standard error
+        from core.workflow.export import csv_bytes
+        sys.stdout.buffer.write(csv_bytes(scored))
+        sys.stdout.flush()
+        print(f"wrote {len(scored)} patients to standard output", file=sys.stderr)
+        return 0
     write_csv(scored, args.output)
     print(f"wrote {len(scored)} patients to {args.output}", file=sys.stderr)
     return 0
@@ -282,6 +347,7 @@ def cmd_counterfactual(args) -> int:
     from core.workflow.risk import patient_from_row
     if not 0 < args.target_risk < 1:
         raise CoreError("--target-risk must be between 0 and 1, e.g. 0.2")
+    _import_tensorflow_quietly()
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
     features = [x.strip() for x in args.features.split(",") if x.strip()] if args.features is not None else None
@@ -317,9 +383,8 @@ def cmd_validate(args) -> int:
         validate_external,
     )
     from core.model.bundle import load_bundle
+    _import_tensorflow_quietly()
     model = load_bundle(args.model)
-    if not Path(args.data).is_file():
-        raise CoreError(f"--data: no such file: {args.data}")
     cohort = external_cohort(model, args.data, missing=args.missing)
     _warn(cohort.problems)
     result = validate_external(model, cohort)
@@ -402,12 +467,15 @@ def _json_default(o):
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     try:
+        _check_paths(args)
         return COMMANDS[args.command](args)
     except CoreError as exc:  # one line, always: a message from a library may carry more
         print(f"error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except (OSError, UnicodeError) as exc:
-        print(f"error: {type(exc).__name__}: {getattr(exc, 'strerror', None) or 'cannot read or write a file'}", file=sys.stderr)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""  # the user's own path
+        print(f"error: {type(exc).__name__}: {getattr(exc, 'strerror', None) or 'cannot read or write a file'}{where}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
