@@ -20,7 +20,7 @@ def cli(*args, timeout=300, **env) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     environ.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it: core/__main__ sets its own
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=environ, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def one_line_refusal(done: subprocess.CompletedProcess, pattern: str) -> None:
