@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from core.data.read import ReadResult, read_table
-from core.data.schema import Schema, infer_schema, parse_rule
+from core.data.concepts import infer_clinical_schema
+from core.data.schema import Schema, parse_rule
 from core.data.validation import Problem, validate
 from core.errors import CohortError
 
@@ -58,7 +59,7 @@ def load_cohort(source, *, target: str | None = None, positive_rule: str | None 
     if schema is None:
         # ±inf would widen an inferred plausible range to infinity; validate reports them instead.
         finite = read.df.replace([np.inf, -np.inf], np.nan)
-        schema = infer_schema(finite, target=target, positive_rule=positive_rule)
+        schema = infer_clinical_schema(finite, target=target, positive_rule=positive_rule)
     elif target is not None or positive_rule is not None:
         schema = _retarget(schema, target, positive_rule)
     cohort = cohort_from_frame(read.df, schema, read.name, missing=missing)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from core.data.schema import ASSETS, Code, Feature, Kind
+from core.data.schema import ASSETS, Code, Feature, Kind, Schema, infer_schema
 
 VOCABULARY_PATH = ASSETS / "concepts.json"
 ClinicalRole = Literal["demographic", "history", "symptom", "test", "treatable"]
@@ -267,3 +267,14 @@ def apply_mapping(features: list[Feature], mappings: list[ColumnMapping],
         m = by_column.get(f.name)
         out.append(concept_feature(f.name, vocab[m.concept], m.unit, base=f) if m else f)
     return out
+
+
+def infer_clinical_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str | None = None,
+                          mapping: list[ColumnMapping] | None = None) -> Schema:
+    """:func:`~core.data.schema.infer_schema` with every column that matches a concept (``mapping``, by
+    default :func:`propose_mapping`'s) given the concept's label, unit, range, codes and unit conversion."""
+    if mapping is None:
+        mapping = propose_mapping(df.drop(columns=[target]) if target in df.columns else df)
+    mapping = [m for m in mapping if m.column != target]
+    return infer_schema(df, target=target, positive_rule=positive_rule,
+                        map_features=lambda features: apply_mapping(features, mapping))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Union
 
@@ -236,7 +237,8 @@ def is_cleveland(columns) -> bool:
 
 
 def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str | None = None,
-                 max_codes: int = 10, mapping: list | None = None) -> Schema:
+                 max_codes: int = 10, map_features: Callable[[list[Feature]], list[Feature]] | None = None
+                 ) -> Schema:
     """Infer a schema for a cohort that is not the Cleveland file.
 
     numeric vs coded is decided from the values: a column of text is coded; a numeric column with two
@@ -246,9 +248,9 @@ def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str
     Columns with one value, or text with more than ``max_codes`` distinct values (identifiers, free text),
     are ignored.
 
-    Columns whose name and values match a concept of the clinical vocabulary (``mapping``, by default
-    :func:`core.data.concepts.propose_mapping`) take the concept's label, unit, range, codes and unit
-    conversion; identifiers, dates and near-perfect predictors of the outcome are kept out of the inputs.
+    ``map_features`` may replace inferred features by better-known ones (the clinical vocabulary does:
+    :func:`core.data.concepts.infer_clinical_schema`). Identifiers, dates and near-perfect predictors of
+    the outcome are kept out of the inputs, with the reason in ``Feature.excluded``.
     """
     if target is not None and target not in df.columns:
         raise CohortError(f"target column {target!r} is not in the file; columns are {list(df.columns)}")
@@ -272,12 +274,9 @@ def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str
                         source="uci-cleveland", outcome_label="heart disease present",
                         outcome_label_zh="存在心脏病")
     else:
-        # Imported here: the vocabulary module builds on Feature.
-        from core.data.concepts import apply_mapping, propose_mapping
         features = [_infer_feature(col, df[col], max_codes) for col in df.columns]
-        if mapping is None:
-            mapping = propose_mapping(df.drop(columns=[target]) if target else df)
-        features = apply_mapping(features, [m for m in mapping if m.column != target])
+        if map_features is not None:
+            features = map_features(features)
         features = [_exclude_identifier(f, df[f.name]) if f.concept is None or df[f.name].isna().all() else f
                     for f in features]
         schema = Schema(features=features, target=target, positive_rule=positive_rule)
