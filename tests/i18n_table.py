@@ -1,12 +1,10 @@
-"""The dashboard's strings (assets/i18n.json) for tests, so they follow wording changes instead of copying them."""
+"""The dashboard's strings for tests, from the one table (core.i18n), so tests follow wording changes instead
+of copying them. Stricter than core.i18n.tr: a key or language missing from the table is a KeyError here."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-TABLE = json.loads((Path(__file__).resolve().parent.parent / "assets" / "i18n.json").read_text(encoding="utf-8"))
+from core.i18n import table
 
 
 def tr(key: str, lang: str = "en", **kwargs) -> str:
-    text = TABLE[key][lang]
+    text = table()[key][lang]
     return text.format(**kwargs) if kwargs else text

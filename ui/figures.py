@@ -102,7 +102,8 @@ def beeswarm(expl, pre, order: list[str]):
         raw = pd.Series(expl.raw[:, j])
         rank = raw.rank(pct=True).fillna(0.5)  # colour: where the value sits in this sample, low to high
         feature = pre.features[j]
-        text = [feature_value(feature, v) if v is not None else t("value.unknown_code") for v in decoded(expl, pre, name)]
+        text = [feature_value(feature, v) if v is not None else t("value.unknown_code")
+                for v in decoded(expl, pre, name)]
         parts.append(pd.DataFrame({"label": labels[name], "shap_value": expl.shap_values[:, j],
                                    "value_rank": rank.to_numpy(), "value_text": text}))
     fig = plots.beeswarm(pd.concat(parts, ignore_index=True), [labels[n] for n in order])
