@@ -83,7 +83,36 @@ def live_progress() -> None:
         job.stop()
 
 
+# What the dashboard accepts per setting (TrainConfig allows more, e.g. 10,000 epochs from the CLI). The inputs
+# have no bounds of their own: a bounded st.number_input keeps an out-of-range entry on screen with a red "!"
+# and silently submits its old value, so the form did nothing. Here every entry is checked on submit and a
+# refused one is named next to its field.
+LIMITS = {"epochs": (1, 2000), "batch_size": (1, 4096), "learning_rate": (1e-5, 1.0), "l2": (0.0, 1.0),
+          "patience": (1, 1000), "seed": (0, 2**31 - 1), "members": (1, 20)}
+
+
+def out_of_range(values: dict) -> dict[str, str]:
+    """{setting: message} for every entry outside LIMITS (or not a whole number where one is needed)."""
+    errors = {}
+    for name, (low, high) in LIMITS.items():
+        value = values.get(name)
+        if value is None:
+            errors[name] = t("train.setting_missing")
+        elif not low <= value <= high:
+            errors[name] = t("train.setting_range", value=f"{value:g}", low=f"{low:g}", high=f"{high:g}")
+        elif isinstance(low, int) and float(value) != int(value):
+            errors[name] = t("train.setting_whole", value=f"{value:g}")
+    return errors
+
+
 def training_form(cohort, running: bool) -> None:
+    errors = st.session_state.get("train_form_errors", {})
+
+    def field(col, name: str, widget):
+        if name in errors:
+            col.error(errors[name], icon=":material/error:")
+        return widget
+
     with st.form("train_form"):
         st.caption(t("train.defaults_note"))
         c1, c2, c3 = st.columns(3)
@@ -94,21 +123,36 @@ def training_form(cohort, running: bool) -> None:
             "optimizer": c1.selectbox(t("train.optimizer"), ["adam", "sgd"]),
             "loss": c1.selectbox(t("train.loss"), ["bce", "mse"],
                                  format_func={"bce": t("train.loss_bce"), "mse": t("train.loss_mse")}.get),
-            "epochs": c2.number_input(t("train.epochs"), 1, 2000, DEFAULT.epochs, 1),
-            "batch_size": c2.number_input(t("train.batch"), 1, 4096, DEFAULT.batch_size, 1),
-            "learning_rate": c2.number_input(t("train.lr"), 1e-5, 1.0, DEFAULT.learning_rate, 0.001, format="%.4f",
-                                             help=t("train.lr_help")),
-            "l2": c2.number_input(t("train.l2"), 0.0, 1.0, DEFAULT.l2, 1e-4, format="%.5f"),
+            "epochs": field(c2, "epochs", c2.number_input(t("train.epochs"), value=DEFAULT.epochs, step=1,
+                                                          help=t("train.range_help", low=1, high=2000))),
+            "batch_size": field(c2, "batch_size", c2.number_input(t("train.batch"), value=DEFAULT.batch_size, step=1,
+                                                                  help=t("train.range_help", low=1, high=4096))),
+            "learning_rate": field(c2, "learning_rate", c2.number_input(
+                t("train.lr"), value=DEFAULT.learning_rate, step=0.001, format="%.4f", help=t("train.lr_help"))),
+            "l2": field(c2, "l2", c2.number_input(t("train.l2"), value=DEFAULT.l2, step=1e-4, format="%.5f")),
             "dropout": c3.slider(t("train.dropout"), 0.0, 0.9, DEFAULT.dropout, 0.05),
             "early_stopping": c3.checkbox(t("train.early_stopping"), DEFAULT.early_stopping),
-            "patience": c3.number_input(t("train.patience"), 1, 1000, DEFAULT.patience, 1),
-            "seed": c3.number_input(t("train.seed"), 0, 2**31 - 1, DEFAULT.seed, 1),
+            "patience": field(c3, "patience", c3.number_input(t("train.patience"), value=DEFAULT.patience, step=1,
+                                                              help=t("train.range_help", low=1, high=1000))),
+            "seed": field(c3, "seed", c3.number_input(t("train.seed"), value=DEFAULT.seed, step=1)),
             # Every risk on the patient page comes with a range when the model is an ensemble (issue: trust).
-            "members": c3.number_input(t("train.members"), 1, 20, DASHBOARD_MEMBERS, 1, help=t("train.members_help")),
+            "members": field(c3, "members", c3.number_input(t("train.members"), value=DASHBOARD_MEMBERS, step=1,
+                                                            help=t("train.members_help"))),
         }
         submitted = st.form_submit_button(t("train.start"), type="primary", icon=":material/play_arrow:",
                                           disabled=running)
+        if errors:
+            st.error(t("train.settings_refused", n=len(errors)), icon=":material/error:")
     if submitted and not running:
+        refused = out_of_range(values)
+        if refused:
+            if refused != errors:
+                st.session_state["train_form_errors"] = refused
+                st.rerun()  # draw the messages next to their fields
+            return
+        st.session_state.pop("train_form_errors", None)
+        for name in ("epochs", "batch_size", "patience", "seed", "members"):
+            values[name] = int(values[name])
         try:
             config = config_from_form(values)
         except CoreError as exc:

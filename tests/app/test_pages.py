@@ -494,3 +494,27 @@ def test_an_isotonic_model_on_the_patient_page_shows_both_risks_and_a_waterfall_
     assert abs(explained * 100 - shown) > 1  # the map moved this patient's risk
     note = tr("patient.isotonic_note", risk=f"{shown / 100:.1%}", raw=f"{explained:.1%}")
     assert note in texts(at.info)
+
+def test_an_out_of_range_setting_is_refused_next_to_it_and_starts_no_job():
+    """Issue 16.5: 3,000 epochs (the dashboard's maximum is 2,000) used to leave the form doing nothing."""
+    at = new_app()
+    at.switch_page("pages/train.py").run()
+    widget(at.number_input, tr("train.epochs")).set_value(3000)
+    widget(at.number_input, tr("train.members")).set_value(0)
+    at.get("form_submit_button")[0].click().run()
+    no_exceptions(at)
+    assert at.session_state["train_job"] is None
+    errors = texts(at.error)
+    assert tr("train.setting_range", value="3000", low="1", high="2000") in errors
+    assert tr("train.setting_range", value="0", low="1", high="20") in errors
+    assert tr("train.settings_refused", n=2) in errors
+    # Corrected, the same form starts the job and the messages go.
+    widget(at.number_input, tr("train.epochs")).set_value(3)
+    widget(at.number_input, tr("train.members")).set_value(1)
+    at.get("form_submit_button")[0].click().run()
+    no_exceptions(at)
+    job = at.session_state["train_job"]
+    assert job.config.epochs == 3 and job.config.members == 1
+    assert job.wait(120)
+    at.run()
+    assert not any("accepted range" in e for e in texts(at.error))
