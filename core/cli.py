@@ -102,6 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="reasons per patient with --reasons (default 3)")
     p.add_argument("--shap", action="store_true", help="add every feature's SHAP value as shap_<feature>")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the reasons")
+    p.add_argument("--float32", action="store_true",
+                   help="solve the SHAP games in float32: ~1.35x faster, values within 1e-6 of predict/explain")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: a Ray instance on this machine (default); ray: an existing cluster (--address)")
     p.add_argument("--address", help="Ray cluster address for --engine ray (default $RAY_ADDRESS)")
@@ -430,7 +432,8 @@ def cmd_score(args) -> int:
     # stdout is for the summary below.
     with contextlib.redirect_stdout(sys.stderr):
         result = score(args.model, args.input, args.output,
-                       Options(reasons=args.reasons, top=args.top, shap=args.shap, lang=args.lang),
+                       Options(reasons=args.reasons, top=args.top, shap=args.shap, lang=args.lang,
+                               precision="float32" if args.float32 else "float64"),
                        engine=args.engine, address=args.address, workers=args.workers, part_rows=args.part_rows,
                        progress=print_progress)
     m = result.manifest

@@ -51,7 +51,7 @@ _BLOCK = 1 << 17
 
 def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], rows_raw: np.ndarray,
             background_raw: np.ndarray, method: str = "auto", n_permutations: int = 64,
-            seed: int = 0, n_threads: int | None = None) -> Explanation:
+            seed: int = 0, n_threads: int | None = None, precision: str = "float64") -> Explanation:
     """Interventional SHAP values of the predicted probability for each row of ``rows_raw``.
 
     preprocessor: the fitted Preprocessor of the model (raw matrix -> network inputs).
@@ -65,6 +65,8 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
         depend on which other rows are explained with it).
     n_threads: worker threads for many rows (None: one per core this process may use, from 64 rows on);
         results are identical for any number of threads.
+    precision: "float64" (default: additivity to ~1e-15, the numbers every page and command show) or
+        "float32" for the exact method's coalition games (additivity to ~1e-7; measured in bench/_batch.py).
 
     Values are on the probability scale and ``base_value + shap_values.sum(1) == output`` to 1e-9.
     """
@@ -83,14 +85,18 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
     if method not in ("exact", "permutation"):
         raise ValueError(f"unknown method {method!r}; use 'auto', 'exact' or 'permutation'")
     perms = _antithetic_permutations(p, n_permutations, seed) if method == "permutation" else None
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"unknown precision {precision!r}; use 'float64' or 'float32'")
 
     if n_threads is None:
         n_threads = _cpu_count() if rows.shape[0] >= 64 else 1
     with single_thread_blas():
-        return _explain(preprocessor, nets, rows, background, method, perms, max(1, int(n_threads)))
+        return _explain(preprocessor, nets, rows, background, method, perms, max(1, int(n_threads)),
+                        np.dtype(precision))
 
 
-def _explain(preprocessor, nets, rows, background, method, perms, n_threads) -> Explanation:
+def _explain(preprocessor, nets, rows, background, method, perms, n_threads,
+             dtype=np.dtype(np.float64)) -> Explanation:
     p = len(preprocessor.features)
     # Encoded once (network-independent), multiplied by each network's first layer below.
     enc_rows = [preprocessor.encode_feature_values(j, rows[:, j]) for j in range(p)]
@@ -108,7 +114,7 @@ def _explain(preprocessor, nets, rows, background, method, perms, n_threads) -> 
         start = b1 + cb.sum(axis=1)  # first-layer pre-activation of each background row
         output += net.proba_from_first(b1 + cx.sum(axis=1))
         base += float(np.mean(net.proba_from_first(start)))
-        solve = _exact if method == "exact" else partial(_permutation, perms=perms)
+        solve = partial(_exact, dtype=dtype) if method == "exact" else partial(_permutation, perms=perms)
         phi += _by_rows(solve, net, cx, cb, start, n_threads)
     k = len(nets)
     return Explanation(shap_values=phi / k, base_value=base / k, output=output / k,
@@ -158,11 +164,14 @@ def shapley_weights(q: int) -> np.ndarray:
     return A
 
 
-def _exact(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Exact interventional Shapley values of one network, (n, p)."""
+def _exact(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray,
+           dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
+    """Exact interventional Shapley values of one network, (n, p); the games in ``dtype``."""
     n, p, h1 = cx.shape
     B = cb.shape[0]
-    forward = _Forward(net)
+    forward = _Forward(net, dtype)
+    if dtype != np.float64:
+        cx, cb, start = cx.astype(dtype), cb.astype(dtype), start.astype(dtype)
     phi = np.zeros((n, p))
     rows_per_chunk = max(1, _BLOCK // max(1, B * p * h1))
     for r0 in range(0, n, rows_per_chunk):
@@ -200,15 +209,15 @@ def _coalitions(z0: np.ndarray, d: np.ndarray, out: np.ndarray) -> np.ndarray:
     """
     m, q, h1 = d.shape
     stacked = np.concatenate([z0[:, None, :], d], axis=1).transpose(2, 0, 1)  # (h1, m, q+1)
-    np.matmul(stacked.reshape(h1 * m, q + 1), _coalition_matrix(q), out=out.reshape(h1 * m, 1 << q))
+    np.matmul(stacked.reshape(h1 * m, q + 1), _coalition_matrix(q, out.dtype), out=out.reshape(h1 * m, 1 << q))
     return out
 
 
 @lru_cache(maxsize=None)
-def _coalition_matrix(q: int) -> np.ndarray:
+def _coalition_matrix(q: int, dtype=np.dtype(np.float64)) -> np.ndarray:
     """(q+1, 2^q): row 0 all ones (the background row's start), row 1+j = membership of player j."""
     s = np.arange(1 << q)
-    M = np.vstack([np.ones((1, 1 << q)), ((s[None, :] >> np.arange(q)[:, None]) & 1).astype(np.float64)])
+    M = np.vstack([np.ones((1, 1 << q)), ((s[None, :] >> np.arange(q)[:, None]) & 1)]).astype(dtype)
     M.setflags(write=False)
     return M
 
@@ -263,8 +272,8 @@ _buffers = threading.local()
 _INPLACE_ACTIVATIONS = ("relu", "tanh", "sigmoid")  # others run through Network.proba_from_first
 
 
-def _scratch(name: str, size: int) -> np.ndarray:
-    """A reusable float64 work array of at least ``size`` elements, one set per thread.
+def _scratch(name: str, size: int, dtype=np.dtype(np.float64)) -> np.ndarray:
+    """A reusable work array of at least ``size`` elements, one set per thread and dtype.
 
     Fresh multi-megabyte arrays cost page faults on every chunk (measured: 2-3x slower than the
     arithmetic itself), so the chunks reuse these.
@@ -272,9 +281,10 @@ def _scratch(name: str, size: int) -> np.ndarray:
     store = getattr(_buffers, "arrays", None)
     if store is None:
         store = _buffers.arrays = {}
-    buf = store.get(name)
+    key = (name, np.dtype(dtype).char)
+    buf = store.get(key)
     if buf is None or buf.size < size:
-        buf = store[name] = np.empty(max(size, _BLOCK if name == "z" else 0))
+        buf = store[key] = np.empty(max(size, _BLOCK if name == "z" else 0), dtype=dtype)
     return buf[:size]
 
 
@@ -302,15 +312,19 @@ class _Forward:
     this does not know fall back to the Network itself.
     """
 
-    def __init__(self, net: Network):
+    def __init__(self, net: Network, dtype: np.dtype = np.dtype(np.float64)):
         self.net = net
+        self.dtype = np.dtype(dtype)
         self.h1 = net.first[0].shape[1]
-        self.inplace = net.activation in _INPLACE_ACTIVATIONS
-        self.weights_t = [np.ascontiguousarray(W.T) for W, _ in net.layers]
+        self.inplace = net.activation in _INPLACE_ACTIVATIONS or self.dtype != np.float64
+        if net.activation not in _INPLACE_ACTIVATIONS and self.dtype != np.float64:
+            raise ValueError(f"float32 games need a relu, tanh or sigmoid network, not {net.activation!r}")
+        self.weights_t = [np.ascontiguousarray(W.T, dtype=self.dtype) for W, _ in net.layers]
+        self.biases = [b.astype(self.dtype)[:, None] for _, b in net.layers]
 
     def first_buffer(self, rows: int) -> np.ndarray:
         """Work array for ``rows`` first-layer pre-activations, unit-major: (h1, rows)."""
-        return _scratch("z", rows * self.h1).reshape(self.h1, rows)
+        return _scratch("z", rows * self.h1, self.dtype).reshape(self.h1, rows)
 
     def proba(self, z: np.ndarray) -> np.ndarray:
         """Probabilities (rows,) of unit-major first-layer pre-activations ``z`` (h1, rows); overwrites z.
@@ -327,9 +341,9 @@ class _Forward:
             h = z
             _act_inplace(self.net.activation, h)
             for k, (W, b) in enumerate(layers[1:], start=1):
-                out = _scratch(f"h{k}", W.shape[1] * h.shape[1]).reshape(W.shape[1], h.shape[1])
+                out = _scratch(f"h{k}", W.shape[1] * h.shape[1], self.dtype).reshape(W.shape[1], h.shape[1])
                 np.matmul(self.weights_t[k], h, out=out)
-                out += b[:, None]
+                out += self.biases[k]
                 if k < len(layers) - 1:
                     _act_inplace(self.net.activation, out)
                 h = out

@@ -84,12 +84,15 @@ class Options:
     top: int = 3
     shap: bool = False
     lang: str = "en"
+    precision: str = "float64"  # float32: SHAP games in float32, within 1e-6 of predict's numbers, ~1.35x faster
 
     def __post_init__(self):
         if not 0 <= int(self.top) <= 13:
             raise CoreError("--top takes 0 to 13 reasons")
         if self.lang not in ("en", "zh"):
             raise CoreError("--lang is en or zh")
+        if self.precision not in ("float64", "float32"):
+            raise CoreError("precision is float64 or float32")
 
 
 @dataclass
@@ -314,7 +317,7 @@ def score_part(model, part: Part, options: Options):
                                  "detail": p.detail})
     good = table[~bad]
     scored = score_table(model, good, with_reasons=options.reasons, top=options.top, lang=options.lang,
-                         with_shap=options.shap, n_threads=1)
+                         with_shap=options.shap, n_threads=1, precision=options.precision)
     out = table.copy()
     new_columns = [c for c in scored.columns if c not in table.columns]
     for c in new_columns:  # a bad row: no risk, no band, no reasons (empty, not a guess)
@@ -364,7 +367,7 @@ def write_part(df, output: Path, part: Part) -> dict:
 def run_part(model, part: Part, options: Options, output: Path) -> dict:
     """Score and write one part; a part that cannot be read becomes a report with its error (the file
     is bad), never an exception that would stop the job."""
-    t0, started = time.perf_counter(), time.time()
+    t0, started, cpu = time.perf_counter(), time.time(), time.process_time()
     try:
         df, report = score_part(model, part, options)
         report.update(write_part(df, output, part))
@@ -376,6 +379,7 @@ def run_part(model, part: Part, options: Options, output: Path) -> dict:
         report = {"part": part.id, "file": part.file, "rows": 0, "scored": 0, "bad": 0, "bad_rows": [],
                   "error": f"internal error while scoring ({type(exc).__name__})"}
     report["seconds"] = time.perf_counter() - t0
+    report["cpu_s"] = time.process_time() - cpu  # this process's CPU time: the rate per core on a busy machine
     # Wall-clock start and end (for the job's steady rate across workers) and the worker's own memory.
     report["started_at"], report["ended_at"] = started, time.time()
     report["worker_pid"] = os.getpid()
@@ -646,7 +650,7 @@ def _run_ray(parts: list[Part], bundle: dict, metadata_sha256: str, options: Opt
         n = max(1, min(workers or cpus, len(parts)))
         items = [{"part": json.dumps(asdict(p))} for p in parts]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(PartScorer, batch_size=1, concurrency=n, num_cpus=1,
+        ds = ds.map_batches(PartScorer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n), num_cpus=1,
                             fn_constructor_kwargs={"bundle": bundle, "metadata_sha256": metadata_sha256,
                                                    "options": asdict(options), "output": str(output)})
         seen = set()

@@ -101,6 +101,24 @@ def test_additivity_and_output(cleveland, method, activation):
     assert expl.base_value == pytest.approx(float(net.proba(pre.transform_raw(background)).mean()), abs=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_float32_games_stay_within_1e_6(cleveland, activation):
+    """The float32 lever (bench/_batch.py): additivity within 1e-6 and the values within 1e-6 of float64;
+    the default stays float64, the numbers every page shows."""
+    schema, pre, raw = cleveland
+    net = random_network(pre.n_outputs_, activation=activation, seed=3, scale=2.0)
+    background = background_sample(raw, size=80)
+    exact = explain(pre, [net, random_network(pre.n_outputs_, activation=activation, seed=4)], raw[:40], background)
+    fast = explain(pre, [net, random_network(pre.n_outputs_, activation=activation, seed=4)], raw[:40], background,
+                   precision="float32")
+    assert np.abs(fast.base_value + fast.shap_values.sum(axis=1) - fast.output).max() <= 1e-6
+    assert np.abs(fast.shap_values - exact.shap_values).max() <= 1e-6
+    assert np.abs(fast.shap_values - exact.shap_values).max() > 0  # the games really ran in float32
+    np.testing.assert_array_equal(fast.output, exact.output)  # the risk itself is float64 either way
+    with pytest.raises(ValueError, match="precision"):
+        explain(pre, [net], raw[:2], background, precision="float16")
+
+
 def test_ensemble_is_mean_of_networks(cleveland):
     schema, pre, raw = cleveland
     nets = [random_network(pre.n_outputs_, seed=4, scale=2.0),
