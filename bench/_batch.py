@@ -97,6 +97,93 @@ def _big_child(bundle: str, rows: int) -> None:
           "score_reasons_1m_s_projected": 1_000_000 / big["steady_rows_per_s"] + big["startup_s"]})
 
 
+def shap_kernel(model, rows: int = 300, repeat: int = 3) -> dict:
+    """The exact-SHAP kernel on one core: rows per CPU-second (float64, float32; 2^17- and 2^19-float
+    blocks), interleaved so that a load change hits every variant alike; its floating-point rate from an
+    analytic count of the work (2^q coalitions of every (patient, background row) pair with q active
+    features, each through the coalition product, the hidden layers and the Shapley weights) against
+    numpy's matmul on the same shapes and on 512x512 (one BLAS thread: the kernel's setting).
+
+    CPU seconds (time.process_time), not wall: on a shared machine a process's CPU time is what its core
+    did for it."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import core.explain.shapley as shapley  # _BLOCK: the block size lever, set here and restored
+    from core.data import demo_cohort
+    from core.explain import explain
+
+    pre, nets, background = model.preprocessor_, model.networks_, model.background_
+    raw = pre.encode(demo_cohort(rows, seed=3))
+    net = nets[0]
+    widths = [W.shape[1] for W, _ in net.layers]
+    p = len(pre.features)
+    W1 = net.first[0]
+    cx = np.stack([pre.encode_feature_values(j, raw[:, j]) @ W1[sl] for j, sl in enumerate(pre.slices_)], axis=1)
+    cb = np.stack([pre.encode_feature_values(j, background[:, j]) @ W1[sl] for j, sl in enumerate(pre.slices_)],
+                  axis=1)
+    q = np.any(cx[:, None] != cb[None], axis=3).sum(axis=2).ravel().astype(float)
+    h1 = widths[0]
+    per_coalition = 2 * h1 * (q + 1) + h1 + 2 * q  # coalition product, first activation, Shapley weights
+    for k in range(1, len(widths)):
+        per_coalition = per_coalition + 2 * widths[k - 1] * widths[k] + 2 * widths[k]
+    flops = float((2.0 ** q * per_coalition).sum()) * len(nets)
+
+    variants = {"float64": ("float64", 1 << 17), "float32": ("float32", 1 << 17),
+                "float64_block_2^19": ("float64", 1 << 19), "float32_block_2^19": ("float32", 1 << 19)}
+    cpu = {k: [] for k in variants}
+    additivity = {}
+    block = shapley._BLOCK
+    try:
+        explain(pre, nets, raw[:20], background, n_threads=1)
+        for _ in range(repeat):
+            for name, (precision, size) in variants.items():
+                shapley._BLOCK = size
+                t0 = time.process_time()
+                e = explain(pre, nets, raw, background, n_threads=1, precision=precision)
+                cpu[name].append(time.process_time() - t0)
+                additivity[name] = float(np.max(np.abs(e.base_value + e.shap_values.sum(axis=1) - e.output)))
+    finally:
+        shapley._BLOCK = block
+    best = {k: min(v) for k, v in cpu.items()}
+
+    def gflops(a_shape, b_shape, dtype, reps=30):
+        a, b = np.random.rand(*a_shape).astype(dtype), np.random.rand(*b_shape).astype(dtype)
+        out = np.empty((a_shape[0], b_shape[1]), dtype)
+        np.matmul(a, b, out=out)
+        t0 = time.process_time()
+        for _ in range(reps):
+            np.matmul(a, b, out=out)
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1] * reps / max(time.process_time() - t0, 1e-9) / 1e9
+
+    qm = int(np.median(q))
+    m = max(1, (1 << 17) // ((1 << qm) * h1))  # pairs per block at the median q, as the kernel cuts them
+    matmul = {}
+    with threadpool_limits(1, "blas"):
+        for dtype in ("float64", "float32"):
+            matmul[dtype] = {
+                "coalition_product": gflops((h1 * m, qm + 1), (qm + 1, 1 << qm), dtype),
+                "hidden_layer": gflops((widths[1], h1), (h1, m << qm), dtype) if len(widths) > 2 else None,
+                "square_512": gflops((512, 512), (512, 512), dtype, reps=5),
+            }
+    return {
+        "shap_kernel_rows": rows, "shap_kernel_background_rows": int(len(background)),
+        "shap_kernel_mean_active_features": float(q.mean()),
+        "shap_kernel_gflop_per_row": flops / rows / 1e9,
+        "shap_kernel_rows_per_cpu_s": {k: rows / v for k, v in best.items()},
+        "shap_kernel_cpu_s_runs": cpu,
+        "shap_kernel_gflops": {k: flops / v / 1e9 for k, v in best.items()},
+        "shap_kernel_additivity_max_error": additivity,
+        "numpy_matmul_gflops_1_thread": matmul,
+        "shap_kernel_rows_per_core_s_float64": rows / best["float64"],
+        "shap_kernel_rows_per_core_s_float32": rows / best["float32"],
+        "shap_kernel_float32_x": best["float64"] / best["float32"],
+        "shap_kernel_block_2^19_x": best["float64"] / best["float64_block_2^19"],
+        "shap_kernel_gflops_float64": flops / best["float64"] / 1e9,
+        "shap_kernel_share_of_matmul_peak": flops / best["float64"] / 1e9 / matmul["float64"]["square_512"],
+    }
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] in ("batch", "big"):
         (_child if sys.argv[1] == "batch" else _big_child)(sys.argv[2], int(sys.argv[3]))
