@@ -118,6 +118,17 @@ ROWS = [
     ("kernel_explainer_rows_per_s", "{:,.2f}/s", "peer", None),
     ("shap_speedup_vs_kernel", "{:.0f}x", ">= 50x", _ge(50)),
     ("score_explain_additivity_max_error", "{:.1e}", "<= 1e-9", _le(1e-9)),
+    ("shap_kernel_rows_per_core_s_float64", "{:,.0f}/s", "per CPU-second, bg 200", None),
+    ("shap_kernel_rows_per_core_s_float32", "{:,.0f}/s", "float32 games (opt-in)", None),
+    ("shap_kernel_gflops_float64", "{:.1f} GFLOP/s", "vs numpy matmul 512^3, 1 thread", None),
+    ("shap_kernel_share_of_matmul_peak", "{:.2f}", "", None),
+    ("score_reasons_rows_per_s_local_1", "{:,.1f}/s", "one process, steady", None),
+    ("score_reasons_rows_per_s_ray_2", "{:,.1f}/s", "Ray, 2 workers, steady", None),
+    ("score_reasons_ray_speedup", "{:.2f}x", ">= 1.7x on 2 cores", _ge(1.7)),
+    ("score_reasons_peak_rss_mb_1m", "{:,.0f} MB", "", None),
+    ("score_reasons_1m_s", "{:,.0f} s", "", None),
+    ("score_reasons_big_s", "{:,.0f} s", "--batch-rows run", None),
+    ("score_reasons_1m_s_projected", "{:,.0f} s", "from the --batch-rows run", None),
     ("train_70k_s_per_epoch", "{:.2f} s", "", None),
     ("train_70k_peak_rss_mb", "{:,.0f} MB", "", None),
     ("train_1m_s_per_epoch", "{:.2f} s", "", None),
@@ -166,6 +177,9 @@ def table(results: dict) -> tuple[str, dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (< 2 min); 1M-row keys stay null")
+    parser.add_argument("--batch-rows", type=int, default=100_000,
+                        help="population for the large Ray scoring run with reasons (default 100000: 1M rows "
+                             "take ~40 min on 2 cores; at 1000000 the score_reasons_*_1m keys are measured)")
     parser.add_argument("--data", type=Path, default=None,
                         help="the UCI Cleveland file (default: $HEART_DATA_DIR or ../shared/data/uci-heart-disease)")
     parser.add_argument("--out", type=Path, default=None,
@@ -198,7 +212,7 @@ def main(argv=None) -> int:
         print(f"    done in {time.perf_counter() - t0:.0f} s", flush=True)
         return value
 
-    from bench import _cohort, _patient, _scale, _training
+    from bench import _batch, _cohort, _patient, _scale, _training
     from bench.cv_cleveland import load
 
     df, schema, y = load(data)
@@ -231,6 +245,33 @@ def main(argv=None) -> int:
             else:
                 part = section("cohort 1M (fresh process)", lambda: _cohort.cohort_1m(str(bundle), 20_000))
                 results.update(part or {})
+            part = section("exact-SHAP kernel on one core",
+                           lambda: _batch.shap_kernel(model, 100 if args.quick else 300))
+            results.update(part or {})
+            rows = 1_000 if args.quick else 4_000
+            part = section(f"batch scoring with reasons, {rows:,} rows: one process vs Ray with 2 workers "
+                           "(fresh process)", lambda: _batch.batch_scoring(str(bundle), rows))
+            results.update(part or {})
+            if args.quick:
+                for key in ("score_reasons_peak_rss_mb_1m", "score_reasons_1m_s"):
+                    notes[key] = "--quick"
+            else:
+                big = args.batch_rows
+                part = section(f"batch scoring with reasons, {big:,} rows on Ray with 2 workers (fresh process)",
+                               lambda: _batch.batch_scoring_big(str(bundle), big))
+                if part:
+                    results.update(part)
+                    peak = max(part["score_reasons_big_driver_peak_rss_mb"],
+                               part["score_reasons_big_worker_peak_rss_mb"])
+                    if big >= 1_000_000:
+                        results["score_reasons_peak_rss_mb_1m"] = peak
+                        results["score_reasons_1m_s"] = part["score_reasons_big_s"]
+                    else:
+                        results["score_reasons_peak_rss_mb_1m"] = None
+                        results["score_reasons_1m_s"] = None
+                        notes["score_reasons_peak_rss_mb_1m"] = f"not run; at {big:,} rows: {peak:,.0f} MB"
+                        projected = part["score_reasons_1m_s_projected"]
+                        notes["score_reasons_1m_s"] = f"not run; projected {projected:,.0f} s from {big:,} rows"
         measured = [results.get(k) for k in ("score_rows_per_s_10k", "score_rows_per_s_1m")]
         measured = [v for v in measured if v is not None]
         # The worst of the cohort sizes measured: the target must hold at every size.
