@@ -366,7 +366,9 @@ with tabs[4]:
             st.dataframe(pd.DataFrame({
                 t("trust.or_feature"): ors["label"], t("trust.or_term"): ors["term"],
                 t("trust.or_value"): ors["odds_ratio"].map(lambda v: num(v, 2)),
-                t("trust.or_ci"): [f"{num(lo, 2)}–{num(hi, 2)}" for lo, hi in zip(ors["low"], ors["high"])]}),
+                # A missing interval says why in its cell (issue 16: "—–—" told the reader nothing).
+                t("trust.or_ci"): [f"{num(lo, 2)}–{num(hi, 2)}" if not why else t(f"trust.or_no_ci_{why}")
+                                   for lo, hi, why in zip(ors["low"], ors["high"], ors["no_interval"])]}),
                 hide_index=True)
             side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
             fig = plots.importance_side_by_side(side, title=t("trust.side_fig"),

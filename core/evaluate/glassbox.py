@@ -28,6 +28,7 @@ from core.i18n import tr
 from core.metrics.discrimination import logistic_fit
 from core.metrics.intervals import Z95
 
+SEPARATED_LOGODDS = 15.0  # |log-odds| per SD or per code beyond which a fit is taken as separated
 RANK_GAP = 4  # a top-3 reason of one model ranked this many places lower by the other: flagged
 NEGLIGIBLE_SHAP = 0.005  # half a percentage point: too small to have a direction worth comparing
 NEGLIGIBLE_LOGODDS = 0.05
@@ -85,6 +86,11 @@ class GlassBox:
             self.sd_ = {}
         design = np.column_stack([np.ones(len(X)), X])
         beta = logistic_fit(design, y, np.zeros(len(X)), iterations=200)
+        # Quasi-complete separation: Newton's method stops at huge but finite log-odds (an odds ratio of
+        # millions per SD or per code, with a standard error to match) instead of failing; that is no
+        # estimate either, so it is treated as separation (it crashed the odds-ratio table with an overflow).
+        if beta is not None and np.max(np.abs(beta[1:]), initial=0.0) > SEPARATED_LOGODDS:
+            beta = None
         self.penalised_ = beta is None
         if beta is None:
             # Perfect separation: the MLE is infinite. Fall back to the penalised baseline's coefficients.
@@ -124,7 +130,10 @@ class GlassBox:
 
     def odds_ratios(self, lang: str = "en") -> pd.DataFrame:
         """One row per coefficient: feature, label, term (per 1 SD with its size in units / code vs the
-        reference), odds ratio, 95% interval (NaN when penalised), log-odds coefficient."""
+        reference), odds ratio, 95% interval, log-odds coefficient, and ``no_interval``: why the interval is
+        missing ("" when there is one; "separated" when the data separate the outcome, so the unpenalised
+        estimate is infinite and the penalised one has no valid Wald interval; "not_estimable" when the
+        information matrix is singular for that term, e.g. a code no training patient has)."""
         rows = []
         for k, (name, kind, code) in enumerate(self.columns_):
             f = self.schema[name]
@@ -136,9 +145,10 @@ class GlassBox:
                 term = tr("glassbox.versus", lang, code=_code_label(f, code, lang), reference=versus)
             beta, se = float(self.coef_[k]), float(self.se_coef_[k])
             ok = math.isfinite(se)
+            why = "" if ok else ("separated" if self.penalised_ else "not_estimable")
             rows.append({"feature": name, "label": feature_label(f, lang), "term": term, "coef": beta,
-                         "odds_ratio": math.exp(beta), "low": math.exp(beta - Z95 * se) if ok else float("nan"),
-                         "high": math.exp(beta + Z95 * se) if ok else float("nan"), "se": se})
+                         "odds_ratio": float(np.exp(beta)), "low": float(np.exp(beta - Z95 * se)) if ok else float("nan"),
+                         "high": float(np.exp(beta + Z95 * se)) if ok else float("nan"), "se": se, "no_interval": why})
         return pd.DataFrame(rows)
 
 

@@ -223,3 +223,22 @@ def test_glassbox_matches_unpenalised_sklearn(cleveland_path):
     ors = glass.odds_ratios()
     assert ((ors["low"] < ors["odds_ratio"]) & (ors["odds_ratio"] < ors["high"])).all()
     assert ors.loc[ors["feature"] == "sex", "term"].iloc[0] == "male vs female"
+
+
+def test_a_missing_odds_ratio_interval_says_why():
+    """Issue 16.8: with separated outcomes every interval cell showed "—–—"; the table now says why."""
+    rng = np.random.default_rng(3)
+    n = 60
+    exposed = np.r_[np.zeros(n // 2), np.ones(n // 2)]
+    age = rng.normal(55, 8, n)
+    # Age and exposure together separate the outcome perfectly (neither alone does, so neither is set aside
+    # as a leak): the unpenalised estimate is infinite.
+    y = (age + 12 * exposed > 60).astype(float)
+    df = pd.DataFrame({"exposed": exposed, "age": age, "y": y})
+    schema = infer_schema(df, target="y", positive_rule="== 1")
+    glass = GlassBox(schema).fit(df[["exposed", "age"]], y)
+    assert glass.penalised_
+    ors = glass.odds_ratios()
+    assert ors["low"].isna().all() and (ors["no_interval"] == "separated").all()
+    fine = GlassBox(schema).fit(df[["exposed", "age"]], rng.integers(0, 2, n).astype(float))
+    assert (fine.odds_ratios()["no_interval"] == "").all()
