@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.data import cohort_from_frame, load_cohort, read_table
 from core.errors import CoreError
-from core.data import Code, Feature, Schema, default_rule, infer_schema, is_cleveland
+from core.data import Code, Schema, concept_feature, default_rule, infer_clinical_schema, is_cleveland
+from core.data import propose_mapping, vocabulary
 from core.data import cleveland_url, fetch_cleveland
 from ui.common import key_figure, missing_values_frame, show_problems, show_table
 from ui.i18n import lang, lang_key, t
@@ -56,29 +57,49 @@ def demo_source(cohort) -> None:
         st.rerun()
 
 
+UPLOAD_TYPES = (".csv", ".txt", ".tsv", ".dat", ".data", ".xlsx")
+
+
 def upload_source() -> None:
     limit_mb = int(st.get_option("server.maxUploadSize"))
-    upload = st.file_uploader(t("cohort.upload_label"), type=["csv", "txt", "tsv", "data"], key="cohort_upload",
-                              help=t("cohort.upload_help", mb=limit_mb))
+    # Every type is accepted by the widget: its own refusal of a type is a message 1 px high. The page says it.
+    upload = st.file_uploader(t("cohort.upload_label"), key="cohort_upload", help=t("cohort.upload_help", mb=limit_mb))
     st.caption(t("cohort.upload_limit", mb=limit_mb))
     if upload is not None and upload.file_id != st.session_state.get("upload_seen"):
         st.session_state["upload_seen"] = upload.file_id
         st.session_state.pop("cohort_error", None)
         st.session_state.pop("pending_table", None)
-        data = upload.getvalue()
-        try:
-            read = read_table(data, name=upload.name, max_bytes=limit_mb * 2**20)
-            if read.uci_format or is_cleveland(read.df.columns):
-                accept(load_cohort(data, name=upload.name))  # the Cleveland layout: its shipped schema
-                st.session_state["cohort_note"] = t("cohort.loaded", name=upload.name)
-                st.rerun()  # the sidebar, drawn above, shows the new cohort
-            else:
-                st.session_state["pending_table"] = read  # the user says what the columns mean first
-        except CoreError as exc:
-            refuse(exc)
+        st.session_state.pop("upload_sheet", None)
+        ext = ("." + upload.name.rsplit(".", 1)[-1].lower()) if "." in upload.name else ""
+        if ext not in UPLOAD_TYPES:
+            refuse(CoreError(t("cohort.bad_type", name=upload.name, ext=ext or "?")))
+        else:
+            read_upload(upload.getvalue(), upload.name, limit_mb)
     pending = st.session_state.get("pending_table")
     if pending is not None:
+        if len(pending.sheets) > 1:
+            sheet = st.selectbox(t("cohort.sheet"), pending.sheets, index=pending.sheets.index(pending.sheet),
+                                 key="upload_sheet")
+            if sheet != pending.sheet:
+                read_upload(st.session_state["pending_bytes"], pending.name, limit_mb, sheet)
+                st.rerun()
         schema_editor(pending)
+
+
+def read_upload(data: bytes, name: str, limit_mb: int, sheet: str | None = None) -> None:
+    """Read an upload: the UCI layouts load at once with the shipped schema, any other file waits for the
+    user to confirm what its columns mean."""
+    try:
+        read = read_table(data, name=name, max_bytes=limit_mb * 2**20, sheet=sheet)
+        if read.uci_format or is_cleveland(read.df.columns):
+            accept(load_cohort(data, name=name))  # the Cleveland layout: its shipped schema
+            st.session_state["cohort_note"] = t("cohort.loaded", name=name)
+            st.rerun()  # the sidebar, drawn above, shows the new cohort
+        else:
+            st.session_state["pending_table"] = read  # the user says what the columns mean first
+            st.session_state["pending_bytes"] = data
+    except CoreError as exc:
+        refuse(exc)
 
 
 def uci_source() -> None:
@@ -103,33 +124,71 @@ def _suggest_rule() -> None:
         st.session_state["schema_rule"] = default_rule(pending.df[target]) or ""
 
 
+def concept_options() -> dict[str, str]:
+    """Concept label in the session's language -> concept id ('—' = no concept)."""
+    zh = lang() == "zh"
+    return {"—": "", **{(c.label_zh if zh else c.label): c.id for c in vocabulary().concepts}}
+
+
+def unit_choices() -> list[str]:
+    return ["", *sorted({u for c in vocabulary().concepts for u in c.unit_names})]
+
+
+def proposed_mapping(read, target: str) -> list:
+    """The vocabulary's proposal for this file and outcome, computed once (it reads every column)."""
+    key = (id(read), target)
+    cached = st.session_state.get("mapping_cache")
+    if cached is None or cached[0] != key:
+        st.session_state["mapping_cache"] = cached = (key, propose_mapping(read.df.drop(columns=[target])))
+    return cached[1]
+
+
 def schema_editor(read) -> None:
     df = read.df
     st.subheader(t("schema.title", name=read.name))
     st.caption(t("schema.help", rows=len(df), columns=len(df.columns)))
     columns = list(df.columns)
+    if len(columns) < 2:
+        st.error(t("schema.one_column"), icon=":material/error:")
+        return
     target = st.selectbox(t("schema.target"), columns, index=None, key="schema_target", on_change=_suggest_rule,
                           placeholder=t("schema.target_placeholder"))
     if target is None:
         return
     rule = st.text_input(t("schema.rule"), key="schema_rule", help=t("schema.rule_help"))
+    outcome_label = st.text_input(t("schema.outcome_label"), key="schema_outcome_label",
+                                  help=t("schema.outcome_label_help"), placeholder=str(target))
+    mapping = proposed_mapping(read, target)
     try:
         finite = df.replace([np.inf, -np.inf], np.nan)  # as load_cohort does: inf must not widen a range
-        inferred = infer_schema(finite, target=target, positive_rule=rule.strip() or None)
+        inferred = infer_clinical_schema(finite, target=target, positive_rule=rule.strip() or None, mapping=mapping)
     except CoreError as exc:
         st.error(str(exc), icon=":material/error:")
         return
+    options = concept_options()
+    label_of = {v: k for k, v in options.items()}
+    by_column = {m.column: m for m in mapping}
     others = [f for f in inferred.features if f.name != target]
+    st.caption(t("schema.mapping_help"))
     table = pd.DataFrame({
-        "name": [f.name for f in others], "role": [f.role if f.role in ROLES else "ignored" for f in others],
+        "name": [f.name for f in others],
+        "concept": [label_of.get(f.concept or "", "—") for f in others],
+        "file_unit": [(by_column[f.name].unit or "") if f.concept else "" for f in others],
+        "evidence": ["; ".join(by_column[f.name].evidence) if f.name in by_column else "" for f in others],
+        "role": [f.role if f.role in ROLES else "ignored" for f in others],
+        "note": [f.excluded or "" for f in others],
         "kind": [f.kind for f in others], "label": [f.label for f in others],
         "label_zh": [f.label_zh or "" for f in others], "unit": [f.unit or "" for f in others],
-        "min": [f.min for f in others], "max": [f.max for f in others],
+        "min": pd.Series([f.min for f in others], dtype=float), "max": pd.Series([f.max for f in others], dtype=float),
         "codes": [", ".join(str(c.value if not isinstance(c.value, float) or not c.value.is_integer() else int(c.value))
                             for c in f.codes) for f in others]})
     config = {
         "name": st.column_config.TextColumn(t("schema.col_name"), disabled=True),
+        "concept": st.column_config.SelectboxColumn(t("schema.col_concept"), options=list(options), required=True),
+        "file_unit": st.column_config.SelectboxColumn(t("schema.col_file_unit"), options=unit_choices()),
+        "evidence": st.column_config.TextColumn(t("schema.col_evidence"), disabled=True, width="large"),
         "role": st.column_config.SelectboxColumn(t("schema.col_role"), options=ROLES, required=True),
+        "note": st.column_config.TextColumn(t("schema.col_note"), disabled=True),
         "kind": st.column_config.SelectboxColumn(t("schema.col_kind"), options=KINDS, required=True),
         "label": st.column_config.TextColumn(t("schema.col_label")),
         "label_zh": st.column_config.TextColumn(t("schema.col_label_zh")),
@@ -142,7 +201,8 @@ def schema_editor(read) -> None:
                             key=f"schema_editor_{target}")
     if st.button(t("schema.apply"), type="primary", icon=":material/check:"):
         try:
-            schema = edited_schema(inferred, target, rule, edited)
+            schema = edited_schema(inferred, target, rule, edited, options, table)
+            schema.outcome_label = outcome_label.strip() or None
             cohort = cohort_from_frame(df, schema, name=read.name)
             cohort.read = read
         except CoreError as exc:
@@ -162,24 +222,51 @@ def _first_line(exc: Exception) -> str:
 
 
 def _blank(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip())
+    return (value is None or (isinstance(value, float) and np.isnan(value))
+            or (isinstance(value, str) and not value.strip()))
 
 
-def edited_schema(inferred: Schema, target: str, rule: str, edited: pd.DataFrame) -> Schema:
-    """The user's table back into a Schema (codes kept from inference; the target keeps its role)."""
+def _same(a, b) -> bool:
+    return (_blank(a) and _blank(b)) or a == b
+
+
+def edited_schema(inferred: Schema, target: str, rule: str, edited: pd.DataFrame,
+                  options: dict[str, str] | None = None, proposed: pd.DataFrame | None = None) -> Schema:
+    """The user's table back into a Schema (codes kept from inference; the target keeps its role).
+
+    A row whose concept or file unit was changed takes the concept's label, unit, range and codes; on a row
+    whose mapping was kept, the user's own edits of label, range and kind win."""
     by_name = {f.name: f for f in inferred.features}
+    before = {} if proposed is None else {r["name"]: r for r in proposed.to_dict(orient="records")}
     features = []
     for row in edited.to_dict(orient="records"):
         base = by_name[row["name"]]
+        concept_id = (options or {}).get(row.get("concept") or "—", "")
+        unit = None if _blank(row.get("file_unit")) else str(row["file_unit"])
+        old = before.get(row["name"], {})
+        remapped = concept_id and (not _same(row.get("concept"), old.get("concept"))
+                                   or not _same(row.get("file_unit"), old.get("file_unit")))
+        if remapped:
+            concept = vocabulary()[concept_id]
+            if unit is not None and unit not in concept.unit_names:
+                raise CoreError(t("schema.bad_unit", column=base.name, unit=unit, concept=concept.label,
+                                  units=", ".join(concept.unit_names) or "—"))
+            mapped = concept_feature(base.name, concept, None if unit == concept.unit else unit)
+            features.append(mapped.model_copy(update={"role": row["role"], "excluded": None}))
+            continue
+        if not concept_id and base.concept:  # the user took the concept away: the values' own inference
+            base = base.model_copy(update={"concept": None, "standard_code": None, "source_unit": None,
+                                           "source_factor": 1.0, "source_offset": 0.0, "not_measured": [],
+                                           "negative_not_measured": False})
         codes: list[Code] = list(base.codes) if row["kind"] in ("binary", "categorical", "ordinal") else []
-        features.append(Feature(
-            name=base.name, role=row["role"], kind=row["kind"],
+        features.append(base.model_copy(update=dict(
+            role=row["role"], kind=row["kind"],
             label=base.label if _blank(row["label"]) else str(row["label"]).strip(),
             label_zh=None if _blank(row["label_zh"]) else str(row["label_zh"]).strip(),
             unit=None if _blank(row["unit"]) else str(row["unit"]).strip(),
             min=None if _blank(row["min"]) else float(row["min"]),
             max=None if _blank(row["max"]) else float(row["max"]),
-            codes=codes, step=base.step))
+            codes=codes, excluded=base.excluded if row["role"] == "ignored" else None)))
     for f in features:
         if f.min is not None and f.max is not None and f.min > f.max:
             raise CoreError(t("schema.bad_range", column=f.name))

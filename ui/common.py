@@ -38,7 +38,9 @@ def need_fitting_cohort(cohort, model) -> None:
 
 def _rule_text(rule: str) -> str:
     names = {"text": t("rule.text"), "infinite": t("rule.infinite"), "range": t("rule.range"), "code": t("rule.code"),
-             "missing": t("rule.missing"), "outcome-missing": t("rule.outcome_missing")}
+             "missing": t("rule.missing"), "outcome-missing": t("rule.outcome_missing"),
+             "not-measured": t("rule.not_measured"), "diastolic≥systolic": t("rule.diastolic_systolic"),
+             "bmi": t("rule.bmi"), "all-missing": t("rule.all_missing"), "excluded": t("rule.excluded")}
     return names.get(rule, rule)
 
 
@@ -46,7 +48,10 @@ def _action_text(action: str) -> str:
     actions = {"refused: fix the file": t("action.refused"), "set to missing": t("action.set_missing"),
                "rows dropped": t("action.rows_dropped"),
                "imputed from the training split's median": t("action.impute_median"),
-               "imputed from the training split's most frequent value": t("action.impute_mode")}
+               "imputed from the training split's most frequent value": t("action.impute_mode"),
+               "both set to missing": t("action.both_missing"),
+               "dropped from the model's inputs": t("action.dropped_input"),
+               "kept out of the model's inputs (can be put back)": t("action.kept_out")}
     return actions.get(action, action)
 
 

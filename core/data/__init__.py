@@ -1,6 +1,16 @@
 """Cohorts in: reading any export, the schema of clinical meaning, validation, the demo and UCI cohorts, units."""
 
 from core.data.cohort import Cohort, cohort_from_frame, load_cohort, table_fingerprint
+from core.data.concepts import (
+    ColumnMapping,
+    Concept,
+    Vocabulary,
+    apply_mapping,
+    concept_feature,
+    infer_clinical_schema,
+    propose_mapping,
+    vocabulary,
+)
 from core.data.demo import (
     DEMO_NAME,
     PARAMS_PATH,

@@ -218,3 +218,17 @@ def test_xlsx_first_sheet_or_the_one_chosen():
         read_table(data, name="ward.xlsx", sheet="notes")
     with pytest.raises(CohortError, match="no sheet 'x'"):
         read_table(data, name="ward.xlsx", sheet="x")
+
+
+def test_the_patient_form_offers_the_vocabulary_units_of_a_mapped_feature():
+    from core.data import from_model, input_range, to_model, unit_options
+    cohort = load_cohort(tf.csv_bytes(tf.mmol_cholesterol()), target="outcome", name="mmol.csv")
+    chol, age = cohort.schema["totChol"], cohort.schema["age"]
+    assert unit_options(chol) == ["mg/dl", "mmol/L"] and unit_options(age) == ["years"]  # never days in a form
+    assert to_model(5.0, chol, "mmol/L") == pytest.approx(193.35)
+    assert from_model(193.35, chol, "mmol/L") == 5.0
+    assert input_range(chol, "mmol/L") == (2.07, 18.1, 0.01)
+    from core.data import concept_feature
+    hba1c = concept_feature("a1c", vocabulary()["hba1c"])
+    assert to_model(48, hba1c, "mmol/mol") == pytest.approx(6.543, abs=1e-3)  # IFCC -> NGSP
+    assert from_model(6.5, hba1c, "mmol/mol") == 48  # the diabetes threshold, 6.5% = 48 mmol/mol
