@@ -386,7 +386,7 @@ def test_a_clean_cohort_is_validated_without_importing_pandera():
 
 
 def test_fast_path_and_pandera_find_the_same_failures():
-    from core.data import validate as core_data
+    from core.data import validation as core_data
     schema = cleveland_schema()
     rules = core_data._rules(schema)
     frame = demo_cohort(60, seed=3)[schema.feature_names].astype(float).reset_index(drop=True)
