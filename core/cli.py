@@ -87,7 +87,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--input", required=True, help="patients CSV (the model's feature columns)")
     p.add_argument("--target-risk", type=float, default=0.2, help="risk to get under (default 0.2)")
-    p.add_argument("--features", help="features allowed to change, e.g. trestbps,chol (default: the schema's modifiable ones)")
+    p.add_argument("--features", help="features allowed to change, e.g. trestbps,chol (default and limit: the schema's "
+                                      "modifiable ones, each moved only in its clinical direction)")
+    p.add_argument("--research-any-feature", action="store_true",
+                   help="research only: let any feature move either way (age, sex, test results...); "
+                        "the results are marked as research, not advice")
     p.add_argument("--max-changes", type=int, default=3, choices=[1, 2, 3], help="features changed at most (default 3)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the sentences")
     p.add_argument("--json", action="store_true", help="print JSON instead of sentences")
@@ -345,7 +349,7 @@ def cmd_explain(args) -> int:
 
 def cmd_counterfactual(args) -> int:
     from core.model.bundle import load_bundle
-    from core.workflow.counterfactual import counterfactuals, to_json
+    from core.workflow.counterfactual import counterfactuals, direction_conflicts, meaning, to_json
     from core.workflow.risk import patient_from_row
     if not 0 < args.target_risk < 1:
         raise CoreError("--target-risk must be between 0 and 1, e.g. 0.2")
@@ -353,19 +357,31 @@ def cmd_counterfactual(args) -> int:
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
     features = [x.strip() for x in args.features.split(",") if x.strip()] if args.features is not None else None
+    research = args.research_any_feature
+    if features is not None and not research:
+        fixed = [n for n in features if n in model.schema and not model.schema[n].actionable]
+        if fixed:
+            raise CoreError(f"--features: {', '.join(fixed)} not modifiable in a known clinical direction "
+                            "(age, sex, symptoms and test results never are); --research-any-feature lets "
+                            "them move, marked as research")
+    conflicts = [c.sentence(model.schema, args.lang) for c in direction_conflicts(model)]
     patients = []
     for i in range(len(table)):
         try:
             result = counterfactuals(model, patient_from_row(model, table, i), args.target_risk, features,
-                                     max_changes=args.max_changes)
+                                     max_changes=args.max_changes, research=research)
         except CoreError as exc:  # one patient's bad value does not stop the others
             patients.append({"row": i + 1, "error": str(exc)})
             continue
         patients.append({"row": i + 1, **to_json(result, model.schema, args.lang)})
     if args.json:
-        print(json.dumps({"target_risk": args.target_risk, "patients": patients}, indent=2, ensure_ascii=False,
+        print(json.dumps({"target_risk": args.target_risk, "meaning": meaning(args.lang), "research": research,
+                          "direction_conflicts": conflicts, "patients": patients}, indent=2, ensure_ascii=False,
                          default=_json_default))
         return 0
+    print(meaning(args.lang))
+    for text in conflicts:
+        print(text)
     for patient in patients:
         print(tr("cli.row", args.lang, row=patient["row"]))
         if "error" in patient:

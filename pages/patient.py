@@ -17,7 +17,7 @@ import streamlit as st
 
 from core.errors import CoreError
 from core.workflow import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
-from core.workflow import counterfactuals, default_modifiable, sentence
+from core.workflow import conflict_sentence, counterfactuals, default_modifiable, direction_conflicts, sentence
 from core.workflow import similar_patients
 from core.workflow import build_report, report_html, report_pdf
 from core.workflow import audit_path, log_prediction
@@ -277,39 +277,59 @@ WHATIF_TARGET_PCT = 20  # the what-if search's default target risk, %
 
 
 def whatif_settings(schema) -> tuple[int, list]:
-    """The what-if target and features: as chosen in its section, or the defaults before it was ever opened."""
+    """The what-if target and modifiable features: as chosen in its section, or the defaults before it was
+    ever opened. Never the research mode's features (the report carries no research results)."""
     chosen = st.session_state.get(lang_key("pt_cf_features"))
+    allowed = default_modifiable(schema)
     return (int(st.session_state.get("pt_cf_target", WHATIF_TARGET_PCT)),
-            list(default_modifiable(schema) if chosen is None else chosen))
+            allowed if chosen is None else [n for n in chosen if n in allowed])
 
 
-def whatif_search(model, values: dict, key: tuple, target_pct: int, features: list):
+def whatif_search(model, values: dict, key: tuple, target_pct: int, features: list, research: bool = False):
     """The counterfactual search for this patient and these settings (kept in the session: the search
     runs once per patient, not once per rerun). Returns the result, or the error's message."""
-    cache_key = (st.session_state.get("model_token"), key, target_pct, tuple(features))
+    cache_key = (st.session_state.get("model_token"), key, target_pct, tuple(features), research)
     cached = st.session_state.get("pt_cf_cache")
     if cached is None or cached[0] != cache_key:
         try:
-            cached = (cache_key, counterfactuals(model, values, target_pct / 100, features))
+            cached = (cache_key, counterfactuals(model, values, target_pct / 100, features, research=research))
         except CoreError as exc:
             cached = (cache_key, str(exc))
         st.session_state["pt_cf_cache"] = cached
     return cached[1]
 
 
+def model_conflicts(model) -> list:
+    """Where this model's average direction contradicts the clinical one (once per model and session)."""
+    token = st.session_state.get("model_token")
+    cached = st.session_state.get("pt_cf_conflicts")
+    if cached is None or cached[0] != token:
+        cached = (token, direction_conflicts(model))
+        st.session_state["pt_cf_conflicts"] = cached
+    return cached[1]
+
+
 def whatif_panel(model, values: dict, key: tuple) -> None:
-    """The smallest plausible changes that bring the risk under a target, each with 'Apply to form'."""
+    """The smallest plausible changes of modifiable features, each in its clinical direction, that bring
+    the risk under a target, each with 'Apply to form'; what they mean; where the model disagrees with the
+    clinic. A research switch (off by default) lets any feature move either way, marked as research."""
     schema = model.schema
-    names = model.preprocessor_.feature_names
-    cf_key = lang_key("pt_cf_features")
+    st.caption(t("whatif.meaning"))
+    for conflict in model_conflicts(model):
+        st.warning(markdown_text(conflict_sentence(conflict, schema, lang())), icon=":material/warning:")
+    research = st.toggle(t("whatif.research"), value=False, key="pt_cf_research", help=t("whatif.research_help"))
+    names = model.preprocessor_.feature_names if research else default_modifiable(schema)
+    cf_key = lang_key("pt_cf_features_research" if research else "pt_cf_features")
     c1, c2 = st.columns([1, 2])
     target_pct = c1.slider(t("whatif.target"), 5, 60, WHATIF_TARGET_PCT, step=1, format="%d%%", key="pt_cf_target",
                            help=t("whatif.target_help"))
-    chosen_features = c2.multiselect(t("whatif.features"), names,
-                                     default=None if cf_key in st.session_state else default_modifiable(schema),
+    chosen_features = c2.multiselect(t("whatif.research_features") if research else t("whatif.features"), names,
+                                     default=None if cf_key in st.session_state else names,
                                      key=cf_key, format_func={n: feature_label(schema[n]) for n in names}.get,
-                                     help=t("whatif.features_help"))
-    found = whatif_search(model, values, key, target_pct, chosen_features)
+                                     help=t("whatif.research_help") if research else t("whatif.features_help"))
+    if research:
+        st.warning(t("whatif.research_warning"), icon=":material/science:")
+    found = whatif_search(model, values, key, target_pct, chosen_features, research)
     if isinstance(found, str):
         st.error(found, icon=":material/error:")
     elif not found.alternatives:

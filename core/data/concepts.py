@@ -252,8 +252,8 @@ def concept_feature(column: str, concept: Concept, unit: str | None = None, base
         "source_unit": None if conv.factor == 1.0 and conv.offset == 0.0 else conv.unit,
         "source_factor": conv.factor, "source_offset": conv.offset,
         "not_measured": list(concept.not_measured), "negative_not_measured": concept.negative_not_measured}
-    if "direction" in Feature.model_fields:  # the counterfactual search's field, when it is there
-        fields["direction"] = concept.direction
+    # the counterfactual search's words for it: a number (or codes, in their order) goes down or up
+    fields["direction"] = {"lower": "decrease", "higher": "increase"}.get(concept.direction or "")
     return Feature(**fields)
 
 

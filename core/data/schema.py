@@ -21,7 +21,7 @@ from typing import Literal, Union
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.errors import CohortError, format_rows
 from core.i18n import tr
@@ -34,6 +34,9 @@ CLEVELAND_COLUMNS = [
 
 STATLOG_CLASS = "class"  # the UCI Statlog heart file's outcome: 1 = absent, 2 = present
 Kind = Literal["numeric", "ordinal", "binary", "categorical"]
+# The clinically sensible way to change a modifiable feature: a measurement down or up; codes toward the
+# start or the end of the feature's ``codes`` list (fasting blood sugar "yes" -> "no" is "decrease").
+Direction = Literal["decrease", "increase"]
 Role = Literal["feature", "target", "ignored"]
 CodeValue = Union[float, str]
 
@@ -55,7 +58,11 @@ class Feature(BaseModel):
     min: float | None = None  # plausible range: values outside become missing, with a warning
     max: float | None = None
     codes: list[Code] = Field(default_factory=list)
-    modifiable: bool = False  # may a treatment change it (used by what-ifs)
+    # May a treatment change it, and which way is clinically sensible. What-ifs move a feature only when
+    # both are set (age, sex, symptoms and test results are not modifiable). Inferred schemas leave both
+    # unset unless the clinical vocabulary knows the concept.
+    modifiable: bool = False
+    direction: Direction | None = None
     step: float | None = None  # input step in the form (1 for bpm, 0.1 for mm)
     # What the column means in the clinic (assets/concepts.json) and how the file records it. The model
     # works in ``unit``; a file holding another unit (age in days, cholesterol in mmol/L) is converted on
@@ -85,6 +92,30 @@ class Feature(BaseModel):
         one with code labels (scaled like a number, shown by its code). The one definition for reasons,
         what-ifs, the form and the figures."""
         return self.is_categorical or (self.kind == "ordinal" and bool(self.codes))
+
+    @property
+    def actionable(self) -> bool:
+        """Modifiable with a known clinical direction: the only features a what-if may move."""
+        return self.modifiable and self.direction is not None
+
+    def allowed_move(self, old, new) -> bool:
+        """Does ``old`` -> ``new`` go the clinically sensible way (numbers by value, codes by their order
+        in ``codes``)? False for a feature that is not actionable."""
+        if not self.actionable:
+            return False
+        if self.codes and self.kind in ("binary", "categorical"):
+            order = self.code_values()
+            i = next((k for k, c in enumerate(order) if same_value(c, old)), None)
+            k = next((k for k, c in enumerate(order) if same_value(c, new)), None)
+            if i is None or k is None:
+                return False
+            step = k - i
+        else:
+            try:
+                step = float(new) - float(old)
+            except (TypeError, ValueError):
+                return False
+        return step < 0 if self.direction == "decrease" else step > 0
 
     def display_label(self, lang: str = "en") -> str:
         if lang == "zh" and self.label_zh:
@@ -193,6 +224,17 @@ class Schema(BaseModel):
         if dupes:
             raise ValueError(f"duplicate column names in schema: {dupes}")
         return v
+
+    @model_validator(mode="after")
+    def _cleveland_directions(self):
+        # Bundles saved before features had a direction marked trestbps, chol and fbs modifiable with no
+        # direction; for the Cleveland columns the shipped schema knows it (a what-if needs it to move them).
+        if self.source == "uci-cleveland" and any(f.modifiable and f.direction is None for f in self.features):
+            shipped = {f.name: f for f in cleveland_schema().features}
+            for f in self.features:
+                if f.modifiable and f.direction is None and f.name in shipped:
+                    f.modifiable, f.direction = shipped[f.name].modifiable, shipped[f.name].direction
+        return self
 
     @property
     def feature_names(self) -> list[str]:

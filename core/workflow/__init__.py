@@ -21,12 +21,16 @@ from core.workflow.counterfactual import (
     Alternative,
     Change,
     CounterfactualResult,
+    DirectionConflict,
     change_text,
+    conflict_sentence,
     counterfactuals,
     default_modifiable,
+    direction_conflicts,
     sentence,
     to_json,
 )
+from core.workflow.counterfactual import meaning as whatif_meaning
 from core.workflow.export import FORMULA_START, csv_bytes, neutralise, write_csv
 from core.workflow.model_card import (
     CONFIG_KEYS,
@@ -109,6 +113,10 @@ __all__ = [
     "change_text",
     "sentence",
     "to_json",
+    "DirectionConflict",
+    "direction_conflicts",
+    "conflict_sentence",
+    "whatif_meaning",
     "SimilarPatients",
     "similar_patients",
     "compare_patient",

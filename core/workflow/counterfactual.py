@@ -1,9 +1,18 @@
-"""What would bring this patient's risk under a target: the smallest changes to modifiable features.
+"""What would bring this patient's risk under a target: the smallest changes to modifiable features,
+each only in its clinically sensible direction.
 
-A counterfactual changes only features a treatment can change (``Feature.modifiable`` in the schema; the
-user may choose others), keeps every new value plausible (inside the schema's range and, by default, the
-range seen in training, where the model has data) and respects the feature's kind: a code becomes another
-existing code, a measurement moves on its input step grid (1 mmHg, 1 mg/dl, 0.1 mm).
+A counterfactual changes only features a treatment can change, and only the way a clinician would
+(``Feature.modifiable`` and ``Feature.direction`` in the schema: blood pressure and cholesterol down,
+fasting blood sugar "yes" -> "no"); age, sex, symptoms and test results never move. A research mode
+(``research=True``) may move any feature either way; its results say so. Every new value stays plausible
+(inside the schema's range and, by default, the range seen in training, where the model has data) and
+respects the feature's kind: a code becomes another existing code, a measurement moves on its input step
+grid (1 mmHg, 1 mg/dl, 0.1 mm).
+
+What an answer means: how this model's estimate responds. The model is diagnostic (the probability that
+coronary stenosis is already present), so an answer is not the effect of a treatment. Where the model's
+own average direction for a modifiable feature contradicts the clinical one (in the Cleveland model higher
+fasting blood sugar lowers the estimate), :func:`direction_conflicts` says so; that move is never offered.
 
 "Smallest" is a normalised distance: a measurement's change counts in training standard deviations
 (|new - old| / SD), a change of code counts 1. The search is exhaustive over 1-feature changes (every grid
@@ -21,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.data.schema import same_value
 from core.errors import PatientError
 from core.i18n import tr
 from core.workflow.risk import check_patient
@@ -48,6 +58,7 @@ class Alternative:
     risk_after: float
     distance: float  # sum of the changes' costs
     target: float = 0.20
+    research: bool = False  # found by a research search (any feature, either direction): not advice
 
     @property
     def features(self) -> list[str]:
@@ -67,6 +78,7 @@ class CounterfactualResult:
     rows_scored: int = 0
     seconds: float = 0.0
     max_changes: int = 3
+    research: bool = False  # any feature, either direction: not clinical advice
 
     def message(self, lang: str = "en") -> str:
         """Why there is no alternative, in words (empty when there are some)."""
@@ -81,8 +93,8 @@ class CounterfactualResult:
 
 
 def default_modifiable(schema) -> list[str]:
-    """The features the schema marks as modifiable (in schema order)."""
-    return [f.name for f in schema.model_features if f.modifiable]
+    """The features a what-if may move: modifiable with a clinical direction (in schema order)."""
+    return [f.name for f in schema.model_features if f.actionable]
 
 
 # ---- the search -------------------------------------------------------------------------------------
@@ -104,11 +116,28 @@ def _decimals(step: float) -> int:
     return max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
 
 
-def _feature_grid(pre, j: int, current: float, within_training: bool) -> _Grid | None:
+def _code_order(pre, j: int, index: float) -> int | None:
+    """Where the code at ``index`` of the preprocessor's categories stands in the schema's ``codes`` list."""
+    f = pre.features[j]
+    cats = pre.categories_[f.name]
+    k = int(index)
+    if not 0 <= k < len(cats):
+        return None
+    order = f.code_values() or cats
+    return next((i for i, c in enumerate(order) if same_value(c, cats[k])), None)
+
+
+def _feature_grid(pre, j: int, current: float, within_training: bool, direction: str | None) -> _Grid | None:
+    """The candidate values of feature ``j``; with a ``direction`` only those on its side of ``current``."""
     f = pre.features[j]
     if f.is_categorical:
         codes = np.arange(len(pre.categories_[f.name]), dtype=float)
         keep = codes != current
+        if direction is not None:
+            now = _code_order(pre, j, current)
+            ranks = [_code_order(pre, j, c) for c in codes]
+            keep &= np.array([now is not None and r is not None and (r < now if direction == "decrease" else r > now)
+                              for r in ranks])
         if not keep.any():
             return None
         values = codes[keep]
@@ -125,6 +154,8 @@ def _feature_grid(pre, j: int, current: float, within_training: bool) -> _Grid |
     k = np.arange(math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) + 1)
     values = np.round(k * step, _decimals(step) + 2)
     values = values[np.abs(values - current) >= step / 2 - 1e-12]  # a change smaller than a step is none
+    if direction is not None:
+        values = values[values < current] if direction == "decrease" else values[values > current]
     if values.size == 0:
         return None
     costs = np.abs(values - current) / pre.scale_[j]
@@ -189,10 +220,12 @@ def _search_combo(scorer: _Scorer, grids: list[_Grid], points: int):
 
 
 def counterfactuals(model, values: dict, target: float = 0.20, features: list[str] | None = None, *,
-                    max_changes: int = 3, n_alternatives: int = 3, within_training: bool = True
-                    ) -> CounterfactualResult:
+                    max_changes: int = 3, n_alternatives: int = 3, within_training: bool = True,
+                    research: bool = False) -> CounterfactualResult:
     """Smallest plausible changes of ``features`` (default: the schema's modifiable ones) that bring the
     patient's risk below ``target``; up to ``n_alternatives`` over different feature sets, cheapest first.
+    Each feature moves only in its clinical direction, and only modifiable features may be chosen, unless
+    ``research`` (any feature, either direction; the result is marked as research).
 
     ``values``: the patient (feature name -> clinical value, None = missing). ``within_training``: new
     values stay inside the range seen in training as well as the plausible range.
@@ -207,9 +240,14 @@ def counterfactuals(model, values: dict, target: float = 0.20, features: list[st
     unknown = [n for n in chosen if n not in names]
     if unknown:
         raise PatientError(f"not features of this model: {', '.join(map(str, unknown))}")
+    fixed = [n for n in chosen if not schema[n].actionable]
+    if fixed and not research:
+        raise PatientError(f"not modifiable in a known clinical direction: {', '.join(map(str, fixed))} "
+                           "(only a research search may move them)")
     raw = np.array([[pre.encode_value(j, values.get(f.name)) for j, f in enumerate(pre.features)]])
     risk = float(model.predict_risk_raw(raw)[0])
-    result = CounterfactualResult(risk=risk, target=float(target), features=chosen, max_changes=max_changes)
+    result = CounterfactualResult(risk=risk, target=float(target), features=chosen, max_changes=max_changes,
+                                  research=research)
     if risk < target:
         result.reason = "already_below"
         return _done(result, started)
@@ -219,7 +257,8 @@ def counterfactuals(model, values: dict, target: float = 0.20, features: list[st
     filled = pre.impute_raw(raw)[0]  # a missing value is seen by the model as its imputed value
     grids = {}
     for name in sorted(chosen, key=names.index):
-        grid = _feature_grid(pre, names.index(name), float(filled[names.index(name)]), within_training)
+        direction = None if research else schema[name].direction
+        grid = _feature_grid(pre, names.index(name), float(filled[names.index(name)]), within_training, direction)
         if grid is not None:
             grids[name] = grid
     scorer = _Scorer(model, raw, target)
@@ -256,7 +295,8 @@ def counterfactuals(model, values: dict, target: float = 0.20, features: list[st
             changes.append(Change(feature=name, old=values.get(name), new=new, cost=float(g.costs[i])))
             new_values[name] = new
         result.alternatives.append(Alternative(changes=changes, values=new_values, risk_before=risk,
-                                               risk_after=new_risk, distance=cost, target=float(target)))
+                                               risk_after=new_risk, distance=cost, target=float(target),
+                                               research=research))
     if not result.alternatives:
         result.reason = "unreachable"
     return _done(result, started)
@@ -265,6 +305,88 @@ def counterfactuals(model, values: dict, target: float = 0.20, features: list[st
 def _done(result: CounterfactualResult, started: float) -> CounterfactualResult:
     result.seconds = time.perf_counter() - started
     return result
+
+
+# ---- where the model disagrees with the clinic -----------------------------------------------------
+@dataclass
+class DirectionConflict:
+    """A modifiable feature whose clinically sensible change raises this model's average estimate."""
+    feature: str
+    better: object  # the clinically better value (a code, or a number: the lower/upper quartile in training)
+    worse: object
+    risk_better: float  # mean estimate over the training background with the feature set to ``better``
+    risk_worse: float
+    n_train: int
+
+    def sentence(self, schema, lang: str = "en") -> str:
+        return conflict_sentence(self, schema, lang)
+
+
+_CONFLICT_MARGIN = 0.001  # a difference of mean estimates below 0.1 point is no direction at all
+
+
+def direction_conflicts(model) -> list[DirectionConflict]:
+    """The actionable features for which this model, on average over its training patients, raises the
+    estimate when the feature moves the clinically sensible way (a partial-dependence contrast over the
+    saved training background: the feature's two ends (codes) or its quartiles (measurements), all else as
+    each patient had it). The what-if search never offers such a move (it moves features only in their
+    clinical direction); the page says why the model would have liked the other one."""
+    pre, schema = model.preprocessor_, model.schema
+    background = np.asarray(getattr(model, "background_", None) if getattr(model, "background_", None) is not None
+                            else np.empty((0, len(pre.features))), dtype=float)
+    if background.size == 0:
+        return []
+    background = pre.impute_raw(background)
+    n_train = int(getattr(model, "n_train_", None) or len(background))
+    conflicts = []
+    for j, f in enumerate(pre.features):
+        sf = schema[f.name] if f.name in schema else f
+        if not sf.actionable:
+            continue
+        if f.kind in ("binary", "categorical"):
+            cats = pre.categories_[f.name]
+            ranked = sorted((r, k) for k in range(len(cats)) if (r := _code_order(pre, j, k)) is not None)
+            if len(ranked) < 2:
+                continue
+            low_raw, high_raw = float(ranked[0][1]), float(ranked[-1][1])
+        else:
+            seen = background[:, j]
+            low_raw, high_raw = (float(q) for q in np.quantile(seen, [0.25, 0.75]))
+            if high_raw <= low_raw:
+                low_raw, high_raw = float(seen.min()), float(seen.max())
+            if high_raw <= low_raw:
+                continue
+        better_raw, worse_raw = (low_raw, high_raw) if sf.direction == "decrease" else (high_raw, low_raw)
+        mean = []
+        for value in (better_raw, worse_raw):
+            rows = background.copy()
+            rows[:, j] = value
+            mean.append(float(np.mean(model.predict_risk_raw(rows))))
+        if mean[0] > mean[1] + _CONFLICT_MARGIN:
+            conflicts.append(DirectionConflict(
+                feature=f.name, better=pre.decode_value(j, better_raw), worse=pre.decode_value(j, worse_raw),
+                risk_better=mean[0], risk_worse=mean[1], n_train=n_train))
+    return conflicts
+
+
+def conflict_sentence(conflict: DirectionConflict, schema, lang: str = "en") -> str:
+    """'In this model, higher fasting blood sugar lowers the estimate ...: an artefact of N patients, not
+    advice.' From the translation table."""
+    f = schema[conflict.feature]
+    words = {"feature": f.display_label(lang), "feature_lower": _lower_first(f.display_label(lang)),
+             "better": f.format_value(conflict.better, lang), "worse": f.format_value(conflict.worse, lang),
+             "risk_better": _pct(conflict.risk_better), "risk_worse": _pct(conflict.risk_worse),
+             "n": conflict.n_train}
+    if f.kind in ("binary", "categorical"):
+        return tr("whatif.conflict_coded", lang, **words)
+    # the model's preferred way is the opposite of the clinical one
+    higher = tr("whatif.higher", lang) if f.direction == "decrease" else tr("whatif.lower", lang)
+    return tr("whatif.conflict_numeric", lang, higher=higher, **words)
+
+
+def meaning(lang: str = "en") -> str:
+    """What a what-if answer is, for the page, the report and the command line."""
+    return tr("whatif.meaning", lang)
 
 
 # ---- in words ---------------------------------------------------------------------------------------
@@ -320,7 +442,10 @@ def sentence(alternative: Alternative, schema, lang: str = "en") -> str:
     risks = f"{_pct(alternative.risk_before)} → {_pct_after(alternative.risk_after, alternative.risk_before, alternative.target)}"
     changes = parts[-1] if len(parts) == 1 else (
         tr("whatif.join", lang).join(parts[:-1]) + tr("whatif.join_last", lang) + parts[-1])
-    return tr("whatif.sentence", lang, changes=changes, risks=risks)
+    text = tr("whatif.sentence", lang, changes=changes, risks=risks)
+    if alternative.research:  # a research search's answer is never read as advice
+        text = tr("whatif.research_mark", lang) + ("" if lang == "zh" else " ") + text
+    return text
 
 
 def to_json(result: CounterfactualResult, schema, lang: str = "en") -> dict:
@@ -328,7 +453,7 @@ def to_json(result: CounterfactualResult, schema, lang: str = "en") -> dict:
     def plain(v):
         return None if _missing(v) else (float(v) if isinstance(v, (int, float, np.number)) else v)
     return {
-        "risk": result.risk, "target": result.target, "features": result.features,
+        "risk": result.risk, "target": result.target, "features": result.features, "research": result.research,
         "reason": result.reason, "message": result.message(lang),
         "alternatives": [{
             "changes": [{"feature": c.feature, "old": plain(c.old), "new": plain(c.new), "cost": c.cost}

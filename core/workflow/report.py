@@ -31,6 +31,7 @@ import numpy as np
 from core.errors import CoreError
 from core.i18n import tr
 from core.model.bands import BandCutoffs
+from core.workflow.counterfactual import direction_conflicts, meaning as whatif_meaning
 from core.workflow.risk import patient_risk
 
 FONT_ENV = "HEART_RISK_PDF_FONT"
@@ -125,6 +126,8 @@ class PatientReport:
     test_auc: float | None
     cutoffs: BandCutoffs = field(default_factory=BandCutoffs)
     note: str | None = None  # e.g. why a PDF asked for in Chinese is in English
+    # what a what-if means, and where the model contradicts the clinic
+    whatif_notes: list[str] = field(default_factory=list)
     # What the waterfall adds up to when it is not the risk: under isotonic recalibration the reasons explain
     # the networks' uncalibrated output (core.workflow.PatientRisk.explained_risk). None: it is the risk.
     explained_risk: float | None = None
@@ -174,7 +177,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         model_name=str(model_name or meta.get("name") or "—"), model_version=model_version,
         data_fingerprint=meta.get("data_fingerprint"),
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
-        note=note)
+        note=note, whatif_notes=[whatif_meaning(lang)] + [c.sentence(schema, lang) for c in direction_conflicts(model)])
 
 
 def _pct(p: float, decimals: int = 1) -> str:
@@ -322,6 +325,8 @@ def report_pdf(report: PatientReport) -> bytes:
     heading(tr("patient_report.whatifs", lang))
     for text in report.whatifs or [tr("patient_report.no_whatifs", lang)]:
         line(f"• {text}", 8.5)
+    for text in report.whatif_notes:
+        line(text, 7.5, colour=_GREY, height=3.8)
 
     # the notice at the foot of the page
     pdf.set_y(max(pdf.get_y() + 3, pdf.h - 26))
@@ -451,6 +456,7 @@ def report_html(report: PatientReport) -> str:
     isotonic = f'<div class="small">{e(report.isotonic_note())}</div>' if report.isotonic_note() else ""
     whatifs = ("".join(f"<li>{e(text)}</li>" for text in report.whatifs) if report.whatifs
                else f"<li>{e(tr('patient_report.no_whatifs', lang))}</li>")
+    whatif_notes = "".join(f'<div class="small">{e(text)}</div>' for text in report.whatif_notes)
     return f"""<!DOCTYPE html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
 <title>{e(tr("patient_report.title", lang))}</title><style>{_CSS}</style></head>
@@ -463,7 +469,7 @@ def report_html(report: PatientReport) -> str:
 <h2>{e(tr("patient_report.inputs", lang))}</h2><table class="inputs">{''.join(cells)}</table>{missing}
 <h2>{e(tr("patient_report.why", lang, base=_pct(report.base_value)))}</h2>{_waterfall_svg(report)}
 <h2>{e(tr("patient_report.reasons", lang))}</h2><ol>{reasons}</ol>
-<h2>{e(tr("patient_report.whatifs", lang))}</h2><ul>{whatifs}</ul>
+<h2>{e(tr("patient_report.whatifs", lang))}</h2><ul>{whatifs}</ul>{whatif_notes}
 <div class="notice">{e(tr("patient_report.notice", lang))}</div>
 </body></html>
 """

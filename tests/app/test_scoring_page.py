@@ -122,6 +122,33 @@ def test_whatif_suggestions_apply_to_the_form(lang):
             assert box.value == change.new
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_whatif_offers_only_modifiable_features_and_marks_research(lang):
+    from core.workflow import conflict_sentence, direction_conflicts
+    from ui.common import markdown_text
+    at = open_section(app_with_model(lang, "pages/patient.py"), "whatif")
+    no_exceptions(at)
+    model = at.session_state["model"]
+    labels = [model.schema[n].display_label(lang) for n in ("trestbps", "chol", "fbs")]
+    assert at.multiselect(key=f"pt_cf_features@{lang}").options == labels  # never age, sex or a test result
+    assert at.toggle(key="pt_cf_research").value is False
+    assert tr("whatif.meaning", lang) in texts(at.caption)
+    for conflict in direction_conflicts(model):  # e.g. higher blood sugar lowering the estimate
+        assert markdown_text(conflict_sentence(conflict, model.schema, lang)) in texts(at.warning)
+    at.slider(key="pt_cf_target").set_value(5).run()
+    assert not at.session_state["pt_cf_cache"][1].research
+
+    at.toggle(key="pt_cf_research").set_value(True).run()
+    no_exceptions(at)
+    research = at.multiselect(key=f"pt_cf_features_research@{lang}")
+    assert len(research.options) == len(model.preprocessor_.feature_names)
+    assert tr("whatif.research_warning", lang) in texts(at.warning)
+    found = at.session_state["pt_cf_cache"][1]
+    assert found.research and found.alternatives
+    shown = [m for m in texts(at.markdown) if m.startswith("1. ")]
+    assert shown and shown[0].startswith("1. " + markdown_text(tr("whatif.research_mark", lang)))
+
+
 def test_an_unreachable_target_is_said_in_words():
     at = open_section(app_with_model("zh", "pages/patient.py"), "whatif")
     at.multiselect(key="pt_cf_features@zh").set_value(["fbs"]).run()

@@ -6,13 +6,14 @@ scaled features, so the cheapest change per training SD is to move the feature w
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from core.workflow import counterfactuals, default_modifiable, sentence, to_json
+from core.workflow import counterfactuals, default_modifiable, direction_conflicts, sentence, to_json, whatif_meaning
 from core.errors import PatientError
 from core.model import RiskModel
 from core.model import Network
@@ -27,10 +28,10 @@ def logit(p: float) -> float:
 def toy_schema() -> Schema:
     return Schema(features=[
         Feature(name="bp", kind="numeric", label="Blood pressure", label_zh="血压", unit="mmHg", min=80, max=220,
-                step=1, modifiable=True),
+                step=1, modifiable=True, direction="decrease"),
         Feature(name="ldl", kind="numeric", label="LDL", label_zh="低密度脂蛋白", unit="mg/dl", min=40, max=300,
-                step=1, modifiable=True),
-        Feature(name="smoker", kind="binary", label="Smoker", label_zh="吸烟", modifiable=True,
+                step=1, modifiable=True, direction="decrease"),
+        Feature(name="smoker", kind="binary", label="Smoker", label_zh="吸烟", modifiable=True, direction="decrease",
                 codes=[Code(value=0.0, label="no", label_zh="否"), Code(value=1.0, label="yes", label_zh="是")]),
         Feature(name="age", kind="numeric", label="Age", label_zh="年龄", unit="years", min=18, max=100, step=1),
         Feature(name="outcome", role="target", kind="binary"),
@@ -169,6 +170,7 @@ def test_the_first_answer_is_no_costlier_than_any_single_change():
     for name in ("bp", "ldl"):
         j = pre.feature_names.index(name)
         grid = np.arange(pre.raw_min_[j], pre.raw_max_[j] + 1)
+        grid = grid[grid < patient[name]]  # both are modifiable downwards only
         rows = pre.encode(pd.DataFrame([patient] * len(grid)))
         rows[:, j] = grid
         ok = model.predict_risk_raw(rows) < target
@@ -232,7 +234,120 @@ def test_sentences_in_both_languages():
 
 def test_cleveland_schema_marks_the_modifiable_features():
     from core.data import cleveland_schema
-    assert default_modifiable(cleveland_schema()) == ["trestbps", "chol", "fbs"]
+    schema = cleveland_schema()
+    assert default_modifiable(schema) == ["trestbps", "chol", "fbs"]
+    assert {n: schema[n].direction for n in default_modifiable(schema)} == {
+        "trestbps": "decrease", "chol": "decrease", "fbs": "decrease"}
+    fixed = ["age", "sex", "cp", "restecg", "thalach", "exang", "oldpeak", "slope", "ca", "thal"]
+    assert not any(schema[n].modifiable or schema[n].actionable for n in fixed)
+    # fasting blood sugar: "yes" -> "no" is the clinical way, "no" -> "yes" never
+    assert schema["fbs"].allowed_move(1.0, 0.0) and not schema["fbs"].allowed_move(0.0, 1.0)
+    assert schema["trestbps"].allowed_move(140, 130) and not schema["trestbps"].allowed_move(130, 140)
+    assert not schema["age"].allowed_move(60, 50)
+
+
+def test_an_old_cleveland_bundle_schema_gets_the_directions():
+    # saved before features had a direction: modifiable trestbps/chol/fbs without one
+    from core.data import cleveland_schema
+    old = json.loads(cleveland_schema().to_json())
+    for f in old["features"]:
+        f.pop("direction", None)
+    schema = Schema.model_validate(old)
+    assert default_modifiable(schema) == ["trestbps", "chol", "fbs"]
+    assert schema["fbs"].direction == "decrease"
+
+
+def test_an_inferred_schema_moves_nothing_by_default():
+    from core.data import infer_schema
+    frame = toy_frame()
+    schema = infer_schema(frame, target="outcome")
+    assert default_modifiable(schema) == []
+    assert not any(f.modifiable for f in schema.features)
+
+
+def test_a_feature_moves_only_in_its_clinical_direction():
+    # Here the model lowers the risk for higher blood pressure and for smoking: the search must not follow.
+    model = logistic_model({"bp": -1.5, "ldl": 1.5, "smoker": -2.0}, bias=1.0)
+    result = counterfactuals(model, dict(PATIENT, smoker=0.0), target=0.3)
+    assert result.alternatives, "ldl alone can reach the target"
+    for alt in result.alternatives:
+        assert alt.features == ["ldl"]
+        assert alt.changes[0].new < PATIENT["ldl"]
+    # the research mode follows the model either way, and says it is research
+    research = counterfactuals(model, dict(PATIENT, smoker=0.0), target=0.3, features=["bp", "smoker", "age"],
+                               research=True)
+    moves = {(c.feature, c.new > c.old) for a in research.alternatives for c in a.changes}
+    assert ("smoker", True) in moves or ("bp", True) in moves
+    assert research.research and all(a.research for a in research.alternatives)
+    assert sentence(research.alternatives[0], model.schema).startswith("[Research, not advice] If ")
+    assert sentence(research.alternatives[0], model.schema, "zh").startswith("【研究用途，非建议】如果")
+    assert to_json(research, model.schema)["research"] is True
+
+
+def test_a_feature_that_is_not_modifiable_is_refused_outside_research():
+    model = logistic_model({"bp": 1.5, "age": 2.0}, bias=0.0)
+    with pytest.raises(PatientError, match="not modifiable in a known clinical direction: age"):
+        counterfactuals(model, PATIENT, target=0.2, features=["bp", "age"])
+    found = counterfactuals(model, PATIENT, target=0.2, features=["age"], research=True)
+    assert found.alternatives and found.alternatives[0].features == ["age"]
+
+
+def test_the_model_direction_that_contradicts_the_clinic_is_named():
+    # smoking lowers this model's risk: said in words, and never suggested
+    model = logistic_model({"bp": 1.0, "smoker": -2.0}, bias=0.0)
+    model.background_ = model.preprocessor_.encode(toy_frame())
+    model.n_train_ = 40
+    conflicts = direction_conflicts(model)
+    assert [c.feature for c in conflicts] == ["smoker"]
+    c = conflicts[0]
+    assert (c.better, c.worse) == (0.0, 1.0) and c.risk_better > c.risk_worse
+    text = c.sentence(model.schema)
+    assert text.startswith("In this model, smoker “yes” instead of “no” lowers the estimate")
+    assert "an artefact of 40 patients, not advice" in text
+    assert "40" in c.sentence(model.schema, "zh") and "不是建议" in c.sentence(model.schema, "zh")
+    # a measurement: higher bp lowering the estimate
+    model = logistic_model({"bp": -1.0, "ldl": 1.0}, bias=0.0)
+    model.background_ = model.preprocessor_.encode(toy_frame())
+    model.n_train_ = 40
+    (c,) = direction_conflicts(model)
+    assert c.feature == "bp" and c.better < c.worse
+    assert c.sentence(model.schema).startswith("In this model, higher blood pressure lowers the estimate")
+
+
+def _moves_are_clinical(model, df, rows) -> tuple[int, list]:
+    """Every suggestion for these rows: the number of suggestions and the ones that break the rules."""
+    from core.workflow import patient_from_row
+    pre, schema = model.preprocessor_, model.schema
+    n, bad = 0, []
+    for i in rows:
+        values = patient_from_row(model, df, int(i))
+        result = counterfactuals(model, values, target=0.2)
+        raw = pre.impute_raw(np.array([[pre.encode_value(j, values.get(f.name))
+                                        for j, f in enumerate(pre.features)]]))[0]
+        for alt in result.alternatives:
+            n += 1
+            for c in alt.changes:
+                j = pre.feature_names.index(c.feature)
+                old = c.old if c.old is not None else pre.decode_value(j, raw[j])
+                if not schema[c.feature].allowed_move(old, c.new):
+                    bad.append((int(i), c.feature, old, c.new))
+    return n, bad
+
+
+def test_no_suggestion_on_cleveland_or_the_demo_cohort_moves_a_fixed_feature_or_the_wrong_way(cleveland_path):
+    from core.data import cleveland_schema, cohort_from_frame, demo_cohort, load_cohort
+    from core.workflow import train_on_cohort
+    cleveland = load_cohort(cleveland_path)
+    trained = train_on_cohort(cleveland)
+    model = trained.model
+    df = cleveland.df.reset_index(drop=True)
+    n_test, bad_test = _moves_are_clinical(model, df, trained.test_index)
+    demo = cohort_from_frame(demo_cohort(), cleveland_schema(), "demo", synthetic=True)
+    n_demo, bad_demo = _moves_are_clinical(model, demo.df.reset_index(drop=True), range(demo.n))
+    assert bad_test == [] and bad_demo == []
+    assert n_test > 0 and n_demo > 0  # the check saw suggestions
+    # and the Cleveland model's blood-sugar artefact is named (higher sugar lowers its estimate)
+    assert "fbs" in [c.feature for c in direction_conflicts(model)]
 
 
 def test_the_command_line(tmp_path, capsys):
@@ -263,3 +378,14 @@ def test_the_command_line(tmp_path, capsys):
     assert "风险已低于目标 20%" in text
     assert main(["counterfactual", "--model", str(bundle), "--input", str(patients), "--target-risk", "2"]) == 2
     assert "--target-risk" in capsys.readouterr().err
+    # what the answers are, said first; a feature that is not modifiable only in research mode, marked
+    assert main(["counterfactual", "--model", str(bundle), "--input", str(patients)]) == 0
+    assert capsys.readouterr().out.startswith(whatif_meaning("en"))
+    assert main(["counterfactual", "--model", str(bundle), "--input", str(patients), "--features", "bp,age"]) == 2
+    err = capsys.readouterr().err
+    assert "--features: age not modifiable" in err and "--research-any-feature" in err and "Traceback" not in err
+    assert main(["counterfactual", "--model", str(bundle), "--input", str(patients), "--features", "bp,age",
+                 "--research-any-feature", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["research"] is True and "not the effect of a treatment" in out["meaning"]
+    assert out["patients"][0]["alternatives"][0]["sentence"].startswith("[Research, not advice] If ")
