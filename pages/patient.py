@@ -16,12 +16,13 @@ import time
 import streamlit as st
 
 from core.errors import CoreError
-from core.workflow import BandCutoffs, patient_from_row, patient_risk, sensitivity, typical_patient
+from core.workflow import bands_sentence, patient_from_row, patient_risk, sensitivity, typical_patient
 from core.workflow import conflict_sentence, counterfactuals, default_modifiable, direction_conflicts, sentence
 from core.workflow import similar_patients
 from core.workflow import build_report, report_html, report_pdf
 from core.workflow import audit_path, log_prediction
 from core.evaluate import ood_check, patient_uncertainty
+from core.model import model_bands
 from core.data import from_model, input_range, to_model, unit_options
 from ui import figures
 from ui.common import markdown_text, need_model
@@ -30,7 +31,6 @@ from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model
 
-CUTOFFS = BandCutoffs()
 BAND_COLOURS = {"low": "green", "intermediate": "orange", "high": "red"}
 
 
@@ -173,7 +173,7 @@ def result_panel(model, values: dict, key: tuple):
     st.subheader(t("patient.result"))
     try:
         started = time.perf_counter()
-        result = patient_risk(model, values, lang=lang(), cutoffs=CUTOFFS, top=len(pre.features))
+        result = patient_risk(model, values, lang=lang(), top=len(pre.features))  # the model's own bands
         elapsed_ms = (time.perf_counter() - started) * 1000
     except CoreError as exc:
         st.error(str(exc), icon=":material/error:")
@@ -193,12 +193,12 @@ def result_panel(model, values: dict, key: tuple):
         c2.metric(t("patient.previous"), f"{previous:.1%}", border=True)
     st.badge(t("patient.band", band=band_name(result.risk_band)), color=BAND_COLOURS[result.risk_band],
              icon=":material/monitor_heart:")
-    st.caption(t("patient.cutoffs", low=f"{CUTOFFS.low:.0%}", high=f"{CUTOFFS.high:.0%}"))
+    st.caption(bands_sentence(model_bands(model), lang()))
 
     # Trust: the ensemble's range, the calibrated risk when it is not what the reasons add up to, and
     # whether this patient is unlike the training patients.
     patient_raw = result.explanation.raw[0]
-    spread = patient_uncertainty(model, patient_raw, CUTOFFS)
+    spread = patient_uncertainty(model, patient_raw)
     if spread.members > 1:
         st.markdown(t("patient.interval", risk=f"{spread.risk:.0%}", low=f"{spread.low:.0%}", high=f"{spread.high:.0%}",
                       n=spread.members))
@@ -398,7 +398,7 @@ def report_panel(model, values: dict) -> None:
         except CoreError:
             whatifs = []
         return build_report(model, report_values, meta=meta, model_name=name, model_version=None, lang=language,
-                            cutoffs=CUTOFFS, whatifs=whatifs, for_pdf=for_pdf)
+                            whatifs=whatifs, for_pdf=for_pdf)
 
     r1, r2 = st.columns(2)
     r1.download_button(t("report_dl.pdf"), lambda: report_pdf(report(True)), file_name="heart-risk-report.pdf",

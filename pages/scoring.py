@@ -16,7 +16,8 @@ from core.workflow import audit_path, log_table
 from core.data import check_features, read_table
 from core.errors import CoreError
 from core.workflow import csv_bytes
-from core.workflow import BandCutoffs
+from core.model import model_bands
+from core.workflow import bands_sentence
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import need_model, show_problems
 from ui.i18n import lang, lang_key, t
@@ -24,7 +25,6 @@ from ui.models import audit_identity
 from ui.shell import ensure_shell
 from ui.state import active_cohort
 
-CUTOFFS = BandCutoffs()
 REASONS_BY_DEFAULT = 2000  # above this many patients the (slow) reasons are opt-in
 BAND_COLOURS = {"low": "#2e7d32", "intermediate": "#ef6c00", "high": "#c62828"}
 
@@ -113,8 +113,7 @@ if stored is None or stored[0] != key:
         bar.progress(done / max(total, 1), text=t("scoring.progress", done=done, total=total))
 
     try:
-        scored = score_cohort(model, table, with_reasons=with_reasons, lang=lang(), cutoffs=CUTOFFS,
-                              progress=progress)
+        scored = score_cohort(model, table, with_reasons=with_reasons, lang=lang(), progress=progress)
     except CoreError as exc:
         bar.empty()
         st.error(str(exc), icon=":material/error:")
@@ -138,7 +137,7 @@ c0.metric(t("scoring.patients"), f"{len(full):,}", border=True)
 for col, band in zip((c1, c2, c3), BANDS):
     share = counts[band] / len(full) if len(full) else 0.0
     col.metric(band_name(band), f"{counts[band]:,}", delta=f"{share:.0%}", delta_color="off", border=True)
-st.caption(t("scoring.timing", seconds=f"{scored.seconds:.2f}", low=f"{CUTOFFS.low:.0%}", high=f"{CUTOFFS.high:.0%}"))
+st.caption(t("scoring.timing", seconds=f"{scored.seconds:.2f}") + " " + bands_sentence(model_bands(model), lang()))
 if not scored.with_interval:
     st.caption(t("scoring.no_interval"))
 

@@ -9,6 +9,7 @@ out. Results are computed on the model's own test split, recovered from the acti
 from __future__ import annotations
 
 import copy
+import datetime as _dt
 import math
 
 import numpy as np
@@ -19,10 +20,11 @@ from core import plots
 from core.metrics import decision_curve, threshold_summary, useful_range
 from core.errors import CoreError
 from core.metrics import binary_metrics
-from core.model import save_model
+from core.model import BandCutoffs, band_summary, model_bands, save_model
+from core.workflow import bands_sentence
 from core.evaluate import SMALL_GROUP, default_columns, subgroup_table
 from core.evaluate import WIDE_INTERVAL, calibration_report, model_splits
-from ui.common import need_model
+from ui.common import need_model, show_table
 from ui.i18n import lang, lang_key, t
 from ui.models import activate_saved
 from ui.shell import ensure_shell
@@ -112,6 +114,48 @@ def save_panel(key: str) -> None:
                 st.error(str(exc), icon=":material/error:")
                 return
             st.session_state["trust_note"] = t("trust.saved", name=name.strip(), version=path.name)
+            st.rerun()
+
+
+def band_label(band: str) -> str:
+    return {"low": t("band.low"), "intermediate": t("band.intermediate"), "high": t("band.high")}[band]
+
+
+def bands_panel(y, risk) -> None:
+    """The model's risk bands, chosen here by the clinician who adopts the model: what each choice means
+    per 100 of these patients (held out from training), then 'use these bands', kept with who and when."""
+    st.subheader(t("trust.bands_title"))
+    current = model_bands(model)
+    st.caption(bands_sentence(current, lang()) + " " + t("trust.bands_help"))
+    low, high = st.slider(t("trust.bands_cutoffs"), 1, 99, (round(current.low * 100), round(current.high * 100)),
+                          format="%d%%", key="trust_bands")
+    if low >= high:
+        st.warning(t("trust.bands_same"), icon=":material/warning:")
+        return
+    proposed = BandCutoffs(low / 100, high / 100)
+    ranges = {"low": f"< {low}%", "intermediate": f"{low}–{high}%", "high": f"≥ {high}%"}
+    rows = band_summary(y, risk, proposed)
+    show_table(pd.DataFrame({
+        t("trust.bands_band"): [band_label(r["band"]) for r in rows],
+        t("trust.bands_range"): [ranges[r["band"]] for r in rows],
+        t("trust.bands_patients"): [f"{r['per_100']:.0f}" for r in rows],
+        t("trust.bands_events"): [f"{r['events_per_100']:.0f}" for r in rows],
+        t("trust.bands_rate"): [pct(r["rate"]) for r in rows]}))
+    st.caption(t("trust.bands_per_100", n=len(y)))
+    with st.form("trust_bands_form"):
+        who = st.text_input(t("trust.bands_set_by"), max_chars=80, key="trust_bands_who")
+        if st.form_submit_button(t("trust.bands_use"), icon=":material/tune:"):
+            if not who.strip():
+                st.error(t("trust.bands_need_name"), icon=":material/error:")
+                return
+            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            chosen = BandCutoffs(low / 100, high / 100, set_by=who.strip(), set_utc=now)
+            updated = copy.copy(model)  # the stored model is shared between sessions: never changed in place
+            updated.bands_ = chosen
+            new_meta = copy.deepcopy(meta)
+            new_meta["bands"] = chosen.to_dict()
+            set_model(updated, {**info, "source": "trained", "name": None}, new_meta)
+            st.session_state["trust_note"] = t("trust.bands_set", sentence=bands_sentence(chosen, lang()))
             st.rerun()
 
 
@@ -232,6 +276,8 @@ with tabs[1]:
                           tp=round(s["true_positives_per_100"]), fp=round(s["false_alarms_per_100"]),
                           fn=round(s["missed_per_100"])))
             st.caption(t("trust.dca_note"))
+            bands_panel(y_dca, risk_dca)
+            save_panel("bands")
 
 # ---- 3. subgroups ----------------------------------------------------------------------------------
 with tabs[2]:

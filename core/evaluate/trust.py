@@ -23,7 +23,7 @@ from core.evaluate.subgroups import default_columns, subgroup_table
 from core.metrics.calibration import calibration_curve_ci, calibration_summary
 from core.metrics.decision import decision_curve, useful_range
 from core.metrics.intervals import auc_interval
-from core.model.bands import BandCutoffs
+from core.model.bands import model_bands
 from core.model.config import split
 from core.model.estimator import input_reference
 from core.model.recalibration import Calibration, fit_calibration
@@ -99,7 +99,7 @@ class Uncertainty:
 
 def patient_uncertainty(model, raw: np.ndarray, cutoffs=None) -> Uncertainty:
     """The ensemble's risk for one patient (raw row) with its member interval."""
-    cutoffs = cutoffs or BandCutoffs()
+    cutoffs = cutoffs or model_bands(model)
     risk, low, high = model.predict_interval_raw(np.atleast_2d(raw), *INTERVAL)
     r, lo, hi = float(risk[0]), float(low[0]), float(high[0])
     members = int(getattr(model, "n_members_", 1))

@@ -1,6 +1,6 @@
 """The risk model: configuration, preprocessing, the Keras trainer, the numpy network, recalibration, bundles and the store."""
 
-from core.model.bands import BandCutoffs, risk_band
+from core.model.bands import DEFAULT_BANDS, BandCutoffs, band_summary, model_bands, risk_band
 from core.model.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, save_bundle
 from core.model.bundle_zip import (
     BUNDLE_MARKER,
@@ -55,6 +55,9 @@ __all__ = [
     "stratified",
     "split",
     "BandCutoffs",
+    "DEFAULT_BANDS",
+    "band_summary",
+    "model_bands",
     "risk_band",
     "ACTIVATIONS",
     "Network",

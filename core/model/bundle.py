@@ -21,6 +21,7 @@ import numpy as np
 
 from core.data.schema import Schema
 from core.errors import BundleError
+from core.model.bands import BandCutoffs, model_bands
 from core.model.config import TrainConfig
 from core.model.estimator import RiskModel
 from core.model.preprocess import Preprocessor
@@ -140,6 +141,7 @@ def save_bundle(model: RiskModel, directory, metrics: dict, data_fingerprint: st
             "n_train": getattr(model, "n_train_", None),
             "n_val": getattr(model, "n_val_", None),
             "prevalence": getattr(model, "prevalence_", None),
+            "bands": model_bands(model).to_dict(),  # the risk bands the clinician chose (or the defaults)
             "background": model.background_,
             "libraries": _library_versions(),
             "files": files,
@@ -275,6 +277,7 @@ def load_bundle(directory) -> RiskModel:
     model.n_train_ = meta.get("n_train")
     model.n_val_ = meta.get("n_val")
     model.prevalence_ = meta.get("prevalence")
+    model.bands_ = BandCutoffs.from_dict(meta.get("bands"))
     model.background_ = np.array([[np.nan if v is None else v for v in row] for row in meta.get("background", [])],
                                  dtype=np.float64).reshape(-1, len(preprocessor.features))
     model.train_range_ = {name: (lo, hi) for name, lo, hi in zip(

@@ -26,6 +26,7 @@ import pandas as pd
 from core.data.schema import Schema
 from core.errors import CohortError, CoreError
 from core.metrics.discrimination import as_outcome
+from core.model.bands import DEFAULT_BANDS
 from core.model.config import TrainConfig, stratified
 from core.model.preprocess import Preprocessor
 from core.model.recalibration import Calibration
@@ -55,6 +56,7 @@ class RiskModel:
     def __init__(self, schema: Schema, config: TrainConfig | None = None):
         self.schema = schema
         self.config = config or TrainConfig()
+        self.bands_ = DEFAULT_BANDS  # risk bands: chosen by a clinician (Trust page), kept in the bundle
 
     # ---- training --------------------------------------------------------------------------------
     def fit(self, df_train: pd.DataFrame, y_train, df_val: pd.DataFrame | None = None, y_val=None,

@@ -33,6 +33,7 @@ from core.workflow.counterfactual import (
 from core.workflow.counterfactual import meaning as whatif_meaning
 from core.workflow.export import FORMULA_START, csv_bytes, neutralise, write_csv
 from core.workflow.model_card import (
+    bands_sentence,
     CONFIG_KEYS,
     METRIC_KEYS,
     Section,
@@ -138,6 +139,7 @@ __all__ = [
     "cjk_font_path",
     "latin_font_paths",
     "PatientReport",
+    "bands_sentence",
     "build_report",
     "report_pdf",
     "report_html",

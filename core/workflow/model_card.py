@@ -15,11 +15,29 @@ import math
 from dataclasses import dataclass, field
 
 from core.i18n import tr
+from core.model.bands import BandCutoffs
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
                "calibration_slope", "calibration_intercept")
 CONFIG_KEYS = ("hidden", "activation", "optimizer", "loss", "learning_rate", "l2", "dropout", "epochs",
                "batch_size", "early_stopping", "patience", "seed", "val_fraction", "test_fraction")
+
+
+def bands_when(iso: str | None) -> str:
+    """'2026-11-30 01:30 UTC' from an ISO time (the text as given when it is not one)."""
+    try:
+        return _dt.datetime.fromisoformat(iso).astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return str(iso or "—")
+
+
+def bands_sentence(cutoffs: BandCutoffs, lang: str = "en") -> str:
+    """The model's risk bands in words, with who set them and when (or that nobody has): the same sentence
+    on the Patient and Scoring pages, in the report and the model card."""
+    low, high = f"{cutoffs.low:.0%}", f"{cutoffs.high:.0%}"
+    who = (tr("bands.set_by", lang, name=cutoffs.set_by, when=bands_when(cutoffs.set_utc)) if cutoffs.chosen
+           else tr("bands.default", lang))
+    return tr("bands.sentence", lang, low=low, high=high, who=who)
 
 
 # ---- the metadata of a model trained in this session -------------------------------------------
@@ -105,7 +123,8 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     na = tr("card.not_recorded", lang)
     sections = []
 
-    sections.append(Section(tr("card.intended_use", lang), paragraphs=[tr("card.intended_use_text", lang)]))
+    sections.append(Section(tr("card.intended_use", lang), paragraphs=[
+        tr("card.intended_use_text", lang), bands_sentence(BandCutoffs.from_dict(meta.get("bands")), lang)]))
 
     rows = [[tr("card.item", lang), tr("card.value", lang)],
             [tr("card.source", lang), str(cohort.get("name") or na)],

@@ -30,8 +30,9 @@ import numpy as np
 
 from core.errors import CoreError
 from core.i18n import tr
-from core.model.bands import BandCutoffs
+from core.model.bands import BandCutoffs, model_bands
 from core.workflow.counterfactual import direction_conflicts, meaning as whatif_meaning
+from core.workflow.model_card import bands_sentence
 from core.workflow.risk import patient_risk
 
 FONT_ENV = "HEART_RISK_PDF_FONT"
@@ -124,7 +125,7 @@ class PatientReport:
     model_version: str | None
     data_fingerprint: str | None
     test_auc: float | None
-    cutoffs: BandCutoffs = field(default_factory=BandCutoffs)
+    cutoffs: BandCutoffs = field(default_factory=BandCutoffs)  # the model's bands, with who set them
     note: str | None = None  # e.g. why a PDF asked for in Chinese is in English
     # what a what-if means, and where the model contradicts the clinic
     whatif_notes: list[str] = field(default_factory=list)
@@ -143,7 +144,7 @@ class PatientReport:
 
 
 def build_report(model, values: dict, *, meta: dict | None = None, model_name: str | None = None,
-                 model_version: str | None = None, lang: str = "en", cutoffs: BandCutoffs = BandCutoffs(),
+                 model_version: str | None = None, lang: str = "en", cutoffs: BandCutoffs | None = None,
                  whatifs: list[str] | None = None, now: _dt.datetime | None = None,
                  for_pdf: bool = False) -> PatientReport:
     """Everything the report shows for one patient (clinical values, None = missing) and a model.
@@ -158,6 +159,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         lang, note, whatifs = "en", tr("patient_report.no_cjk", "en"), None
     meta = meta or getattr(model, "metadata_", None) or {}
     pre, schema = model.preprocessor_, model.schema
+    cutoffs = cutoffs or model_bands(model)
     result = patient_risk(model, values, lang=lang, cutoffs=cutoffs, top=len(pre.features))
     interval = None
     if hasattr(model, "predict_interval_raw") and int(getattr(model, "n_members_", 1) or 1) > 1:
@@ -292,8 +294,7 @@ def report_pdf(report: PatientReport) -> bytes:
         pdf.cell(width - 8, 4.5, clean(tr("patient_report.interval", lang, low=_pct(report.interval[0]),
                                           high=_pct(report.interval[1]))))
     pdf.set_y(top + box_h + 1)
-    line(tr("patient_report.cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}"),
-         7.5, colour=_GREY, height=3.8)
+    line(bands_sentence(report.cutoffs, lang), 7.5, colour=_GREY, height=3.8)
     if report.isotonic_note():
         line(report.isotonic_note(), 7.5, colour=_GREY, height=3.8)
 
@@ -437,7 +438,7 @@ def report_html(report: PatientReport) -> str:
         low, high = _pct(report.interval[0]), _pct(report.interval[1])
         interval = f'<div>{e(tr("patient_report.interval", lang, low=low, high=high))}</div>'
     band = tr("patient_report.band", lang, band=_band_text(report.band, lang))
-    cutoffs = tr("patient_report.cutoffs", lang, low=f"{report.cutoffs.low:.0%}", high=f"{report.cutoffs.high:.0%}")
+    cutoffs = bands_sentence(report.cutoffs, lang)
     rows = math.ceil(len(report.inputs) / 2)
     cells = []
     for r in range(rows):

@@ -43,7 +43,7 @@ def has_interval(model) -> bool:
 
 
 def score_cohort(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int = 3, lang: str = "en",
-                 cutoffs: BandCutoffs = BandCutoffs(),
+                 cutoffs: BandCutoffs | None = None,
                  progress: Callable[[int, int], None] | None = None) -> ScoredCohort:
     """Score every row of ``df`` (the model's feature columns are required; other columns pass through).
 

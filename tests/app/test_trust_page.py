@@ -106,3 +106,38 @@ def test_ensemble_range_and_unusual_patient_on_the_patient_page():
     no_exceptions(at)
     warnings = [w for w in texts(at.warning) if "unlike the training patients" in w]
     assert len(warnings) == 1 and "Serum cholesterol" in warnings[0]
+
+
+def test_the_clinician_chooses_the_risk_bands_and_they_are_saved_with_the_model(model_store):
+    from core.model import DEFAULT_BANDS, load_bundle, model_bands
+    from core.workflow import bands_sentence
+    at = new_app()
+    train(at, epochs=20)
+    at.switch_page(PAGE).run()
+    no_exceptions(at)
+    assert model_bands(at.session_state["model"]) == DEFAULT_BANDS
+    assert any(c.startswith(bands_sentence(DEFAULT_BANDS, "en")) for c in texts(at.caption))
+    assert any(tr("trust.bands_patients") in m for m in texts(at.markdown))  # what the cut-offs mean per 100
+    at.slider(key="trust_bands").set_value((10, 50)).run()
+    no_exceptions(at)
+    # no name, no bands: who chose them is part of them
+    submit = lambda: [b for b in at.get("form_submit_button") if b.label == tr("trust.bands_use")][0].click().run()  # noqa: E731
+    submit()
+    assert tr("trust.bands_need_name") in texts(at.error)
+    at.text_input(key="trust_bands_who").set_value("Dr Wang, cardiology")
+    submit()
+    no_exceptions(at)
+    bands = model_bands(at.session_state["model"])
+    assert (bands.low, bands.high, bands.set_by) == (0.10, 0.50, "Dr Wang, cardiology") and bands.set_utc
+    assert at.session_state["model_meta"]["bands"]["set_by"] == "Dr Wang, cardiology"
+    assert any("Dr Wang, cardiology" in s for s in texts(at.success))
+    at.switch_page("pages/patient.py").run()
+    assert bands_sentence(bands, "en") in texts(at.caption)
+    at.switch_page(PAGE).run()
+    form = at.form(key="trust_save_bands")
+    form.text_input[0].set_value("banded-model")
+    form.get("form_submit_button")[0].click().run()
+    no_exceptions(at)
+    assert not texts(at.error), texts(at.error)
+    saved = load_bundle(model_store / "banded-model" / "v1")
+    assert model_bands(saved) == bands
