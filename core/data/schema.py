@@ -103,7 +103,7 @@ class Feature(BaseModel):
         in ``codes``)? False for a feature that is not actionable."""
         if not self.actionable:
             return False
-        if self.codes and self.kind in ("binary", "categorical"):
+        if self.codes and self.is_categorical:
             order = self.code_values()
             i = next((k for k, c in enumerate(order) if same_value(c, old)), None)
             k = next((k for k, c in enumerate(order) if same_value(c, new)), None)

@@ -343,7 +343,7 @@ def direction_conflicts(model) -> list[DirectionConflict]:
         sf = schema[f.name] if f.name in schema else f
         if not sf.actionable:
             continue
-        if f.kind in ("binary", "categorical"):
+        if f.is_categorical:
             cats = pre.categories_[f.name]
             ranked = sorted((r, k) for k in range(len(cats)) if (r := _code_order(pre, j, k)) is not None)
             if len(ranked) < 2:
@@ -377,7 +377,7 @@ def conflict_sentence(conflict: DirectionConflict, schema, lang: str = "en") -> 
              "better": f.format_value(conflict.better, lang), "worse": f.format_value(conflict.worse, lang),
              "risk_better": _pct(conflict.risk_better), "risk_worse": _pct(conflict.risk_worse),
              "n": conflict.n_train}
-    if f.kind in ("binary", "categorical"):
+    if f.is_categorical:
         return tr("whatif.conflict_coded", lang, **words)
     # the model's preferred way is the opposite of the clinical one
     higher = tr("whatif.higher", lang) if f.direction == "decrease" else tr("whatif.lower", lang)

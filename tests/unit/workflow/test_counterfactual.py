@@ -259,13 +259,16 @@ def test_an_old_cleveland_bundle_schema_gets_the_directions():
 
 def test_an_inferred_schema_moves_only_what_the_vocabulary_knows():
     from core.data import infer_schema
+    from core.data.concepts import infer_clinical_schema  # not re-exported by core.data (yet)
     rng = np.random.default_rng(0)
     unknown = pd.DataFrame({"marker_a": rng.normal(5, 1, 40), "marker_b": rng.integers(0, 2, 40).astype(float),
                             "outcome": rng.integers(0, 2, 40).astype(float)})
-    schema = infer_schema(unknown, target="outcome")
+    schema = infer_clinical_schema(unknown, target="outcome")
+    assert default_modifiable(schema) == [] and default_modifiable(infer_schema(unknown, target="outcome")) == []
     assert default_modifiable(schema) == [] and not any(f.modifiable for f in schema.features)
     # columns the clinical vocabulary recognises carry its direction (a treatment lowers blood pressure)
-    known = infer_schema(toy_frame().rename(columns={"bp": "systolic_bp", "smoker": "smoking"}), target="outcome")
+    known = infer_clinical_schema(toy_frame().rename(columns={"bp": "systolic_bp", "smoker": "smoking"}),
+                                  target="outcome")
     assert known["systolic_bp"].actionable and known["systolic_bp"].direction == "decrease"
     assert known["smoking"].allowed_move(1.0, 0.0) and not known["smoking"].allowed_move(0.0, 1.0)
     assert not known["age"].modifiable
