@@ -59,6 +59,11 @@ def _build_parser() -> argparse.ArgumentParser:
     data_args(p)
     model_args(p)
     p.add_argument("--cv", default="5x5", help="folds x repeats (default 5x5)")
+    p.add_argument("--nested", action="store_true",
+                   help="nested CV of choosing the setting from a grid (L2 x learning rate, 8 settings): the "
+                        "selected CV AUC, the nested one and the optimism between them")
+    p.add_argument("--outer", default="5x1", help="with --nested: outer folds x repeats (default 5x1)")
+    p.add_argument("--inner", default="5x1", help="with --nested: inner folds x repeats (default 5x1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("predict", help="risk, band and top-3 reasons for every patient of a CSV")
@@ -258,17 +263,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _folds(text: str, option: str) -> tuple[int, int]:
+    try:
+        n_splits, n_repeats = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise CoreError(f"{option} takes FOLDSxREPEATS, e.g. 5x5") from None
+    if n_splits < 2 or n_repeats < 1:
+        raise CoreError(f"{option} needs at least 2 folds and 1 repeat")
+    return n_splits, n_repeats
+
+
 def cmd_evaluate(args) -> int:
     from core.evaluate.cv import cross_validate
-    try:
-        n_splits, n_repeats = (int(x) for x in args.cv.lower().split("x"))
-    except ValueError:
-        raise CoreError("--cv takes FOLDSxREPEATS, e.g. 5x5") from None
-    if n_splits < 2 or n_repeats < 1:
-        raise CoreError("--cv needs at least 2 folds and 1 repeat")
+    n_splits, n_repeats = _folds(args.cv, "--cv")
+    if args.nested:
+        outer, inner = _folds(args.outer, "--outer"), _folds(args.inner, "--inner")
     cohort = _cohort(args)
     _warn(cohort.problems)
     _import_tensorflow_quietly()
+    if args.nested:
+        return _evaluate_nested(args, cohort, outer, inner)
     result = cross_validate(cohort.df, cohort.y, cohort.schema, _config(args), n_splits=n_splits, n_repeats=n_repeats)
     summary = result.summary
     if args.json:
@@ -276,6 +290,23 @@ def cmd_evaluate(args) -> int:
     else:
         print(f"{cohort.name}: {cohort.n} patients, {n_splits}-fold x {n_repeats} repeated stratified CV")
         print(summary.to_string(index=False))
+    return 0
+
+
+def _evaluate_nested(args, cohort, outer, inner) -> int:
+    from core.evaluate.cv import nested_cross_validate
+    result = nested_cross_validate(cohort.df, cohort.y, cohort.schema, base=_config(args), outer_splits=outer[0],
+                                   outer_repeats=outer[1], inner_splits=inner[0], inner_repeats=inner[1])
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=_json_default))
+        return 0
+    print(f"{cohort.name}: {cohort.n} patients; nested CV, outer {result.design['outer']}, inner "
+          f"{result.design['inner']}, {len(result.design['grid'])} settings (L2 x learning rate), chosen by ROC AUC")
+    chosen = ", ".join(f"{k} {v:g}" for k, v in result.selected.items())
+    print(f"  selected CV AUC (setting chosen on these same folds: {chosen}): {result.selected_auc:.3f}")
+    print(f"  nested CV AUC (outer test folds never used for the choice):   {result.nested_auc:.3f} "
+          f"(sd over outer folds {result.nested_sd:.3f})")
+    print(f"  optimism (selected - nested):                                  {result.optimism:+.3f}")
     return 0
 
 
@@ -410,17 +441,19 @@ def cmd_validate(args) -> int:
     report["decision_curve"] = result.decision[["threshold", "net_benefit", "treat_all"]].round(6).to_dict(orient="records")
     report["calibration_curve"] = result.curve.round(6).to_dict(orient="records")
     if args.recalibrate:
+        from core.evaluate.external import held_out_update, update_summary
         from core.model.bundle import save_bundle
         from core.model.store import save_model
         updated = recalibrate_intercept(model, result)
+        # The update's performance from site patients it was not fitted on (cross-fitted); these, not the
+        # training split's test metrics of the model before the update, are the new bundle's metrics.
+        held_out = held_out_update(model, result)
         meta = getattr(model, "metadata_", {})
-        extra = external_extra(meta, result, recalibrated=True)
-        path = save_model(lambda d: save_bundle(updated, d, metrics=meta.get("metrics") or {},
+        extra = external_extra(meta, result, recalibrated=True, held_out=held_out)
+        path = save_model(lambda d: save_bundle(updated, d, metrics=held_out["metrics"],
                                                 data_fingerprint=meta.get("data_fingerprint") or "",
                                                 name=args.recalibrate, extra=extra), args.recalibrate)
-        after = validate_external(updated, cohort).summary()
-        report["recalibrated"] = {"bundle": str(path), "calibration_intercept": after["calibration_intercept"],
-                                  "mean_risk": after["mean_risk"], "brier": after["brier"]}
+        report["recalibrated"] = {"bundle": str(path), **update_summary(held_out)}
     if args.json:
         print(json.dumps(report, indent=2, default=_json_default))
         return 0
@@ -434,8 +467,9 @@ def cmd_validate(args) -> int:
         print(f"note: {message}")
     if "recalibrated" in report:
         r = report["recalibrated"]
-        print(f"saved intercept-recalibrated model: {r['bundle']} "
-              f"(calibration-in-the-large now {r['calibration_intercept']:.3f})")
+        print(f"saved intercept-recalibrated model: {r['bundle']}")
+        print(f"  after the update, on {r['evaluated_on']}: calibration-in-the-large {r['calibration_intercept']:.3f}, "
+              f"mean risk {r['mean_risk']:.3f} vs observed {r['observed_rate']:.3f}, Brier {r['brier']:.3f}")
     return 0
 
 

@@ -17,13 +17,25 @@ import pandas as pd
 import streamlit as st
 
 from core import plots
-from core.metrics import decision_curve, threshold_summary, useful_range
 from core.errors import CoreError
-from core.metrics import binary_metrics
+from core.evaluate import (
+    MIN_PER_CLASS,
+    SMALL_GROUP,
+    WIDE_INTERVAL,
+    calibration_report,
+    default_columns,
+    model_splits,
+    subgroup_table,
+)
+from core.metrics import (
+    binary_metrics,
+    decision_curve,
+    grid_ends,
+    threshold_summary,
+    useful_ranges,
+)
 from core.model import BandCutoffs, band_summary, model_bands, save_model
-from core.workflow import bands_sentence
-from core.evaluate import SMALL_GROUP, default_columns, subgroup_table
-from core.evaluate import WIDE_INTERVAL, calibration_report, model_splits
+from core.workflow import bands_sentence, useful_ranges_text
 from ui.common import need_model, show_table
 from ui.i18n import lang, lang_key, t
 from ui.models import activate_saved
@@ -221,7 +233,7 @@ with tabs[0]:
         choices = ["auto", "platt", "isotonic", "none"]
         chosen = st.selectbox(t("trust.recalibrate_method"), choices, key=lang_key("trust_method"),
                               format_func=method_name)
-        st.caption(t("trust.recalibrate_help", n=len(splits.val)))
+        st.caption(t("trust.recalibrate_help", n=len(splits.train)))
         if st.button(t("trust.recalibrate"), icon=":material/tune:"):
             from core.evaluate import recalibrate
             try:
@@ -265,9 +277,9 @@ with tabs[1]:
                                               "treat_none": t("trust.treat_none")})
             fig.update_layout(xaxis_title=t("trust.threshold_axis"), yaxis_title=t("trust.net_benefit"))
             figure(fig, "trust_dca")
-            useful = useful_range(curve)
-            st.markdown(t("trust.useful_range", low=pct(useful[0]), high=pct(useful[1])) if useful
-                        else t("trust.useful_none"))
+            first, last = grid_ends(curve)
+            st.markdown(useful_ranges_text({"useful_ranges": useful_ranges(curve), "thresholds_from": first,
+                                            "thresholds_to": last}, lang()))
             s = threshold_summary(y_dca, risk_dca, threshold)
             cols = st.columns(4)
             for col, key in zip(cols, ("sensitivity", "specificity", "ppv", "npv")):
@@ -290,27 +302,36 @@ with tabs[2]:
             table = pd.concat([subgroup_table(df_test, y_test, risk_test, c, model.schema, lang=lang())
                                for c in columns], ignore_index=True)
             table["column"] = table["column"].map(lambda n: labels.get(n, n))
-            figure(plots.subgroup_auc(table, title=t("trust.subgroup_fig")), "trust_subgroups")
+            # A group with too few patients has no AUC: it is named in the table, not drawn as a point.
+            figure(plots.subgroup_auc(table[~table["too_few"]], title=t("trust.subgroup_fig")), "trust_subgroups")
             shown = pd.DataFrame({
                 t("trust.sg_column"): table["column"], t("trust.sg_group"): table["group"],
                 t("trust.sg_n"): table["n"], t("trust.sg_events"): table["events"],
                 t("trust.sg_prevalence"): table["prevalence"].map(pct),
                 t("trust.sg_mean_risk"): table["mean_risk"].map(pct),
-                t("trust.sg_auc"): [f"{num(a)} ({num(lo)}–{num(hi)})" for a, lo, hi in
-                                    zip(table["auc"], table["auc_low"], table["auc_high"])],
+                t("trust.sg_auc"): [t("trust.sg_too_few", n=MIN_PER_CLASS) if few else f"{num(a)} ({num(lo)}–{num(hi)})"
+                                    for a, lo, hi, few in zip(table["auc"], table["auc_low"], table["auc_high"],
+                                                              table["too_few"])],
                 t("trust.sg_citl"): table["calibration_in_the_large"].map(lambda v: num(v, 2)),
                 t("trust.sg_small"): table["small"].map(lambda s: t("trust.sg_small_yes") if s else "")})
             st.dataframe(shown, hide_index=True)
             if table["small"].any():
                 st.warning(t("trust.sg_small_warning", n=SMALL_GROUP), icon=":material/warning:")
-            st.caption(t("trust.subgroup_note"))
+            st.caption(t("trust.subgroup_note", n=MIN_PER_CLASS))
 
 # ---- 4. external validation ------------------------------------------------------------------------
 with tabs[3]:
     st.markdown(t("trust.external_help"))
     upload = st.file_uploader(t("trust.external_upload"), type=["csv", "txt", "data"], key="trust_external_file")
     if upload is not None:
-        from core.evaluate import (external_cohort, external_extra, message_text, recalibrate_intercept, validate_external)
+        from core.evaluate import (
+            external_cohort,
+            external_extra,
+            held_out_update,
+            message_text,
+            recalibrate_intercept,
+            validate_external,
+        )
 
         def run_external():
             ext = external_cohort(model, upload.getvalue(), name=upload.name)
@@ -373,11 +394,14 @@ with tabs[3]:
                 if st.form_submit_button(t("trust.ext_recalibrate"), icon=":material/save:"):
                     try:
                         updated = recalibrate_intercept(model, result)
-                        extra = external_extra(meta, result, recalibrated=True)
+                        # Its metrics come from site patients the update was not fitted on (cross-fitted),
+                        # not from the training split's test patients of the model before the update.
+                        held_out = held_out_update(model, result)
+                        extra = external_extra(meta, result, recalibrated=True, held_out=held_out)
 
                         def write(directory):
                             from core.model import save_bundle
-                            save_bundle(updated, directory, meta.get("metrics") or {}, fingerprint or "",
+                            save_bundle(updated, directory, held_out["metrics"], fingerprint or "",
                                         name.strip(), extra=extra)
 
                         path = save_model(write, name)
@@ -385,7 +409,12 @@ with tabs[3]:
                     except CoreError as exc:
                         st.error(str(exc), icon=":material/error:")
                     else:
-                        st.session_state["trust_note"] = t("trust.saved", name=name.strip(), version=path.name)
+                        after = held_out["calibration"]
+                        st.session_state["trust_note"] = (
+                            t("trust.saved", name=name.strip(), version=path.name) + " " +
+                            t("trust.ext_after", n=held_out["n"], citl=num(after["calibration_intercept"], 2),
+                              mean=pct(after["mean_risk"], 1), observed=pct(after["observed_rate"], 1),
+                              brier=num(after["brier"])))
                         st.rerun()
 
 # ---- 5. glass-box second opinion -------------------------------------------------------------------

@@ -143,13 +143,14 @@ def _summarise(frame: pd.DataFrame, by: str, metrics) -> pd.DataFrame:
 def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | None = None,
                    n_splits: int = 5, n_repeats: int = 5, seed: int = 0,
                    progress: Callable[[int, int], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> CVResult:
+                   should_stop: Callable[[], bool] | None = None, baseline: bool = True) -> CVResult:
     """Repeated stratified k-fold CV of the MLP and of logistic regression on identical folds.
 
     In each fold the MLP holds out a stratified ``config.val_fraction`` of the training part for early
     stopping and fits on the rest; logistic regression (which needs no early stopping) fits on the whole
     training part. Both are scored on the held-out fold. ``progress(done, total)`` after each fold;
     ``should_stop()`` returning True ends CV after the current fold (the result covers finished folds).
+    ``baseline=False``: the MLP only (what a grid search needs).
     """
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -177,10 +178,16 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
         scores = binary_metrics(y_test, risk)
         rows.append({"repeat": repeat + 1, "fold": fold + 1, "model": "mlp", "n_test": len(test), **scores,
                      "best_epoch": mlp.best_epoch_, "epochs": mlp.epochs_run_, "fit_seconds": mlp.fit_seconds_})
+        if not baseline:
+            if progress is not None:
+                progress(k + 1, total)
+            if should_stop is not None and should_stop():
+                break
+            continue
         t0 = time.perf_counter()
-        baseline = LogisticBaseline(schema).fit(df_train, y_train)
+        logistic = LogisticBaseline(schema).fit(df_train, y_train)
         fit_seconds = time.perf_counter() - t0
-        risk = baseline.predict_risk(df_test)
+        risk = logistic.predict_risk(df_test)
         predicted.append(pd.DataFrame({"repeat": repeat + 1, "fold": fold + 1, "row": test, "model": "logistic",
                                        "outcome": y_test, "risk": risk}))
         scores = binary_metrics(y_test, risk)
@@ -192,6 +199,10 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
             break
     folds = pd.DataFrame(rows)
     summary = _summarise(folds, "model", SUMMARY_METRICS)
+    if not baseline:
+        return CVResult(folds=folds, summary=summary, paired=pd.DataFrame(),
+                        predictions=pd.concat(predicted, ignore_index=True), n_splits=n_splits, n_repeats=n_repeats,
+                        seconds=time.perf_counter() - started, config=config.model_dump(mode="json"))
     wide = folds.pivot_table(index=["repeat", "fold"], columns="model", values=list(SUMMARY_METRICS))
     paired_frame = pd.DataFrame({m: wide[(m, "mlp")] - wide[(m, "logistic")] for m in SUMMARY_METRICS})
     paired_frame["comparison"] = "mlp - logistic"
@@ -199,3 +210,111 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
     return CVResult(folds=folds, summary=summary, paired=paired, predictions=pd.concat(predicted, ignore_index=True),
                     n_splits=n_splits, n_repeats=n_repeats,
                     seconds=time.perf_counter() - started, config=config.model_dump(mode="json"))
+
+
+# ---- nested cross-validation: what choosing the settings on the same patients costs -----------------
+# The grid bench/cv_cleveland.py's search covered, cut to its two axes that mattered (L2 and learning
+# rate; patience, dropout, batch size and the coding of ``ca`` made no difference there): 8 settings, so
+# a nested run stays within minutes on two cores. Every other setting is TrainConfig's default.
+SELECTION_GRID: tuple[dict, ...] = tuple({"l2": l2, "learning_rate": lr}
+                                         for l2 in (0.001, 0.01, 0.03, 0.05) for lr in (0.003, 0.01))
+
+
+@dataclass
+class NestedCVResult:
+    """Selected vs nested cross-validated AUC.
+
+    ``selected_auc``: the best mean AUC of the grid, cross-validated on all patients (the number a grid
+    search reports, optimistic because the same folds chose the setting). ``nested_auc``: the mean AUC on
+    outer test folds of the setting an inner CV on the outer training part chose (outer test patients
+    never take part in the choice). ``optimism`` = selected - nested. ``grid``: each candidate's mean AUC
+    on all patients; ``outer``: per outer fold the chosen candidate, its inner AUC and its outer AUC.
+    """
+    selected_auc: float
+    selected: dict
+    nested_auc: float
+    nested_sd: float
+    optimism: float
+    grid: pd.DataFrame
+    outer: pd.DataFrame
+    design: dict
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"selected_auc": self.selected_auc, "selected": self.selected, "nested_auc": self.nested_auc,
+                "nested_sd": self.nested_sd, "optimism": self.optimism, "design": self.design,
+                "seconds": self.seconds, "grid": self.grid.to_dict(orient="records"),
+                "outer": self.outer.to_dict(orient="records")}
+
+
+def _candidate_config(base: TrainConfig, candidate: dict) -> TrainConfig:
+    return base.model_copy(update={**candidate, "members": 1})
+
+
+def grid_search(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GRID, base: TrainConfig | None = None,
+                n_splits: int = 5, n_repeats: int = 1, seed: int = 0) -> pd.DataFrame:
+    """Mean cross-validated AUC of every candidate of ``grid`` (identical folds for all), best first."""
+    base = base or TrainConfig()
+    rows = []
+    for k, candidate in enumerate(grid):
+        result = cross_validate(df, y, schema, _candidate_config(base, candidate), n_splits=n_splits,
+                                n_repeats=n_repeats, seed=seed, baseline=False)
+        rows.append({"candidate": k, **candidate, "roc_auc": result.mean("mlp", "roc_auc")})
+    # Stable: on a tie the earlier candidate wins, the same way in the inner and the full search.
+    return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def nested_cross_validate(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GRID, base: TrainConfig | None = None,
+                          outer_splits: int = 5, outer_repeats: int = 1, inner_splits: int = 5,
+                          inner_repeats: int = 1, seed: int = 0,
+                          progress: Callable[[int, int], None] | None = None,
+                          seen: list | None = None) -> NestedCVResult:
+    """Nested CV of the whole recipe "choose the setting from ``grid`` by CV AUC, then train it".
+
+    The selected figure is a grid search on all patients with the inner design (``inner_splits`` x
+    ``inner_repeats``), so selected and nested differ only in whether the scored patients took part in the
+    choice. ``seen``: a list to which the row positions each inner search used are appended (for tests).
+    """
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    base = base or TrainConfig()
+    grid = tuple(grid)
+    if not grid:
+        raise CohortError("nested cross-validation needs at least one candidate setting")
+    y = as_outcome(y, len(df))
+    df = df.reset_index(drop=True)
+    started = time.perf_counter()
+    total = outer_splits * outer_repeats + 1
+    everyone = grid_search(df, y, schema, grid, base, inner_splits, inner_repeats, seed)
+    if progress is not None:
+        progress(1, total)
+    rows = []
+    splitter = RepeatedStratifiedKFold(n_splits=outer_splits, n_repeats=outer_repeats, random_state=seed + 1)
+    for k, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        if seen is not None:
+            seen.append(np.asarray(train))
+        inner = grid_search(df.iloc[train], y[train], schema, grid, base, inner_splits, inner_repeats, seed + 2 + k)
+        chosen = grid[int(inner["candidate"].iloc[0])]
+        config = _candidate_config(base, chosen)
+        fit_rows, val_rows = stratified(np.arange(len(train)), y[train], config.val_fraction, config.seed + k,
+                                         "validation")
+        model = RiskModel(schema, config).fit(df.iloc[train[fit_rows]], y[train[fit_rows]],
+                                              df.iloc[train[val_rows]], y[train[val_rows]])
+        auc = binary_metrics(y[test], model.predict_risk(df.iloc[test]))["roc_auc"]
+        rows.append({"repeat": k // outer_splits + 1, "fold": k % outer_splits + 1,
+                     "candidate": int(inner["candidate"].iloc[0]),
+                     **chosen, "inner_auc": float(inner["roc_auc"].iloc[0]), "outer_auc": float(auc),
+                     "n_test": len(test)})
+        if progress is not None:
+            progress(k + 2, total)
+    outer = pd.DataFrame(rows)
+    selected_auc = float(everyone["roc_auc"].iloc[0])
+    nested_auc = float(outer["outer_auc"].mean())
+    design = {"grid": [dict(c) for c in grid], "outer": f"{outer_splits}x{outer_repeats}",
+              "inner": f"{inner_splits}x{inner_repeats}", "selection": "highest mean ROC AUC", "seed": seed,
+              "base": base.model_dump(mode="json")}
+    return NestedCVResult(selected_auc=selected_auc, selected=dict(grid[int(everyone["candidate"].iloc[0])]),
+                          nested_auc=nested_auc,
+                          nested_sd=float(outer["outer_auc"].std(ddof=1)) if len(outer) > 1 else float("nan"),
+                          optimism=selected_auc - nested_auc, grid=everyone, outer=outer, design=design,
+                          seconds=time.perf_counter() - started)

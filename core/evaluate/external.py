@@ -8,6 +8,9 @@ A model that ranks patients well but whose risks are off on average at the new s
 prevalence, referral pattern) can be updated by *recalibrating the intercept* (Steyerberg's "update
 method 1"): one number added to every member's logit, fitted on the new site's outcomes, leaving the
 slope and the ranking untouched. It is saved as a new model version; the original is never changed.
+Its performance is never measured on the patients it was fitted on (there, calibration-in-the-large is
+0 by construction): :func:`held_out_update` cross-fits it (each site patient scored by a shift fitted
+on the other folds), and those are the numbers reported and saved with the updated model.
 """
 from __future__ import annotations
 
@@ -159,13 +162,72 @@ def recalibrate_intercept(model, result: ExternalResult):
     return updated
 
 
-def external_extra(meta: dict | None, result: ExternalResult, recalibrated: bool = False) -> dict:
-    """save_bundle's ``extra`` with this external validation appended to ``external_validations``."""
+UPDATE_FOLDS = 5
+UPDATE_METHOD = "5-fold cross-fitting"
+
+
+def held_out_update(model, result: ExternalResult, folds: int = UPDATE_FOLDS, seed: int = 0) -> dict:
+    """How the intercept update does on site patients it was not fitted on: the site's patients in
+    ``folds`` stratified folds; for each fold the shift is fitted on the other folds and scores this one.
+    Returns the pooled out-of-fold metrics: ``metrics`` (binary_metrics at 0.5, with n), ``calibration``
+    (calibration_summary), ``auc_low`` / ``auc_high``, ``site``, ``method``, ``n``; ``risk`` (per patient,
+    not for saving)."""
+    from sklearn.model_selection import StratifiedKFold
+    cal = getattr(model, "calibration_", None) or Calibration()
+    if cal.method == "isotonic":
+        raise CoreError("this model uses isotonic calibration; an intercept update needs a model with "
+                        "Platt or no recalibration")
+    y = np.asarray(result.y, dtype=np.float64)
+    z = np.atleast_2d(result.logits)
+    k = int(min(folds, np.bincount(y.astype(int), minlength=2).min()))
+    if k < 2:
+        raise CohortError("checking the update on held-out patients needs at least 2 site patients with and "
+                          "2 without the outcome")
+    a, b = (cal.a, cal.b) if cal.method == "platt" else (1.0, 0.0)
+    risk = np.empty(y.size)
+    for fit_rows, held in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(z.T, y):
+        delta = _intercept_shift(cal, z[:, fit_rows], y[fit_rows])
+        risk[held] = (0.5 * (1 + np.tanh(0.5 * (a * z[:, held] + b + delta)))).mean(axis=0)
+    _, low, high = auc_interval(y, risk)
+    method = UPDATE_METHOD if k == folds else f"{k}-fold cross-fitting"
+    return {"site": result.name, "method": method, "n": int(y.size), "metrics": binary_metrics(y, risk),
+            "calibration": calibration_summary(y, risk), "auc_low": low, "auc_high": high, "risk": risk}
+
+
+def update_summary(held_out: dict) -> dict:
+    """held_out_update's result as JSON-ready numbers (no per-patient risks), labelled as held out."""
+    m, c = held_out["metrics"], held_out["calibration"]
+    return {"site": held_out["site"], "evaluated_on": f"held-out site patients ({held_out['method']})",
+            "method": held_out["method"], "n": held_out["n"], "roc_auc": m["roc_auc"],
+            "auc_low": held_out["auc_low"], "auc_high": held_out["auc_high"], "brier": m["brier"],
+            "calibration_intercept": c["calibration_intercept"], "calibration_slope": c["calibration_slope"],
+            "ece": c["ece"], "mean_risk": c["mean_risk"], "observed_rate": c["observed_rate"]}
+
+
+def external_extra(meta: dict | None, result: ExternalResult, recalibrated: bool = False,
+                   held_out: dict | None = None) -> dict:
+    """save_bundle's ``extra`` with this external validation appended to ``external_validations``; with
+    ``held_out`` (held_out_update) also the updated model's held-out site performance (``after_update`` of
+    the entry, and ``site_update``: what the updated model's card reports as its metrics)."""
     extra = copy.deepcopy((meta or {}).get("extra") or {})
     entry = result.summary()
     entry["recalibrated"] = bool(recalibrated)
+    if held_out is not None:
+        entry["after_update"] = update_summary(held_out)
+        extra["site_update"] = entry["after_update"]
     extra.setdefault("external_validations", []).append(entry)
     return extra
 
 
-__all__ = ["ExternalResult", "message_text", "external_cohort", "validate_external", "recalibrate_intercept", "external_extra"]
+__all__ = [
+    "UPDATE_FOLDS",
+    "UPDATE_METHOD",
+    "ExternalResult",
+    "external_cohort",
+    "external_extra",
+    "held_out_update",
+    "message_text",
+    "recalibrate_intercept",
+    "update_summary",
+    "validate_external",
+]

@@ -1,10 +1,12 @@
 """Does the model work as well for everyone? Discrimination and calibration by subgroup.
 
-Per subgroup: patients, events, prevalence, mean predicted risk, AUC with a DeLong 95% interval
-(DeLong, DeLong & Clarke-Pearson 1988, by midranks; Wald interval clipped to [0, 1]), calibration-in-the-
-large (the logistic intercept with logit(risk) as offset: > 0 = risks too low in this group) and the
-observed/expected ratio. Subgroups under 30 patients are flagged (``small``), never hidden: their numbers
-are shown with wide intervals rather than dropped.
+Per subgroup: patients, events, prevalence, mean predicted risk, AUC with a 95% interval that keeps its
+width at small n (DeLong's standard error on the logit scale, Newcombe's score interval where the risks
+separate the group perfectly: core.metrics.auc_interval), calibration-in-the-large (the logistic
+intercept with logit(risk) as offset: > 0 = risks too low in this group) and the observed/expected ratio.
+A group with fewer than MIN_PER_CLASS patients with, or without, the outcome gets no AUC, interval or
+calibration at all (``too_few``): "1.000 (1.000-1.000)" from 10 patients with 2 events said nothing true.
+Subgroups under 30 patients are flagged (``small``), never hidden.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from core.metrics.discrimination import logistic_fit, logit
 from core.metrics.intervals import auc_interval, delong_auc
 
 SMALL_GROUP = 30
+# Fewer patients than this with, or without, the outcome: "too few patients" instead of an AUC. At 5 and
+# 5 the widest possible AUC interval still excludes nothing, but the number is no longer a single pair.
+MIN_PER_CLASS = 5
 AGE_BANDS = (45, 55, 65)  # <45, 45-54, 55-64, >=65 years
 
 
@@ -92,19 +97,21 @@ def subgroup_metrics(y, p, groups) -> pd.DataFrame:
         if n == 0:
             continue
         yg, pg = y[mask], p[mask]
-        auc, low, high = auc_interval(yg, pg)
         events = int(yg.sum())
-        citl = float("nan")
-        if 0 < events < n:
+        too_few = min(events, n - events) < MIN_PER_CLASS
+        auc = low = high = citl = ratio = float("nan")
+        if not too_few:
+            auc, low, high = auc_interval(yg, pg)
             fit = logistic_fit(np.ones((n, 1)), yg, logit(pg))
             citl = float(fit[0]) if fit is not None else float("nan")
+            ratio = events / float(pg.sum()) if pg.sum() > 0 else float("nan")
         rows.append({"group": str(name), "n": n, "events": events, "prevalence": events / n,
                      "mean_risk": float(pg.mean()), "auc": auc, "auc_low": low, "auc_high": high,
-                     "calibration_in_the_large": citl,
-                     "observed_expected": events / float(pg.sum()) if pg.sum() > 0 else float("nan"),
-                     "small": n < SMALL_GROUP})
+                     "calibration_in_the_large": citl, "observed_expected": ratio,
+                     "small": n < SMALL_GROUP, "too_few": too_few})
     return pd.DataFrame(rows, columns=["group", "n", "events", "prevalence", "mean_risk", "auc", "auc_low",
-                                       "auc_high", "calibration_in_the_large", "observed_expected", "small"])
+                                       "auc_high", "calibration_in_the_large", "observed_expected", "small",
+                                       "too_few"])
 
 
 def subgroup_table(df: pd.DataFrame, y, p, column: str, schema: Schema | None = None, bands=None,
@@ -122,5 +129,14 @@ def default_columns(schema: Schema) -> list[str]:
     return [c for c in ("sex", "age") if c in names]
 
 
-__all__ = ["SMALL_GROUP", "AGE_BANDS", "delong_auc", "auc_interval", "subgroup_labels", "subgroup_metrics",
-           "subgroup_table", "default_columns"]
+__all__ = [
+    "AGE_BANDS",
+    "MIN_PER_CLASS",
+    "SMALL_GROUP",
+    "auc_interval",
+    "default_columns",
+    "delong_auc",
+    "subgroup_labels",
+    "subgroup_metrics",
+    "subgroup_table",
+]

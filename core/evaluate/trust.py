@@ -3,12 +3,15 @@
 * :func:`model_splits`: the train / validation / test patients a model was trained on, recovered from
   the cohort (``core.model.split`` is seeded and stratified, so the same cohort and configuration give
   the same split) — refused when the cohort is not the one the model learned from.
-* :func:`recalibrate`: a copy of the model with core.calibration fitted on the validation split.
+* :func:`recalibrate`: a copy of the model with core.calibration fitted on cross-fitted (out-of-fold)
+  risks of the training split — not the validation split, whose patients chose the early-stopping epoch.
 * :func:`calibration_report`: calibration before and after, on the test split.
-* :func:`patient_uncertainty`: the ensemble's interval for one patient and whether it is wide.
+* :func:`patient_uncertainty`: how much the ensemble's networks disagree on one patient, and whether
+  widely (a flag; not a calibrated interval).
 * :func:`ood_check`: is this patient unlike the training patients? Squared Mahalanobis distance of the
-  network inputs (standardised measurements, one-hot codes) from the training mean, against the 99th
-  percentile of the training patients' own distances; the features that contribute most are named.
+  network inputs (standardised measurements, one-hot codes) from the training mean, against a threshold
+  set out of sample (core.model.estimator.input_reference: cross-fitted distances, so that about 1% of new
+  patients like the training ones are flagged); the features that contribute most are named.
 """
 from __future__ import annotations
 
@@ -20,12 +23,13 @@ import pandas as pd
 
 from core.errors import CohortError
 from core.evaluate.subgroups import default_columns, subgroup_table
+from core.metrics.bootstrap import N_BOOT, bootstrap_intervals
 from core.metrics.calibration import calibration_curve_ci, calibration_summary
-from core.metrics.decision import decision_curve, useful_range
+from core.metrics.decision import decision_curve, grid_ends, useful_ranges
 from core.metrics.intervals import auc_interval
 from core.model.bands import model_bands
 from core.model.config import split
-from core.model.estimator import input_reference
+from core.model.estimator import OOD_METHOD, input_reference
 from core.model.recalibration import Calibration, fit_calibration
 
 WIDE_INTERVAL = 0.15  # an interval (10th-90th percentile of members) wider than 15 points is "wide"
@@ -57,14 +61,48 @@ def uncalibrated_risk_raw(model, raw: np.ndarray) -> np.ndarray:
     return np.mean([net.proba(X) for net in model.base_networks_], axis=0)
 
 
+CALIBRATION_FOLDS = 5
+CROSS_FITTED = "5-fold cross-fitted risks of the training split"
+
+
+def cross_fitted_logits(model, df: pd.DataFrame, y, splits: Splits, folds: int = CALIBRATION_FOLDS,
+                        seed: int = 0) -> np.ndarray:
+    """Out-of-fold output logits of the training patients: the training split in ``folds`` stratified
+    folds; for each, a network of the model's configuration (one member) trained on the other folds,
+    stopping early on the validation split as the model did, scores the held-out fold. Each training
+    patient's logit comes from a network that never saw them; the validation patients, who chose the
+    training epoch, are not scored, so a calibration fitted on these is fitted on neither."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from core.model.estimator import RiskModel
+    y = np.asarray(y, dtype=float)
+    train, val = np.asarray(splits.train), np.asarray(splits.val)
+    y_train = y[train]
+    k = int(min(folds, np.bincount(y_train.astype(int), minlength=2).min()))
+    if k < 2:
+        raise CohortError("calibration needs at least 2 training patients with and 2 without the outcome")
+    config = model.config.model_copy(update={"members": 1})
+    has_val = len(val) > 0
+    out = np.empty(len(train))
+    for fit_rows, held in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(train, y_train):
+        net = RiskModel(model.schema, config).fit(
+            df.iloc[train[fit_rows]], y_train[fit_rows],
+            df.iloc[val] if has_val else None, y[val] if has_val else None)
+        out[held] = net.base_logits_raw(net.preprocessor_.encode(df.iloc[train[held]]))[0]
+    return out
+
+
 def recalibrate(model, cohort, splits: Splits, method: str = "auto", seed: int = 0):
-    """A copy of ``model`` recalibrated on its validation split (the original is not modified)."""
+    """A copy of ``model`` recalibrated on cross-fitted risks of its training split (the original is not
+    modified). Not on the validation split: its patients chose the early-stopping epoch, so their risks
+    are already tuned to them; not on the test split, which judges the result. The map is fitted on one
+    network's out-of-fold logits and applied to every member of the model (see cross_fitted_logits)."""
     df = cohort.df.reset_index(drop=True)
     y = np.asarray(cohort.y, dtype=float)
-    if len(splits.val) == 0:
-        raise CohortError("the model has no validation split to recalibrate on")
-    logits = model.base_logits_raw(model.preprocessor_.encode(df.iloc[splits.val]))
-    cal = fit_calibration(logits, y[splits.val], method=method, seed=seed)
+    if len(splits.train) == 0:
+        raise CohortError("the model has no training split to recalibrate on")
+    logits = cross_fitted_logits(model, df, y, splits, seed=seed)
+    cal = fit_calibration(logits[None, :], y[splits.train], method=method, seed=seed, source=CROSS_FITTED)
     updated = copy.copy(model)
     updated.metadata_ = copy.deepcopy(getattr(model, "metadata_", {}))
     updated.set_calibration(cal)
@@ -93,8 +131,12 @@ class Uncertainty:
     high: float
     members: int
     wide: bool             # high - low > WIDE_INTERVAL
-    crosses_band: bool     # the interval spans a risk-band cut-off
-    interval: str = "10th-90th percentile of the ensemble members' risks"
+    crosses_band: bool     # the disagreement spans a risk-band cut-off
+    # What low-high is: how much the networks disagree, not a confidence interval whose coverage has
+    # been checked (bootstrap members trained on one split are not calibrated to outcome rates).
+    kind: str = "disagreement"
+    interval: str = ("10th-90th percentile of the ensemble members' risks (their disagreement; "
+                     "not a calibrated interval)")
 
 
 def patient_uncertainty(model, raw: np.ndarray, cutoffs=None) -> Uncertainty:
@@ -111,7 +153,7 @@ def patient_uncertainty(model, raw: np.ndarray, cutoffs=None) -> Uncertainty:
 @dataclass
 class OODResult:
     distance2: float              # squared Mahalanobis distance of the patient
-    threshold: float              # 99th percentile of the training patients'
+    threshold: float              # flags about 1% of new patients like the training ones (out of sample)
     unusual: bool
     features: list[str] = field(default_factory=list)  # the features that contribute most, largest first
     share: list[float] = field(default_factory=list)   # their share of the distance
@@ -119,7 +161,9 @@ class OODResult:
 
 def _reference(model) -> dict:
     ref = getattr(model, "input_reference_", None)
-    if ref is None:  # a bundle saved before the reference existed: the stored training background
+    if ref is None or ref.get("method") != OOD_METHOD:
+        # A bundle saved before the reference existed, or with the in-sample threshold (too low: it
+        # flagged 2-3% of new patients, not 1%): rebuilt from the stored training background rows.
         ref = input_reference(model.preprocessor_.transform_raw(model.background_))
         model.input_reference_ = ref
     return ref
@@ -149,28 +193,39 @@ def ood_check(model, raw: np.ndarray, top: int = 3) -> OODResult:
     return OODResult(d2, threshold, unusual, names, shares)
 
 
-__all__ = ["Splits", "model_splits", "uncalibrated_risk_raw", "recalibrate", "calibration_report", "Uncertainty",
-           "patient_uncertainty", "OODResult", "ood_check", "WIDE_INTERVAL", "INTERVAL", "trust_summary"]
+__all__ = ["Splits", "model_splits", "uncalibrated_risk_raw", "recalibrate", "cross_fitted_logits", "CROSS_FITTED",
+           "calibration_report", "Uncertainty", "patient_uncertainty", "OODResult", "ood_check", "WIDE_INTERVAL",
+           "INTERVAL", "trust_summary"]
 
 
 def trust_summary(model, df_test: pd.DataFrame, y_test, lang: str = "en") -> dict:
     """What the model card reports from the Trust checks, as JSON-ready numbers (no patient rows): test AUC
-    with its DeLong interval, calibration before / in force, the decision curve's useful range and net
-    benefit at 10/20/30%, and the default subgroups (sex, age bands)."""
+    with its interval; calibration before / in force, the in-force slope, intercept and Brier with
+    bootstrap 95% intervals; the decision curve's useful ranges (as they are, with the thresholds examined)
+    and net benefit at 10/20/30% with bootstrap intervals; the default subgroups (sex, age bands)."""
     y_test = np.asarray(y_test, dtype=float)
     report = calibration_report(model, df_test, y_test)
     risk = report["risk_after"]
     auc, low, high = auc_interval(y_test, risk)
-    curve = decision_curve(y_test, risk, thresholds=[0.1, 0.2, 0.3])
+    points = (0.1, 0.2, 0.3)
+    curve = decision_curve(y_test, risk, thresholds=list(points))
     full = decision_curve(y_test, risk)
-    useful = useful_range(full)
+    first, last = grid_ends(full)
+    boot = bootstrap_intervals(y_test, risk, thresholds=points)
+    nb_rows = curve[["threshold", "net_benefit", "treat_all"]].to_dict(orient="records")
+    for row in nb_rows:
+        b = boot[f"net_benefit@{row['threshold']:g}"]
+        row["low"], row["high"] = b["low"], b["high"]
     tables = [subgroup_table(df_test, y_test, risk, c, model.schema, lang=lang) for c in default_columns(model.schema)]
     subgroups = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     return {"n_test": int(y_test.size), "roc_auc": auc, "auc_low": low, "auc_high": high,
             "calibration_method": report["method"],
             "calibration_before": report["before"], "calibration_after": report["after"],
-            "decision": {"useful_from": useful[0] if useful else None, "useful_to": useful[1] if useful else None,
-                         "net_benefit": curve[["threshold", "net_benefit", "treat_all"]].to_dict(orient="records")},
+            "intervals": {k: {"low": boot[k]["low"], "high": boot[k]["high"]}
+                          for k in ("calibration_slope", "calibration_intercept", "brier")},
+            "interval_method": f"bootstrap, {N_BOOT} resamples of the test patients, 2.5th-97.5th percentile",
+            "decision": {"useful_ranges": useful_ranges(full), "thresholds_from": first, "thresholds_to": last,
+                         "net_benefit": nb_rows},
             "subgroups": subgroups.to_dict(orient="records"),
             "members": int(getattr(model, "n_members_", 1))}
 

@@ -1,5 +1,6 @@
 """How good risks are: discrimination, calibration, decision curves, intervals. A leaf: imports only core.errors."""
 
+from core.metrics.bootstrap import N_BOOT, bootstrap_intervals
 from core.metrics.calibration import (
     calibration_curve_ci,
     calibration_summary,
@@ -9,9 +10,10 @@ from core.metrics.calibration import (
 from core.metrics.decision import (
     DEFAULT_THRESHOLDS,
     decision_curve,
+    grid_ends,
     net_benefit,
     threshold_summary,
-    useful_range,
+    useful_ranges,
 )
 from core.metrics.discrimination import (
     EPS,
@@ -27,26 +29,29 @@ from core.metrics.discrimination import (
 from core.metrics.intervals import Z95, auc_interval, delong_auc, wilson_interval
 
 __all__ = [
-    "Z95",
-    "wilson_interval",
-    "delong_auc",
-    "auc_interval",
+    "DEFAULT_THRESHOLDS",
     "EPS",
+    "N_BOOT",
+    "Z95",
     "as_outcome",
-    "logit",
-    "logistic_fit",
-    "calibration_slope_intercept",
+    "auc_interval",
     "binary_metrics",
-    "roc_frame",
+    "bootstrap_intervals",
+    "calibration_curve_ci",
+    "calibration_slope_intercept",
+    "calibration_summary",
+    "calibration_table",
+    "decision_curve",
+    "delong_auc",
+    "expected_calibration_error",
+    "grid_ends",
+    "logistic_fit",
+    "logit",
+    "net_benefit",
     "pr_frame",
     "rank_auc",
-    "calibration_table",
-    "calibration_curve_ci",
-    "expected_calibration_error",
-    "calibration_summary",
-    "DEFAULT_THRESHOLDS",
-    "net_benefit",
-    "decision_curve",
-    "useful_range",
+    "roc_frame",
     "threshold_summary",
+    "useful_ranges",
+    "wilson_interval",
 ]

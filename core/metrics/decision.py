@@ -61,13 +61,30 @@ def decision_curve(y, p, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
                          "tp": tp, "fp": fp, "interventions_avoided_per_100": reduction})
 
 
-def useful_range(curve: pd.DataFrame) -> tuple[float, float] | None:
-    """The lowest and highest threshold where the model beats both treat-all and treat-none (None: nowhere)."""
-    better = (curve["net_benefit"] > curve["treat_all"]) & (curve["net_benefit"] > curve["treat_none"])
-    if not better.any():
-        return None
-    rows = curve.loc[better, "threshold"]
-    return float(rows.min()), float(rows.max())
+def useful_ranges(curve: pd.DataFrame) -> list[dict]:
+    """Every run of consecutive thresholds of ``curve`` where the model beats both treat-all and
+    treat-none, as ``{"from", "to", "at_first", "at_last"}``; ``at_first`` / ``at_last``: the run reaches
+    the first / last threshold examined, so the model may be useful beyond it too (the grid's end is not a
+    boundary the data showed). Empty: useful nowhere on the grid. Several runs are reported as they are
+    (a curve may cross treat-all more than once on a small test split)."""
+    t = curve["threshold"].to_numpy(dtype=float)
+    better = ((curve["net_benefit"] > curve["treat_all"]) & (curve["net_benefit"] > curve["treat_none"])).to_numpy()
+    runs, start = [], None
+    for i, ok in enumerate(better):
+        if ok and start is None:
+            start = i
+        if start is not None and (not ok or i == len(better) - 1):
+            end = i if ok else i - 1
+            runs.append({"from": float(t[start]), "to": float(t[end]), "at_first": start == 0,
+                         "at_last": end == len(better) - 1})
+            start = None
+    return runs
+
+
+def grid_ends(curve: pd.DataFrame) -> tuple[float, float]:
+    """The first and last threshold of ``curve`` (what "the thresholds examined" means)."""
+    t = curve["threshold"].to_numpy(dtype=float)
+    return float(t.min()), float(t.max())
 
 
 def threshold_summary(y, p, threshold: float) -> dict:
@@ -94,4 +111,4 @@ def threshold_summary(y, p, threshold: float) -> dict:
             "net_benefit": net_benefit(y, p, threshold)}
 
 
-__all__ = ["DEFAULT_THRESHOLDS", "net_benefit", "decision_curve", "useful_range", "threshold_summary"]
+__all__ = ["DEFAULT_THRESHOLDS", "decision_curve", "grid_ends", "net_benefit", "threshold_summary", "useful_ranges"]

@@ -1,4 +1,5 @@
-"""Confidence intervals shared by the metrics: normal quantile, Wilson for proportions, DeLong for AUC.
+"""Confidence intervals shared by the metrics: normal quantile, Wilson for proportions, DeLong for AUC
+(on the logit scale, with Newcombe's score interval where DeLong's standard error is zero).
 """
 from __future__ import annotations
 
@@ -43,8 +44,38 @@ def delong_auc(y, p) -> tuple[float, float]:
 
 
 def auc_interval(y, p) -> tuple[float, float, float]:
-    """(AUC, lower, upper): the DeLong 95% Wald interval clipped to [0, 1]."""
+    """(AUC, lower, upper), a 95% interval that keeps its width at small n.
+
+    DeLong's standard error on the logit scale (logit(AUC) +- z se / (AUC (1 - AUC)), back-transformed;
+    Pepe 2003, 5.2): it stays inside (0, 1) without clipping, where the plain Wald interval of a small
+    group collapsed onto 1.000-1.000. Where DeLong's standard error is zero (an AUC of 0 or 1, i.e. the
+    risks separate the outcomes perfectly, or every risk tied), Newcombe's score interval (method 5 of
+    Newcombe, Stat Med 2006;25:559), which has a width there too. NaN bounds with fewer than 2 patients
+    in a class."""
     auc, se = delong_auc(y, p)
     if not math.isfinite(se):
         return auc, float("nan"), float("nan")
-    return auc, max(0.0, auc - Z95 * se), min(1.0, auc + Z95 * se)
+    if se > 0 and 0 < auc < 1:
+        centre, half = math.log(auc / (1 - auc)), Z95 * se / (auc * (1 - auc))
+        return auc, 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
+    y = np.asarray(y, dtype=np.float64).ravel()
+    low, high = newcombe_auc_interval(auc, int(np.sum(y == 1)), int(np.sum(y == 0)))
+    return auc, low, high
+
+
+def newcombe_auc_interval(auc: float, m: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Newcombe's (2006, method 5) score interval of an AUC from ``m`` patients with and ``n`` without the
+    outcome: the thetas where (theta - AUC)^2 = z^2 V(theta), with Hanley & McNeil's variance evaluated at
+    theta and N* = (m + n) / 2 - 1 in place of each class size. Written here because no maintained
+    Python library has it (R's pROC and the author's spreadsheet do)."""
+    from scipy.optimize import brentq
+    big = (m + n) / 2 - 1
+
+    def gap(theta):
+        var = theta * (1 - theta) / (m * n) * (1 + (big - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+        return (theta - auc) ** 2 - z * z * var
+
+    inner_low, inner_high = max(auc - 1e-9, 0.0), min(auc + 1e-9, 1.0)
+    low = 0.0 if auc <= 0 or gap(0.0) <= 0 else brentq(gap, 0.0, inner_low, xtol=1e-12)
+    high = 1.0 if auc >= 1 or gap(1.0) <= 0 else brentq(gap, inner_high, 1.0, xtol=1e-12)
+    return float(low), float(high)

@@ -321,4 +321,5 @@ def _read_reference(data, n_inputs: int) -> dict | None:
         return None
     if mean.shape != (n_inputs,) or precision.shape != (n_inputs, n_inputs) or not math.isfinite(threshold):
         return None
-    return {"mean": mean.tolist(), "precision": precision.tolist(), "d2_99": threshold, "n": data.get("n")}
+    return {"mean": mean.tolist(), "precision": precision.tolist(), "d2_99": threshold, "n": data.get("n"),
+            "method": str(data.get("method") or "")}

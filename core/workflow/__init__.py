@@ -45,6 +45,7 @@ from core.workflow.model_card import (
     known_limits,
     training_metadata,
     trust_sections,
+    useful_ranges_text,
 )
 from core.workflow.pipeline import TrainResult, train_on_cohort
 from core.workflow.report import (
@@ -129,6 +130,7 @@ __all__ = [
     "Section",
     "card_sections",
     "trust_sections",
+    "useful_ranges_text",
     "known_limits",
     "card_markdown",
     "card_html",

@@ -14,7 +14,10 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from core.evaluate.subgroups import MIN_PER_CLASS
+from core.evaluate.trust import WIDE_INTERVAL
 from core.i18n import tr
+from core.metrics.bootstrap import N_BOOT
 from core.model.bands import BandCutoffs
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
@@ -182,10 +185,18 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     for key in METRIC_KEYS:
         if key in metrics:
             table.append([tr(f"metric.{key}", lang), _num(metrics.get(key), 3, lang)])
-    paragraphs = [tr("card.test_note", lang, n=_num(metrics.get("n"), lang=lang),
-                     threshold=_num(metrics.get("threshold"), 2, lang))] if metrics else [tr("card.no_metrics", lang)]
-    sections.append(Section(tr("card.test_metrics", lang), paragraphs=paragraphs,
-                            table=table if len(table) > 1 else None))
+    site = extra.get("site_update") or {}
+    if site:
+        # A site-updated model: its metrics were measured on held-out site patients, not the training split.
+        paragraphs = [tr("card.site_note", lang, site=str(site.get("site") or na), n=_num(metrics.get("n"), lang=lang),
+                         method=str(site.get("method") or na), threshold=_num(metrics.get("threshold"), 2, lang))]
+        title = tr("card.site_metrics", lang)
+    else:
+        paragraphs = ([tr("card.test_note", lang, n=_num(metrics.get("n"), lang=lang),
+                          threshold=_num(metrics.get("threshold"), 2, lang))]
+                      if metrics else [tr("card.no_metrics", lang)])
+        title = tr("card.test_metrics", lang)
+    sections.append(Section(title, paragraphs=paragraphs, table=table if len(table) > 1 else None))
 
     cv = extra.get("cv") or meta.get("cv")
     if cv and cv.get("summary"):
@@ -211,6 +222,41 @@ def _interval(value, low, high, lang: str, digits: int = 3) -> str:
     if low is None or high is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high)):
         return _num(value, digits, lang)
     return f"{_num(value, digits, lang)} ({_num(low, digits, lang)}–{_num(high, digits, lang)})"
+
+
+def useful_ranges_text(decision: dict, lang: str = "en", where: str = "trust") -> str:
+    """One sentence for the decision curve's useful ranges (core.metrics.useful_ranges) as they are: each
+    run of thresholds, and where a run reaches the end of the thresholds examined, that it does (the
+    curve was not computed beyond it). ``decision``: trust_summary's "decision"; ``where``: "trust" (the
+    page) or "card" (the model card), whose sentences differ slightly."""
+    first, last = decision.get("thresholds_from"), decision.get("thresholds_to")
+    ranges = decision.get("useful_ranges")
+    if ranges is None and decision.get("useful_from") is not None:  # saved before ranges existed
+        ranges = [{"from": decision["useful_from"], "to": decision["useful_to"], "at_first": False, "at_last": False}]
+    bounds = {"first": _pct0(first, lang), "last": _pct0(last, lang)}
+    if not ranges:
+        return tr("trust.useful_none", lang, **bounds) if where == "trust" else tr("card.dca_none", lang, **bounds)
+    parts = []
+    for r in ranges:
+        low, high = _pct0(r.get("from"), lang), _pct0(r.get("to"), lang)
+        if r.get("at_first") and r.get("at_last"):
+            parts.append(tr("dca.range_all", lang, low=low, high=high))
+        elif r.get("at_first"):
+            parts.append(tr("dca.range_from_first", lang, low=low, high=high))
+        elif r.get("at_last"):
+            parts.append(tr("dca.range_to_last", lang, low=low, high=high))
+        else:
+            parts.append(tr("dca.range", lang, low=low, high=high))
+    text = tr("dca.range_and", lang).join(parts)
+    if where == "trust":
+        return tr("trust.useful_ranges", lang, ranges=text, **bounds)
+    return tr("card.dca_useful", lang, ranges=text, **bounds)
+
+
+def _pct0(value, lang: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return tr("card.not_recorded", lang)
+    return f"{float(value):.0%}"
 
 
 def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
@@ -242,38 +288,46 @@ def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
         sections.append(Section(tr("card.recalibration", lang), paragraphs=paragraphs))
         answered.append(tr("card.tripod_12f", lang))
     if isinstance(n_members, int) and n_members > 1:
-        sections.append(Section(tr("card.ensemble", lang), paragraphs=[tr("card.ensemble_text", lang, n=n_members)]))
+        sections.append(Section(tr("card.ensemble", lang), paragraphs=[
+            tr("card.ensemble_text", lang, n=n_members, width=round(WIDE_INTERVAL * 100))]))
 
     if trust:
         before, after = trust.get("calibration_before") or {}, trust.get("calibration_after") or {}
+        intervals = trust.get("intervals") or {}
         rows = [[tr("card.metric", lang), tr("card.before_recal", lang), tr("card.in_force", lang)]]
         for key, label in (("calibration_slope", tr("metric.calibration_slope", lang)),
                            ("calibration_intercept", tr("metric.calibration_intercept", lang)),
                            ("ece", tr("card.ece", lang)), ("brier", tr("metric.brier", lang))):
-            rows.append([label, _num(before.get(key), 3, lang), _num(after.get(key), 3, lang)])
+            bounds = intervals.get(key) or {}
+            rows.append([label, _num(before.get(key), 3, lang),
+                         _interval(after.get(key), bounds.get("low"), bounds.get("high"), lang)])
         paragraphs = [tr("card.trust_test", lang, n=trust.get("n_test", "?"),
                          auc=_interval(trust.get("roc_auc"), trust.get("auc_low"), trust.get("auc_high"), lang))]
+        if intervals:
+            paragraphs.append(tr("card.boot_note", lang, n=N_BOOT))
         sections.append(Section(tr("card.trust_calibration", lang), paragraphs=paragraphs, table=rows))
         decision = trust.get("decision") or {}
         nb_rows = [[tr("card.threshold", lang), tr("card.nb_model", lang), tr("card.nb_all", lang)]]
         for row in decision.get("net_benefit") or []:
-            nb_rows.append([_pct(row.get("threshold"), lang), _num(row.get("net_benefit"), 3, lang),
+            nb_rows.append([_pct(row.get("threshold"), lang),
+                            _interval(row.get("net_benefit"), row.get("low"), row.get("high"), lang),
                             _num(row.get("treat_all"), 3, lang)])
-        useful = (tr("card.dca_useful", lang, low=_pct(decision.get("useful_from"), lang),
-                     high=_pct(decision.get("useful_to"), lang))
-                  if decision.get("useful_from") is not None else tr("card.dca_none", lang))
-        sections.append(Section(tr("card.decision", lang), paragraphs=[useful], table=nb_rows))
+        sections.append(Section(tr("card.decision", lang), paragraphs=[useful_ranges_text(decision, lang, "card")],
+                                table=nb_rows))
         groups = trust.get("subgroups") or []
         if groups:
             sg = [[tr("card.sg_group", lang), tr("card.rows", lang), tr("card.prevalence", lang),
                    tr("card.sg_auc", lang), tr("card.sg_citl", lang)]]
             for g in groups:
                 flag = " *" if g.get("small") else ""
+                too_few = g.get("too_few")
                 sg.append([f"{g.get('column')}: {g.get('group')}{flag}", _num(g.get("n"), lang=lang),
                            _pct(g.get("prevalence"), lang),
+                           tr("trust.sg_too_few", lang, n=MIN_PER_CLASS) if too_few else
                            _interval(g.get("auc"), g.get("auc_low"), g.get("auc_high"), lang),
-                           _num(g.get("calibration_in_the_large"), 2, lang)])
-            sections.append(Section(tr("card.subgroups", lang), paragraphs=[tr("card.sg_note", lang)], table=sg))
+                           "—" if too_few else _num(g.get("calibration_in_the_large"), 2, lang)])
+            sections.append(Section(tr("card.subgroups", lang), paragraphs=[tr("card.sg_note", lang, n=MIN_PER_CLASS)],
+                                    table=sg))
         answered += [tr("card.tripod_12e", lang), tr("card.tripod_23a", lang)]
 
     if external:
@@ -285,9 +339,17 @@ def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
                         _interval(e.get("roc_auc"), e.get("auc_low"), e.get("auc_high"), lang),
                         _num(e.get("brier"), 3, lang), _num(e.get("calibration_intercept"), 2, lang),
                         _num(e.get("calibration_slope"), 2, lang), _num(bool(e.get("recalibrated")), lang=lang)])
+            after = e.get("after_update")
+            if after:  # the updated model at that site, on patients the update was not fitted on
+                ext.append([tr("card.ext_after_row", lang, site=str(e.get("name")), method=str(after.get("method"))),
+                            _num(after.get("n"), lang=lang), _pct(after.get("observed_rate"), lang),
+                            _interval(after.get("roc_auc"), after.get("auc_low"), after.get("auc_high"), lang),
+                            _num(after.get("brier"), 3, lang), _num(after.get("calibration_intercept"), 2, lang),
+                            _num(after.get("calibration_slope"), 2, lang), _num(True, lang=lang)])
         sections.append(Section(tr("card.external", lang), paragraphs=[tr("card.external_note", lang)], table=ext))
         answered.append(tr("card.tripod_evaluation", lang))
-        if any(e.get("recalibrated") for e in external) or str(calibration.get("source", "")).startswith("external"):
+        # Item 24 asks for the updated model's performance: claimed only with a held-out measurement of it.
+        if any(e.get("after_update") for e in external):
             answered.append(tr("card.tripod_24", lang))
     if (extra.get("cv") or meta.get("cv")) and (extra.get("cv") or meta.get("cv")).get("summary"):
         answered.insert(0, tr("card.tripod_12c", lang))

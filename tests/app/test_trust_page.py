@@ -80,6 +80,12 @@ def test_trust_page_with_a_trained_model(model_store):
     assert [p.name for p in saved] == ["v1"]
     assert at.session_state["model"].calibration_.method == "platt"
     assert at.session_state["model"].calibration_.source.startswith("external intercept update")
+    # The update's figures come from site patients it was not fitted on, and the saved bundle says so.
+    site_n = len(_other_site_csv().splitlines()) - 1
+    assert any("held-out site patients" in n for n in texts(at.success))
+    saved_meta = at.session_state["model_meta"]
+    assert saved_meta["metrics"]["n"] == site_n
+    assert saved_meta["extra"]["site_update"]["evaluated_on"].startswith("held-out site patients")
 
     # The same page in Chinese, with the saved model.
     at.sidebar.selectbox(key="lang_choice").set_value("zh").run()
@@ -99,10 +105,10 @@ def test_ensemble_range_and_unusual_patient_on_the_patient_page():
     at.switch_page("pages/patient.py").run()
     no_exceptions(at)
     shown = [m for m in texts(at.markdown) if "10th–90th percentile" in m]
-    assert len(shown) == 1 and "across 5 networks" in shown[0]
+    assert len(shown) == 1 and "The 5 networks disagree" in shown[0] and "not a confidence interval" in shown[0]
     assert not any("unlike the training patients" in w for w in texts(at.warning))
     chol = [w for w in at.number_input if w.key.startswith("pt_chol")][0]
-    chol.set_value(560).run()
+    chol.set_value(650).run()  # plausible (up to 700 mg/dl), far beyond every training patient
     no_exceptions(at)
     warnings = [w for w in texts(at.warning) if "unlike the training patients" in w]
     assert len(warnings) == 1 and "Serum cholesterol" in warnings[0]

@@ -10,7 +10,7 @@ import pytest
 
 from core.metrics import calibration_curve_ci, expected_calibration_error, wilson_interval
 from core.model import Calibration, fit_calibration, fit_isotonic, fit_platt
-from core.metrics import decision_curve, net_benefit, threshold_summary, useful_range
+from core.metrics import decision_curve, net_benefit, threshold_summary, useful_ranges
 from core.errors import CohortError
 from core.evaluate import GlassBox
 from core.data import infer_schema
@@ -134,9 +134,10 @@ def test_decision_curve_perfect_model_and_useful_range():
     curve = decision_curve(y, p)
     # a perfect model's NB is the prevalence at every threshold below its positive risk
     assert np.allclose(curve["net_benefit"], 0.4)
-    assert useful_range(curve) == (pytest.approx(0.01), pytest.approx(0.6))
+    assert useful_ranges(curve) == [{"from": pytest.approx(0.01), "to": pytest.approx(0.6), "at_first": True,
+                                     "at_last": True}]
     useless = decision_curve(y, np.full(100, 0.4))
-    assert useful_range(useless) is None
+    assert useful_ranges(useless) == []
 
 
 def test_threshold_summary_per_100():
@@ -168,8 +169,10 @@ def test_delong_matches_brute_force_and_sklearn():
     brute_auc, brute_se = _delong_brute(y, p)
     assert auc == pytest.approx(roc_auc_score(y, p)) == pytest.approx(brute_auc)
     assert se == pytest.approx(brute_se)
-    _, low, high = auc_interval(y, p)
-    assert low == pytest.approx(auc - 1.959964 * se, abs=1e-6) and high == pytest.approx(auc + 1.959964 * se, abs=1e-6)
+    _, low, high = auc_interval(y, p)  # on the logit scale
+    half = 1.959964 * se / (auc * (1 - auc))
+    assert math.log(low / (1 - low)) == pytest.approx(math.log(auc / (1 - auc)) - half, abs=1e-6)
+    assert math.log(high / (1 - high)) == pytest.approx(math.log(auc / (1 - auc)) + half, abs=1e-6)
     assert all(math.isnan(v) for v in delong_auc(np.ones(5), np.random.default_rng(0).random(5)))
 
 
