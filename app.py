@@ -19,9 +19,10 @@ from ui.i18n import t  # noqa: E402  (after leaving the legacy mode, before draw
 from ui.shell import draw_shell, end_run  # noqa: E402  (after leaving the legacy mode, before drawing)
 from ui.state import warm_tensorflow  # noqa: E402  (after leaving the legacy mode, before drawing)
 
-try:
-    draw_shell()
-    PAGES = [
+
+def pages() -> list:
+    """The app's pages, titled in the session's language (built after the sidebar's language choice)."""
+    found = [
         st.Page("pages/cohort.py", title=t("nav.cohort"), icon=":material/groups:", default=True),
         st.Page("pages/train.py", title=t("nav.train"), icon=":material/model_training:"),
         st.Page("pages/patient.py", title=t("nav.patient"), icon=":material/person:"),
@@ -33,9 +34,16 @@ try:
     # audit-page-start: the audit page exists only when the audit log is on (off by default)
     from core.workflow import audit_path
     if audit_path(st.secrets) is not None:
-        PAGES.append(st.Page("pages/audit.py", title=t("nav.audit"), icon=":material/receipt_long:"))
+        found.append(st.Page("pages/audit.py", title=t("nav.audit"), icon=":material/receipt_long:"))
     # audit-page-end
-    st.navigation(PAGES).run()
+    return found
+
+
+try:
+    # Signed out, the pages are still registered (their addresses keep working) but not listed: the sign-in
+    # page shows no links (ui.auth).
+    draw_shell(pages)
+    st.navigation(pages()).run()
 finally:
     end_run()
     # After the page is drawn (also when it stopped early): TensorFlow loads while the user reads.

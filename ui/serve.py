@@ -195,6 +195,19 @@ def skip_legacy_pages_mode() -> None:
     leave_legacy_pages_mode()
 
 
+def close_metrics_endpoint() -> None:
+    """Serve no /_stcore/metrics. Streamlit answers it to anyone, signed in or not (session counts, cache
+    sizes, per-page activity), and 1.67 has no option to turn it off; the dashboard does not use it. The
+    Starlette server builds its routes from ``create_metrics_routes``: replaced by one that adds none.
+    Another Streamlit layout leaves the endpoint as it is (docs/operations.md says so)."""
+    try:
+        from streamlit.web.server.starlette import starlette_app
+    except ImportError:
+        return
+    if hasattr(starlette_app, "create_metrics_routes"):
+        starlette_app.create_metrics_routes = lambda runtime, base_url: []
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     limit_blas_threads()  # first: Streamlit's import below imports numpy
@@ -209,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     skip_legacy_pages_mode()
     skip_use_warning()
+    close_metrics_endpoint()
     scan = defer_component_scan()
     threading.Thread(target=preload, args=(scan,), daemon=True, name="preload").start()
     sys.argv = ["streamlit", "run", str(APP), *argv]

@@ -25,7 +25,8 @@ _run = threading.local()  # each script run has its own thread
 ICON = Path(__file__).resolve().parent.parent / "assets" / "icon.png"
 
 
-def draw_shell() -> None:
+def draw_shell(pages=None) -> None:
+    """``pages``: app.py's function listing the pages, registered unlisted while the user is signed out."""
     init_session()
     with st.sidebar:
         # The language lives in its own key ("lang"), read by every t() call; the widget only changes it.
@@ -41,7 +42,7 @@ def draw_shell() -> None:
     st.set_page_config(page_title=t("app.title"), page_icon=str(ICON), layout="wide")
     secrets = read_secrets()
     configure_store(secrets)
-    require_login(secrets)  # stops the run until the user is in: nothing of a cohort or model is drawn before
+    require_login(secrets, pages)  # stops the run until the user is in: nothing of a cohort or model is drawn before
     adopt_finished_job()  # a run that ended while the user was on another page
     with st.sidebar:
         cohort = active_cohort()
