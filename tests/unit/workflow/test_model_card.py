@@ -54,6 +54,20 @@ def test_the_card_says_what_the_metadata_says():
     assert "Decision support for clinicians, not a diagnosis" in md
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_intended_use_names_the_specialist_inputs_and_the_bands_status(lang):
+    # The inputs include thallium scintigraphy and fluoroscopy: not "routine findings"; meant for patients
+    # who had those tests. The bands are no guideline's and say who set them.
+    md = card_markdown(meta(), lang=lang)
+    words = {"en": ("thallium scintigraphy", "fluoroscopy", "who have had the tests", "no clinician has chosen"),
+             "zh": ("铊心肌灌注显像", "冠状动脉透视", "已完成这些检查的患者", "尚无临床医生")}[lang]
+    for text in words:
+        assert text in md, text
+    assert "from routine clinical and exercise-test findings" not in md and "根据常规临床" not in md
+    banded = dict(meta(), bands={"low": 0.1, "high": 0.5, "set_by": "Dr Li", "set_utc": "2026-11-30T01:30:00+00:00"})
+    assert "Dr Li" in card_markdown(banded, lang=lang) and "2026-11-30 01:30 UTC" in card_markdown(banded, lang=lang)
+
+
 def test_every_metric_has_a_row():
     md = card_markdown(meta())
     for key in METRIC_KEYS:
