@@ -277,6 +277,25 @@ def edited_schema(inferred: Schema, target: str, rule: str, edited: pd.DataFrame
     return Schema(features=features, target=target, positive_rule=rule.strip() or None, source="inferred")
 
 
+def meaning_frame(schema: Schema) -> pd.DataFrame:
+    """Per column of the accepted cohort: its concept and code, the unit the file held and the model's, and
+    whether it is a model input or kept out (and why)."""
+    zh = lang() == "zh"
+    concepts = {c.id: c for c in vocabulary().concepts}
+    rows = []
+    for f in schema.features:
+        if f.role == "target":
+            continue
+        concept = concepts.get(f.concept or "")
+        name = (concept.label_zh if zh else concept.label) if concept else "—"
+        unit = f"{f.source_unit} → {f.unit}" if f.source_unit else (f.unit or "")
+        role = t("cohort.meaning_input") if f.role == "feature" else t("cohort.meaning_out", reason=f.excluded or "—")
+        rows.append({t("cohort.column"): f.name, t("cohort.meaning_concept"): name,
+                     t("cohort.meaning_code"): f.standard_code or "", t("cohort.meaning_unit"): unit,
+                     t("cohort.meaning_role"): role})
+    return pd.DataFrame(rows)
+
+
 # ---- profile figures ---------------------------------------------------------------------------
 def build_distributions(cohort) -> list:
     from ui import figures  # Plotly's figure classes: not needed until the distributions are opened
@@ -345,6 +364,10 @@ st.caption(t("cohort.outcome_rule", target=cohort.schema.target or "—", rule=c
 st.subheader(t("cohort.report"))
 st.caption(t("cohort.report_help"))
 show_problems(cohort.problems)
+
+if any(f.concept or f.excluded for f in cohort.schema.features):
+    st.subheader(t("cohort.meaning_title"))
+    show_table(meaning_frame(cohort.schema))
 
 st.subheader(t("cohort.missing_title"))
 show_table(missing_values_frame(cohort))

@@ -187,8 +187,10 @@ def result_panel(model, values: dict, key: tuple):
 
     c1, c2 = st.columns(2)
     delta = None if previous is None else f"{(result.risk - previous) * 100:+.1f} {t('patient.points')}"
-    c1.metric(t("patient.risk"), f"{result.risk:.1%}", delta=delta, delta_color="inverse", border=True,
-              help=t("patient.risk_help"))
+    outcome = model.schema.outcome_name(lang())  # None: the UCI cohort's own wording
+    c1.metric(t("patient.risk_of", outcome=outcome) if outcome else t("patient.risk"), f"{result.risk:.1%}",
+              delta=delta, delta_color="inverse", border=True,
+              help=t("patient.risk_of_help", outcome=outcome) if outcome else t("patient.risk_help"))
     if previous is not None:
         c2.metric(t("patient.previous"), f"{previous:.1%}", border=True)
     st.badge(t("patient.band", band=band_name(result.risk_band)), color=BAND_COLOURS[result.risk_band],

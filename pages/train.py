@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 from pydantic import ValidationError
 
@@ -184,7 +185,12 @@ def results_panel() -> None:
         return
     st.caption(t("train.results_help", n=len(result.test_y), train=result.sizes["train"],
                  validation=result.sizes["validation"]))
-    threshold = st.slider(t("train.threshold"), 0.05, 0.95, 0.5, 0.01, key="threshold", help=t("train.threshold_help"))
+    proposed = float(getattr(result, "threshold", 0.5))
+    if st.session_state.get("threshold_for") != id(result):  # a new training run: its proposal, not the old slider
+        st.session_state["threshold_for"] = id(result)
+        st.session_state["threshold"] = proposed
+    show_proposed_threshold(result, proposed)
+    threshold = st.slider(t("train.threshold"), 0.05, 0.95, step=0.01, key="threshold", help=t("train.threshold_help"))
     metrics = binary_metrics(result.test_y, result.test_risk, threshold)
     metric_grid(metrics)
     c1, c2, c3 = st.columns(3)
@@ -193,6 +199,23 @@ def results_panel() -> None:
     c2.plotly_chart(figures.calibration(calibration_table(result.test_y, result.test_risk, n_bins=5)),
                     key="calibration")
     c3.plotly_chart(figures.confusion(metrics), key="confusion")
+
+
+def show_proposed_threshold(result, proposed: float) -> None:
+    """The proposed default threshold, the rule that chose it (on the training split) and what it means per
+    100 test patients, which played no part in choosing it."""
+    from core.metrics import threshold_summary
+    s = threshold_summary(result.test_y, result.test_risk, proposed)
+    prevalence = getattr(result.model, "prevalence_", float(np.mean(result.test_y)))
+    if getattr(result, "threshold_rule", "fixed") == "youden":
+        rule = t("train.rule_youden", prevalence=f"{prevalence:.0%}")
+    else:
+        rule = t("train.rule_fixed", prevalence=f"{prevalence:.0%}")
+    ratio = lambda v: "—" if v != v else f"{v:.2f}"  # noqa: E731 - nan when the test split has one class
+    st.info(t("train.threshold_proposed", threshold=f"{proposed:.2f}", rule=rule, n=s["n"],
+              flagged=round(s["flagged_per_100"]), tp=round(s["true_positives_per_100"]),
+              fn=round(s["missed_per_100"]), fp=round(s["false_alarms_per_100"]),
+              sensitivity=ratio(s["sensitivity"]), specificity=ratio(s["specificity"])), icon=":material/tune:")
 
 
 def metric_grid(metrics: dict) -> None:

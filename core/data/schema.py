@@ -261,6 +261,17 @@ class Schema(BaseModel):
             raise CohortError(f"target column {self.target!r} is not in the file; columns are {list(df.columns)}")
         return parse_rule(self.positive_rule or "> 0")(df[self.target])
 
+    def outcome_name(self, lang: str = "en") -> str | None:
+        """What the risk is a risk of, for a cohort that is not the UCI one: the user's words, else the
+        target and its rule ('cardio > 0'). None for the UCI layouts (their own wording applies)."""
+        if self.source == "uci-cleveland":
+            return None
+        if lang == "zh" and self.outcome_label_zh:
+            return self.outcome_label_zh
+        if self.outcome_label:
+            return self.outcome_label
+        return f"{self.target} {self.positive_rule or ''}".strip() if self.target else None
+
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
 
@@ -333,10 +344,12 @@ def infer_schema(df: pd.DataFrame, target: str | None = None, positive_rule: str
     return schema
 
 
-_ID_NAME = re.compile(r"^(id|ids|no|nr|num_?id|.*_id|id_.*|patient_?(id|no|number)|mrn|record(_?(id|no|number))?|"
-                      r"subject(_?id)?|case(_?(id|no))?|index|seqn|unnamed:? ?\d*|编号|病历号|住院号|门诊号|序号|患者编号|"
-                      r"病案号|身份证号)$", re.IGNORECASE)
-_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+_ID_NAME = re.compile(
+    r"^(id|ids|no|nr|num_?id|.*_id|id_.*|patient_?(id|no|number)|mrn|record(_?(id|no|number))?|"
+    r"subject(_?id)?|case(_?(id|no))?|index|seqn|unnamed:? ?\d*|"
+    r"编号|病历号|住院号|门诊号|序号|患者编号|病案号|身份证号)$", re.IGNORECASE)
+_DATE = re.compile(
+    r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
 
 
 def _exclude_identifier(f: Feature, series: pd.Series) -> Feature:

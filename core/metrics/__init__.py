@@ -12,6 +12,7 @@ from core.metrics.decision import (
     decision_curve,
     grid_ends,
     net_benefit,
+    proposed_threshold,
     threshold_summary,
     useful_ranges,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "logit",
     "net_benefit",
     "pr_frame",
+    "proposed_threshold",
     "rank_auc",
     "roc_frame",
     "threshold_summary",

@@ -111,4 +111,27 @@ def threshold_summary(y, p, threshold: float) -> dict:
             "net_benefit": net_benefit(y, p, threshold)}
 
 
-__all__ = ["DEFAULT_THRESHOLDS", "decision_curve", "grid_ends", "net_benefit", "threshold_summary", "useful_ranges"]
+COMMON_OUTCOME = (0.3, 0.7)  # training prevalence where 0.5 stays the default threshold
+
+
+def proposed_threshold(y_train, p_train) -> tuple[float, str, float]:
+    """(threshold, rule, prevalence) to propose as the default on the *training* split's risks.
+
+    For a common outcome 0.5 stays ('fixed'); for a rare (or very common) one 0.5 flags almost nobody
+    (or everybody), so the threshold maximising Youden's J = sensitivity + specificity - 1 on the training
+    split is proposed ('youden'), rounded to 0.01. The caller reports its effect on patients it was not
+    chosen on (the test split)."""
+    y, p = _pairs(y_train, p_train)
+    prevalence = float(np.mean(y)) if y.size else float("nan")
+    if y.size == 0 or np.unique(y).size < 2 or COMMON_OUTCOME[0] <= prevalence <= COMMON_OUTCOME[1]:
+        return 0.5, "fixed", prevalence
+    from sklearn.metrics import roc_curve
+    fpr, tpr, thresholds = roc_curve(y, p)
+    finite = np.isfinite(thresholds)
+    best = int(np.argmax((tpr - fpr)[finite]))
+    threshold = float(np.clip(np.round(thresholds[finite][best], 2), 0.01, 0.99))
+    return threshold, "youden", prevalence
+
+
+__all__ = ["DEFAULT_THRESHOLDS", "decision_curve", "grid_ends", "net_benefit", "proposed_threshold",
+           "threshold_summary", "useful_ranges"]

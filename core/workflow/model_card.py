@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from core.data.schema import Schema
 from core.evaluate.subgroups import MIN_PER_CLASS
 from core.evaluate.trust import WIDE_INTERVAL
 from core.i18n import tr
@@ -116,6 +117,14 @@ def _outcome_text(schema: dict, lang: str) -> str:
     return f"{target} {rule or ''}".strip()
 
 
+def _outcome_name(schema: dict, lang: str) -> str | None:
+    """The outcome in words for a model not trained on the UCI layout (None: the UCI wording applies)."""
+    try:
+        return Schema.model_validate(schema).outcome_name(lang) if schema else None
+    except ValueError:  # an old or damaged bundle's schema: the card still renders
+        return None
+
+
 def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     extra = meta.get("extra") or {}
     cohort = extra.get("cohort") or {}
@@ -126,8 +135,11 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     na = tr("card.not_recorded", lang)
     sections = []
 
+    outcome = _outcome_name(schema, lang)
+    intended = (tr("card.intended_use_other", lang, outcome=outcome, cohort=str(cohort.get("name") or na))
+                if outcome else tr("card.intended_use_text", lang))
     sections.append(Section(tr("card.intended_use", lang), paragraphs=[
-        tr("card.intended_use_text", lang), bands_sentence(BandCutoffs.from_dict(meta.get("bands")), lang)]))
+        intended, bands_sentence(BandCutoffs.from_dict(meta.get("bands")), lang)]))
 
     rows = [[tr("card.item", lang), tr("card.value", lang)],
             [tr("card.source", lang), str(cohort.get("name") or na)],

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.data.cohort import Cohort
+from core.metrics.decision import proposed_threshold
 from core.metrics.discrimination import binary_metrics
 from core.model.config import TrainConfig, split
 from core.model.estimator import RiskModel
@@ -14,11 +15,13 @@ from core.model.estimator import RiskModel
 @dataclass
 class TrainResult:
     model: RiskModel
-    metrics: dict              # test split, threshold 0.5
+    metrics: dict              # test split, at ``threshold``
     test_index: np.ndarray     # row positions of the test split in the cohort table
     test_y: np.ndarray
     test_risk: np.ndarray
     sizes: dict                # rows in train / validation / test
+    threshold: float = 0.5     # proposed default decision threshold, chosen on the training split
+    threshold_rule: str = "fixed"  # 'fixed' (0.5, a common outcome) or 'youden' (a rare one)
 
 
 def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=None,
@@ -32,6 +35,8 @@ def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=
         df.iloc[train_idx], y[train_idx], df.iloc[val_idx], y[val_idx],
         progress=progress, should_stop=should_stop)
     test_risk = model.predict_risk(df.iloc[test_idx])
-    metrics = binary_metrics(y[test_idx], test_risk)
+    # 0.5 flags nobody for a 15% outcome: a rare outcome gets a threshold chosen on the training split.
+    threshold, rule, _ = proposed_threshold(y[train_idx], model.predict_risk(df.iloc[train_idx]))
+    metrics = binary_metrics(y[test_idx], test_risk, threshold)
     sizes = {"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)}
-    return TrainResult(model, metrics, np.asarray(test_idx), y[test_idx], test_risk, sizes)
+    return TrainResult(model, metrics, np.asarray(test_idx), y[test_idx], test_risk, sizes, threshold, rule)

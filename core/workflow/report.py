@@ -132,6 +132,13 @@ class PatientReport:
     # What the waterfall adds up to when it is not the risk: under isotonic recalibration the reasons explain
     # the networks' uncalibrated output (core.workflow.PatientRisk.explained_risk). None: it is the risk.
     explained_risk: float | None = None
+    outcome: str | None = None  # what the risk is a risk of, when the cohort is not the UCI one
+
+    @property
+    def risk_heading(self) -> str:
+        if self.outcome:
+            return tr("patient_report.risk_of", self.lang, outcome=self.outcome)
+        return tr("patient_report.risk", self.lang)
 
     @property
     def waterfall_end(self) -> float:
@@ -179,7 +186,8 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         model_name=str(model_name or meta.get("name") or "—"), model_version=model_version,
         data_fingerprint=meta.get("data_fingerprint"),
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
-        note=note, whatif_notes=[whatif_meaning(lang)] + [c.sentence(schema, lang) for c in direction_conflicts(model)])
+        note=note, outcome=schema.outcome_name(lang),
+        whatif_notes=[whatif_meaning(lang)] + [c.sentence(schema, lang) for c in direction_conflicts(model)])
 
 
 def _pct(p: float, decimals: int = 1) -> str:
@@ -281,7 +289,7 @@ def report_pdf(report: PatientReport) -> bytes:
     pdf.set_line_width(0.2)
     pdf.set_xy(pdf.l_margin + 4, top + 2)
     font(9, colour=_GREY)
-    pdf.cell(width - 8, 4.5, clean(tr("patient_report.risk", lang)), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(width - 8, 4.5, clean(report.risk_heading), new_x="LMARGIN", new_y="NEXT")
     pdf.set_x(pdf.l_margin + 4)
     font(20, True, rgb)
     pdf.cell(35, 9, _pct(report.risk))
@@ -463,7 +471,7 @@ def report_html(report: PatientReport) -> str:
 <title>{e(tr("patient_report.title", lang))}</title><style>{_CSS}</style></head>
 <body style="--band:{_BAND_HEX[report.band]}">
 <h1>{e(tr("patient_report.title", lang))}</h1><div class="meta">{meta}</div>
-<div class="risk"><div class="small">{e(tr("patient_report.risk", lang))}</div>
+<div class="risk"><div class="small">{e(report.risk_heading)}</div>
 <span class="value">{_pct(report.risk)}</span><span class="band">{e(band)}</span>
 {interval}</div>
 <div class="small">{e(cutoffs)}</div>{isotonic}

@@ -160,3 +160,40 @@ def test_every_page_with_an_all_missing_column_cohort_and_a_one_feature_cohort(p
     assert at.session_state["cohort"].schema.feature_names == ["age"]
     at.switch_page(page).run()
     no_exceptions(at)
+
+
+def rare_outcome() -> pd.DataFrame:
+    """A 10-year outcome in about 15% of patients (Framingham-like)."""
+    import numpy as np
+    df = tf.base(n=400, seed=5)
+    rng = np.random.default_rng(5)
+    logit = (df["age"] - 55) / 6 + (df["sysBP"] - 132) / 15 - 2.4
+    df["TenYearCHD"] = (rng.random(len(df)) < 1 / (1 + np.exp(-logit))).astype(int)
+    return df.drop(columns=["outcome"])
+
+
+def test_a_rare_outcome_gets_its_name_and_a_proposed_threshold_on_every_page():
+    at = upload(new_app(), "framingham.csv", tf.csv_bytes(rare_outcome()))
+    at.selectbox(key="schema_target").set_value("TenYearCHD").run()
+    at.text_input(key="schema_outcome_label").set_value("10-year coronary heart disease").run()
+    apply(at)
+    assert at.session_state["cohort"].prevalence < 0.25
+    at.switch_page("pages/train.py").run()
+    next(w for w in at.number_input if w.label == tr("train.epochs")).set_value(30)
+    at.get("form_submit_button")[0].click().run()
+    assert at.session_state["train_job"].wait(180)
+    at.run()
+    no_exceptions(at)
+    result = at.session_state["train_result"]
+    assert result.threshold_rule == "youden" and result.threshold < 0.5
+    info = " ".join(i.value for i in at.info)
+    assert "(Youden's index) on the training split" in info and "per 100 of the" in info
+    assert at.slider(key="threshold").value == pytest.approx(result.threshold)
+    at.switch_page("pages/patient.py").run()
+    no_exceptions(at)
+    assert any(m.label == "Estimated risk of 10-year coronary heart disease" for m in at.metric)
+    at.switch_page("pages/model_card.py").run()
+    no_exceptions(at)
+    assert any("probability of 10-year coronary heart disease" in m.value for m in at.markdown)
+    at.switch_page("pages/trust.py").run()
+    no_exceptions(at)

@@ -232,3 +232,15 @@ def test_the_patient_form_offers_the_vocabulary_units_of_a_mapped_feature():
     hba1c = concept_feature("a1c", vocabulary()["hba1c"])
     assert to_model(48, hba1c, "mmol/mol") == pytest.approx(6.543, abs=1e-3)  # IFCC -> NGSP
     assert from_model(6.5, hba1c, "mmol/mol") == 48  # the diabetes threshold, 6.5% = 48 mmol/mol
+
+
+def test_proposed_threshold_is_half_for_a_common_outcome_and_youden_for_a_rare_one():
+    from core.metrics import proposed_threshold
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.5).astype(float)
+    p = np.clip(0.5 + (y - 0.5) * 0.3 + rng.normal(0, 0.2, y.size), 0.01, 0.99)
+    assert proposed_threshold(y, p)[:2] == (0.5, "fixed")
+    y = (rng.random(2000) < 0.15).astype(float)
+    p = np.clip(0.1 + y * 0.15 + rng.normal(0, 0.05, y.size), 0.001, 0.999)
+    threshold, rule, prevalence = proposed_threshold(y, p)
+    assert rule == "youden" and 0.1 < threshold < 0.3 and prevalence == pytest.approx(0.15, abs=0.03)
