@@ -68,7 +68,7 @@ class Concept(BaseModel):
     not_measured: list[float] = Field(default_factory=list)
     negative_not_measured: bool = False
     codes: list[ConceptCode] = Field(default_factory=list)
-    direction: Literal["lower", "higher"] | None = None  # what a treatment aims for
+    direction: Literal["decrease", "increase"] | None = None  # what a treatment aims for (Feature.direction)
     synonyms: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -252,8 +252,8 @@ def concept_feature(column: str, concept: Concept, unit: str | None = None, base
         "source_unit": None if conv.factor == 1.0 and conv.offset == 0.0 else conv.unit,
         "source_factor": conv.factor, "source_offset": conv.offset,
         "not_measured": list(concept.not_measured), "negative_not_measured": concept.negative_not_measured}
-    # the counterfactual search's words for it: a number (or codes, in their order) goes down or up
-    fields["direction"] = {"lower": "decrease", "higher": "increase"}.get(concept.direction or "")
+    # the counterfactual search's field: a number (or codes, in their order) goes down or up
+    fields["direction"] = concept.direction
     return Feature(**fields)
 
 

@@ -26,7 +26,7 @@ def test_the_vocabulary_file_validates_and_has_every_concept_of_the_issue():
     for c in vocab.concepts:
         assert c.label and c.label_zh and c.synonyms
         if c.clinical_role == "treatable" and c.kind == "numeric":
-            assert c.direction == "lower", c.id
+            assert c.direction == "decrease", c.id
     assert vocab["systolic_bp"].code.text == "LOINC 8480-6"
     assert vocab["total_cholesterol"].code.text == "LOINC 2093-3"
     assert vocab["diabetes"].code.text == "SNOMED CT 73211009"
@@ -51,7 +51,7 @@ def test_a_broken_vocabulary_is_refused():
         Vocabulary.model_validate(data)
     data = json.loads(VOCABULARY_PATH.read_text(encoding="utf-8"))
     sex = next(c for c in data["concepts"] if c["id"] == "sex")
-    sex["direction"] = "lower"  # sex is not a treatment target
+    sex["direction"] = "decrease"  # sex is not a treatment target
     with pytest.raises(ValidationError, match="direction"):
         Vocabulary.model_validate(data)
 
