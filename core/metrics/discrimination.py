@@ -45,7 +45,7 @@ def logistic_fit(X: np.ndarray, y: np.ndarray, offset: np.ndarray, iterations: i
     current = nll(beta)
     for _ in range(iterations):
         eta = X @ beta + offset
-        p = 1.0 / (1.0 + np.exp(-eta))
+        p = 0.5 * (1.0 + np.tanh(0.5 * eta))  # the logistic function without overflow at large |eta|
         grad = X.T @ (y - p)
         hess = (X * (p * (1 - p))[:, None]).T @ X
         try:
