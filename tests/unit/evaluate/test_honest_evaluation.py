@@ -131,12 +131,12 @@ def test_useful_ranges_are_reported_as_they_are_with_the_grid_end():
     assert ranges == [{"from": 0.2, "to": 0.2, "at_first": False, "at_last": False},
                       {"from": 0.4, "to": 0.6, "at_first": False, "at_last": True}]
     text = useful_ranges_text({"useful_ranges": ranges, "thresholds_from": 0.1, "thresholds_to": 0.6}, "en")
-    assert "20%–20%" in text and "40% to at least 60% (the last threshold examined" in text
-    assert "thresholds examined: 10%–60%" in text
+    assert "20%–20%" in text and "40% to 60% (the last threshold examined, perhaps higher)" in text
+    assert "Thresholds from 10% to 60% were examined" in text
     # a curve useful everywhere on the grid does not claim its ends as boundaries
     y = np.array([0] * 60 + [1] * 40, dtype=float)
     full = decision_curve(y, np.where(y == 1, 0.9, 0.0))
-    assert "every threshold examined" in useful_ranges_text(
+    assert "1% to 60%, every threshold examined" in useful_ranges_text(
         {"useful_ranges": useful_ranges(full), "thresholds_from": 0.01, "thresholds_to": 0.6}, "en")
 
 
