@@ -55,9 +55,11 @@ def cohort_10k(model, quick: bool) -> dict:
     # score_table is the product path: same risks and reason texts on a slice, and its own speed.
     n_table = 200 if quick else 1_000
     table, table_s = _timed_table(_with_background(model, background), cohort.iloc[:n_table])
-    same_risk = float(np.max(np.abs(table["risk"].to_numpy() - expl.output[:n_table])))
+    # (rows with an input not measured are scored over its plausible values: compared on complete rows)
+    complete = ~np.isnan(raw[:n_table]).any(axis=1)
+    same_risk = float(np.max(np.abs(table["risk"].to_numpy() - expl.output[:n_table])[complete]))
     first_reason = frame[frame["rank"] == 1].set_index("row")["text"].reindex(range(n_table), fill_value="")
-    same_text = bool((table["reason_1"].to_numpy() == first_reason.to_numpy()).all())
+    same_text = bool((table["reason_1"].to_numpy() == first_reason.to_numpy())[complete].all())
 
     n_kernel = 10 if quick else 20
     kernel = peers.kernel_explainer(model, raw[:n_kernel], background)

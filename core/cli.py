@@ -70,10 +70,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--input", required=True, help="patients CSV (the model's feature columns)")
     p.add_argument("--output", required=True,
-                   help="CSV to write: input columns + risk, risk_band, reason_1..3 ('-': standard output)")
+                   help="CSV to write ('-': standard output): input columns + risk, risk_band, risk_low, risk_high, "
+                        "missing, reason_1..3 (an input not measured: the mean risk over its plausible values, "
+                        "their range, its name)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the reasons")
 
-    p = sub.add_parser("explain", help="SHAP attributions (probability scale) per patient, with the base value")
+    p = sub.add_parser("explain", help="SHAP attributions (probability scale) per patient, with the base value "
+                                       "(inputs not measured: averaged over their plausible values, named in missing)")
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--input", required=True, help="patients CSV")
     p.add_argument("--json", action="store_true", help="print JSON instead of CSV")
@@ -313,7 +316,8 @@ def _evaluate_nested(args, cohort, outer, inner) -> int:
 def _read_patients(path: str, model):
     """The patients to score, checked against the model's schema: a value the model was never meant to
     see (text in a number column, ±inf, outside the plausible range, a code it does not know — e.g. a file
-    coded for another model) is refused, naming column, rows and rule; missing values are imputed."""
+    coded for another model) is refused, naming column, rows and rule; a missing value stays missing (the
+    risk is then given over its plausible values, core.workflow.risk)."""
     from core.data.read import read_table
     from core.data.validation import check_features
     from core.errors import format_rows
@@ -357,21 +361,34 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from core.explain.shapley import explain
+    import numpy as np
     from core.model.bundle import load_bundle
+    from core.workflow.risk import explain_rows, missing_ranges
     _import_tensorflow_quietly()
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
-    pre = model.preprocessor_
-    expl = explain(pre, model.networks_, pre.encode(table), model.background_)
+    raw = model.preprocessor_.encode(table)
+    # A patient with inputs not measured: SHAP values and risk averaged over the inputs' plausible values
+    # (still adding up to the risk), with the range and the inputs' names; see core.workflow.risk.
+    expl = explain_rows(model, raw)
+    low, high = missing_ranges(model, raw)
+    names = np.asarray(expl.feature_names, dtype=object)
+    missing = [list(names[row]) for row in np.isnan(raw)]
+
+    def number(x):
+        return None if np.isnan(x) else float(x)
+
     if args.json:
-        rows = [{"row": i + 1, "risk": float(expl.output[i]),
-                 "shap_values": dict(zip(expl.feature_names, map(float, expl.shap_values[i])))}
+        rows = [{"row": i + 1, "risk": float(expl.output[i]), "risk_low": number(low[i]), "risk_high": number(high[i]),
+                 "missing": missing[i], "shap_values": dict(zip(expl.feature_names, map(float, expl.shap_values[i])))}
                 for i in range(len(table))]
         print(json.dumps({"scale": "probability", "base_value": float(expl.base_value), "patients": rows}, indent=2))
     else:
         import pandas as pd
         frame = pd.DataFrame(expl.shap_values, columns=expl.feature_names)
+        frame.insert(0, "missing", [", ".join(m) for m in missing])
+        frame.insert(0, "risk_high", high)
+        frame.insert(0, "risk_low", low)
         frame.insert(0, "risk", expl.output)
         frame.insert(0, "base_value", expl.base_value)
         print(frame.to_csv(index=False), end="")

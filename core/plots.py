@@ -81,11 +81,13 @@ def confusion_matrix(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
 def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_features: int = 13, *,
               title: str = "Why this risk (percentage points)", x_title: str = "risk, %",
               start_label: str = "average patient", end_label: str = "this patient",
-              other_label: str = "{n} other features") -> go.Figure:
+              other_label: str = "{n} other features", not_measured: pd.DataFrame | None = None) -> go.Figure:
     """One patient's SHAP waterfall in percentage points.
 
     reasons: columns label (e.g. 'Max heart rate 108 bpm') and shap_value (probability scale), any order.
     Sorted by |shap_value|; features beyond max_features are summed into ``other_label`` ({n}: how many).
+    not_measured: the same columns for inputs not measured (their mean SHAP value over the plausible
+    values): drawn apart from the reasons, first under the average patient, in the order given.
     The labels are parameters so a page can translate them without updating the figure afterwards.
     """
     labels = [str(label) for label in reasons.label]
@@ -96,6 +98,9 @@ def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_feature
         rest = shap_values[max_features - 1:]
         labels = labels[:max_features - 1] + [other_label.format(n=len(rest))]
         shap_values = np.append(shap_values[:max_features - 1], rest.sum())
+    if not_measured is not None and len(not_measured):  # (the order is reversed just below)
+        labels = labels + [str(label) for label in not_measured.label][::-1]
+        shap_values = np.append(shap_values, not_measured.shap_value.to_numpy(dtype=float)[::-1])
     # Smallest first on a reversed axis: read top-down, from the average patient through the largest
     # effects to this patient's risk.
     labels, points = labels[::-1], shap_values[::-1] * 100

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
+import numpy as np
 import streamlit as st
 
 from core.errors import CoreError
 from core.workflow import bands_sentence, patient_from_row, patient_risk, sensitivity, typical_patient
+from core.workflow import conditional_imputer, pooled_member_risks
 from core.workflow import conflict_sentence, counterfactuals, default_modifiable, direction_conflicts, sentence
 from core.workflow import similar_patients
 from core.workflow import build_report, report_html, report_pdf
 from core.workflow import audit_path, log_prediction
-from core.evaluate import ood_check, patient_uncertainty
+from core.evaluate import WIDE_INTERVAL, ood_check, patient_uncertainty
 from core.model import model_bands
 from core.data import from_model, input_range, to_model, unit_options
 from ui import figures
@@ -197,10 +200,19 @@ def result_panel(model, values: dict, key: tuple):
              icon=":material/monitor_heart:")
     st.caption(bands_sentence(model_bands(model), lang()))
 
+    if result.missing is not None:
+        missing_panel(model, result)
+
     # Trust: the ensemble's range, the calibrated risk when it is not what the reasons add up to, and
     # whether this patient is unlike the training patients.
     patient_raw = result.explanation.raw[0]
     spread = patient_uncertainty(model, patient_raw)
+    if result.missing is not None and spread.members > 1:
+        # each network's risk as the reported one is: the mean over the plausible values of what is missing
+        low, high = (float(x) for x in np.percentile(pooled_member_risks(model, patient_raw)[:, 0], [10, 90]))
+        bands = model_bands(model)
+        spread = replace(spread, risk=result.risk, low=low, high=high, wide=high - low > WIDE_INTERVAL,
+                         crosses_band=any(low < c <= high for c in (bands.low, bands.high)))
     if spread.members > 1:
         st.markdown(t("patient.interval", risk=f"{spread.risk:.0%}", low=f"{spread.low:.0%}", high=f"{spread.high:.0%}",
                       n=spread.members))
@@ -226,19 +238,42 @@ def result_panel(model, values: dict, key: tuple):
             names.append(t("patient.extrapolated_item", label=feature_label(f), lo=f"{pre.raw_min_[j]:g}",
                            hi=f"{pre.raw_max_[j]:g}", unit=f.unit or ""))
         st.warning(t("patient.extrapolated", features="; ".join(names)), icon=":material/warning:")
-    if result.check.missing:
-        labels = ", ".join(feature_label(schema[n]) for n in result.check.missing)
-        st.info(t("patient.missing", features=labels), icon=":material/info:")
 
     st.markdown(f"**{t('patient.reasons')}**")
     for reason in result.reasons[:3]:
         st.markdown(f"- {reason.text}")
-    # The bars add up to what SHAP explains (the uncalibrated output under isotonic recalibration; the note says so).
-    st.plotly_chart(figures.waterfall(result.reasons, result.explanation.base_value, result.explained_risk),
-                    key="waterfall",
-                    config={"displayModeBar": False})
+    # The bars add up to what SHAP explains (the uncalibrated output under isotonic recalibration; the note says
+    # so); inputs not measured are bars apart from the reasons.
+    st.plotly_chart(figures.waterfall(result.reasons, result.explanation.base_value, result.explained_risk,
+                                      result.not_measured), key="waterfall", config={"displayModeBar": False})
     st.caption(t("patient.timing", ms=f"{elapsed_ms:.0f}"))
     return result
+
+
+def missing_panel(model, result) -> None:
+    """Inputs not measured: the estimate with its range, which measurement would settle it most, and the
+    values those inputs have in the training patients the estimate is drawn from."""
+    schema, info = model.schema, result.missing
+    labels = [feature_label(schema[n]) for n in info.features]
+    st.markdown(t("patient.missing_range", risk=f"{result.risk:.0%}", low=f"{info.low:.0%}", high=f"{info.high:.0%}",
+                  features=", ".join(labels)))
+    settles = feature_label(schema[info.settles_most])
+    if len(info.features) == 1:
+        st.markdown(t("patient.settles_one", feature=settles))
+    else:
+        st.markdown(t("patient.settles_most", feature=settles))
+    lines = []
+    for name in info.features:
+        f = schema[name]
+        shown = info.values[name]
+        if f.is_coded:
+            values = ", ".join(f"{feature_value(f, v)} {w:.0%}" for v, w in shown if w >= 0.005)
+        else:  # a measurement: its range there (a list of 20 numbers says less)
+            numbers = [v for v, _ in shown]
+            values = f"{feature_value(f, min(numbers))} – {feature_value(f, max(numbers))}"
+        lines.append(t("patient.missing_values", label=feature_label(f), values=values))
+    # (result.missing is only set when the model has an imputer)
+    st.caption(" ".join(lines) + " " + t("patient.missing", k=conditional_imputer(model).k))
 
 
 def sensitivity_panel(model, values: dict) -> None:

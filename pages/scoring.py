@@ -2,7 +2,9 @@
 an interval (when the model is an ensemble) and the top reasons; filter, sort, plot and download.
 
 Scoring is core.scoring.score_cohort (numpy; the reasons are exact SHAP values, computed in chunks under
-a progress bar). The scored table is kept for the session, so filtering does not score again.
+a progress bar). A patient with inputs not measured gets the mean risk over their plausible values, its
+range and the inputs' names (core.workflow.risk); those inputs are never among the reasons. The scored
+table is kept for the session, so filtering does not score again.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from core.model import model_bands
 from core.workflow import bands_sentence
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import need_model, show_problems
-from ui.i18n import lang, lang_key, t
+from ui.i18n import feature_label, lang, lang_key, t
 from ui.models import audit_identity
 from ui.shell import ensure_shell
 from ui.state import active_cohort
@@ -149,15 +151,22 @@ view = filter_scored(full, bands, min_risk / 100)
 
 shown = view.copy()
 shown["risk_band"] = shown["risk_band"].map(band_name)
-for col in ("risk", "risk_low", "risk_high"):
+if (full["missing"] == "").all():  # nothing was left unmeasured: no empty range columns on screen
+    shown = shown.drop(columns=["risk_low", "risk_high", "missing"])
+else:  # the inputs not measured by their clinical names (the download keeps the column names)
+    names = {f.name: feature_label(f) for f in pre.features}
+    shown["missing"] = [", ".join(names.get(n, n) for n in m.split(", ")) if m else "" for m in shown["missing"]]
+for col in ("risk", "risk_low", "risk_high", "ensemble_low", "ensemble_high"):
     if col in shown:
         shown[col] = shown[col] * 100
 labels = {"row": t("scoring.row"), "risk": t("scoring.risk"), "risk_band": t("scoring.band"),
-          "risk_low": t("scoring.risk_low"), "risk_high": t("scoring.risk_high"),
+          "risk_low": t("scoring.risk_low"), "risk_high": t("scoring.risk_high"), "missing": t("scoring.missing"),
+          "ensemble_low": t("scoring.ensemble_low"), "ensemble_high": t("scoring.ensemble_high"),
           **{f"reason_{k}": t("scoring.reason", k=k) for k in (1, 2, 3)}}
 percent = st.column_config.NumberColumn(format="%.1f%%")
 st.dataframe(shown.rename(columns=labels), hide_index=True, height=420,
-             column_config={labels[c]: percent for c in ("risk", "risk_low", "risk_high")})
+             column_config={labels[c]: percent for c in ("risk", "risk_low", "risk_high", "ensemble_low",
+                                                         "ensemble_high")})
 st.caption(t("scoring.shown", n=len(view), total=len(full)))
 
 if len(view):

@@ -38,6 +38,10 @@ class ScaledEnsemble:
     def predict_risk_raw(self, raw):
         return self.predict_interval_raw(raw)[0]
 
+    def member_risks_raw(self, raw):
+        X = self.preprocessor_.transform_raw(raw)
+        return np.array([net.proba(X) for net in self.networks_])
+
     def predict_interval_raw(self, raw):
         X = self.preprocessor_.transform_raw(raw)
         members = np.array([net.proba(X) for net in self.networks_])

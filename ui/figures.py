@@ -62,12 +62,17 @@ def confusion(m: dict):
 
 
 # ---- one patient -------------------------------------------------------------------------------
-def waterfall(reasons: list, base_value: float, risk: float):
+def waterfall(reasons: list, base_value: float, risk: float, not_measured: list = ()):
+    """reasons: the measured features' Reasons; not_measured: core.workflow.NotMeasured (drawn apart from
+    the reasons, first under the average patient, with their share of the uncertainty)."""
     frame = pd.DataFrame({"label": [r.subject for r in reasons],
                           "shap_value": [r.shap for r in reasons]})
+    unknown = pd.DataFrame({"label": [t("fig.not_measured", label=n.label, share=f"{n.share:.0%}")
+                                      for n in not_measured],
+                            "shap_value": [n.shap for n in not_measured]})
     return plots.waterfall(frame, base_value, risk, title=t("fig.waterfall"), x_title=t("fig.risk_percent"),
                            start_label=t("fig.average_patient"), end_label=t("fig.this_patient"),
-                           other_label=t("fig.other_features", n="{n}"))
+                           other_label=t("fig.other_features", n="{n}"), not_measured=unknown)
 
 
 def sensitivity(curve: pd.DataFrame, current: float, label: str, unit: str | None):

@@ -37,10 +37,12 @@ def reasons(expl: Explanation, i: int, schema: Schema, preprocessor: Preprocesso
     """The ``top`` features that move patient ``i``'s risk most, largest |SHAP| first.
 
     Features whose contribution is negligible (|shap| < 1e-9, e.g. ignored by the model) are left out,
-    so fewer than ``top`` reasons may come back.
+    so fewer than ``top`` reasons may come back. So is a feature not measured (NaN in ``expl.raw``): a
+    value nobody knows is never a reason (core.workflow.risk shows it as "not measured").
     """
     contrib = expl.shap_values[i]
-    order = np.argsort(-np.abs(contrib), kind="stable")[:max(0, int(top))]
+    measured = ~np.isnan(expl.raw[i])
+    order = [j for j in np.argsort(-np.abs(contrib), kind="stable") if measured[j]][:max(0, int(top))]
     out = []
     for j in order:
         shap_value = float(contrib[j])

@@ -8,6 +8,9 @@ Two steps, both fitted on the training split only and saved as plain JSON (nothi
    SHAP values are computed over this matrix, so they belong to the clinical features themselves.
 2. ``transform_raw``: raw matrix -> network inputs: missing values imputed (median / most frequent),
    numbers standardised, categorical codes one-hot (an unseen code: all zeros), binary as 0/1.
+   That single fill is for training and for the network's inputs only: a patient's risk with a missing
+   input is the mean over its conditional imputations (``imputer_``, core.model.imputation; used by
+   core.workflow.risk), never the risk at the median.
 
 Every output column depends on exactly one raw feature (``slices_``): the explainer relies on this to
 attribute a one-hot group to its one original feature and to compute exact Shapley values fast.
@@ -19,6 +22,7 @@ import pandas as pd
 
 from core.data.schema import Feature, Schema, same_value
 from core.errors import PatientError
+from core.model.imputation import ConditionalImputer
 
 
 class Preprocessor:
@@ -57,6 +61,7 @@ class Preprocessor:
             self.raw_min_.append(float(seen.min()) if seen.size else float("nan"))
             self.raw_max_.append(float(seen.max()) if seen.size else float("nan"))
         self._build_slices()
+        self.imputer_: ConditionalImputer | None = ConditionalImputer.fit(raw)
         return self
 
     def _build_slices(self) -> None:
@@ -186,6 +191,7 @@ class Preprocessor:
             "categories": self.categories_,
             "fill": self.fill_, "center": self.center_, "scale": self.scale_,
             "raw_min": self.raw_min_, "raw_max": self.raw_max_,
+            **({"conditional_imputation": self.imputer_.to_dict()} if getattr(self, "imputer_", None) else {}),
         }
 
     @classmethod
@@ -197,6 +203,9 @@ class Preprocessor:
         for name in ("fill", "center", "scale", "raw_min", "raw_max"):
             setattr(pre, name + "_", [float(x) for x in data[name]])
         pre._build_slices()
+        # bundles saved before conditional imputation have none (core.workflow.risk then uses the background)
+        imputation = data.get("conditional_imputation")
+        pre.imputer_ = ConditionalImputer.from_dict(imputation, len(pre.features)) if imputation else None
         return pre
 
 

@@ -33,7 +33,7 @@ from core.i18n import tr
 from core.model.bands import BandCutoffs, model_bands
 from core.workflow.counterfactual import direction_conflicts, meaning as whatif_meaning
 from core.workflow.model_card import bands_sentence
-from core.workflow.risk import patient_risk
+from core.workflow.risk import patient_risk, pooled_member_risks
 
 FONT_ENV = "HEART_RISK_PDF_FONT"
 CJK_CANDIDATES = (
@@ -148,6 +148,8 @@ class PatientReport:
         if self.explained_risk is None:
             return None
         return tr("patient.isotonic_note", self.lang, risk=_pct(self.risk), raw=_pct(self.explained_risk))
+    missing_range: tuple[float, float] | None = None  # the risk's range over the inputs not measured
+    settles: str | None = None  # the input not measured whose measurement would settle the estimate most
 
 
 def build_report(model, values: dict, *, meta: dict | None = None, model_name: str | None = None,
@@ -170,11 +172,14 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
     result = patient_risk(model, values, lang=lang, cutoffs=cutoffs, top=len(pre.features))
     interval = None
     if hasattr(model, "predict_interval_raw") and int(getattr(model, "n_members_", 1) or 1) > 1:
-        _, low, high = model.predict_interval_raw(result.explanation.raw)
-        interval = (float(low[0]), float(high[0]))
+        # each network's risk over the plausible values of what is missing, as the reported risk is
+        members = pooled_member_risks(model, result.explanation.raw)[:, 0]
+        interval = tuple(float(x) for x in np.percentile(members, [10, 90]))
     inputs = [(f.display_label(lang), f.format_value(values.get(f.name), lang)) for f in pre.features]
     missing = [schema[n].display_label(lang) for n in result.check.missing]
-    contributions = [(r.subject, float(r.shap)) for r in result.reasons]
+    # the inputs not measured last, as "not measured" (never reasons); with them the bars add up to the risk
+    contributions = [(r.subject, float(r.shap)) for r in result.reasons] + \
+        [(tr("patient_report.not_measured", lang, label=n.label), float(n.shap)) for n in result.not_measured]
     metrics = meta.get("metrics") or {}
     auc = metrics.get("roc_auc")
     return PatientReport(
@@ -187,7 +192,17 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         data_fingerprint=meta.get("data_fingerprint"),
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
         note=note, outcome=schema.outcome_name(lang),
-        whatif_notes=[whatif_meaning(lang)] + [c.sentence(schema, lang) for c in direction_conflicts(model)])
+        whatif_notes=[whatif_meaning(lang)] + [c.sentence(schema, lang) for c in direction_conflicts(model)],
+        missing_range=None if result.missing is None else (result.missing.low, result.missing.high),
+        settles=None if result.missing is None else schema[result.missing.settles_most].display_label(lang))
+
+
+def _missing_note(report: PatientReport) -> str:
+    features = ", ".join(report.missing)
+    if report.missing_range is None:  # a model without donors for its inputs not measured (not expected)
+        return features
+    return tr("patient_report.missing_note", report.lang, features=features, low=_pct(report.missing_range[0]),
+              high=_pct(report.missing_range[1]), settles=report.settles)
 
 
 def _pct(p: float, decimals: int = 1) -> str:
@@ -284,7 +299,7 @@ def report_pdf(report: PatientReport) -> bytes:
     rgb = _BAND_RGB[report.band]
     pdf.set_draw_color(*rgb)
     pdf.set_line_width(0.6)
-    box_h = 21 if report.interval else 17
+    box_h = 17 + 4.5 * (report.interval is not None) + 4.5 * (report.missing_range is not None)
     pdf.rect(pdf.l_margin, top, width, box_h)
     pdf.set_line_width(0.2)
     pdf.set_xy(pdf.l_margin + 4, top + 2)
@@ -296,6 +311,11 @@ def report_pdf(report: PatientReport) -> bytes:
     font(12, True, rgb)
     pdf.cell(80, 9, clean(tr("patient_report.band", lang, band=_band_text(report.band, lang))),
              new_x="LMARGIN", new_y="NEXT")
+    if report.missing_range:
+        pdf.set_x(pdf.l_margin + 4)
+        font(8.5, True, _INK)
+        pdf.cell(width - 8, 4.5, clean(tr("patient_report.missing_range", lang, low=_pct(report.missing_range[0]),
+                                          high=_pct(report.missing_range[1]))), new_x="LMARGIN", new_y="NEXT")
     if report.interval:
         pdf.set_x(pdf.l_margin + 4)
         font(8.5, colour=_INK)
@@ -321,8 +341,7 @@ def report_pdf(report: PatientReport) -> bytes:
         pdf.cell(half * 0.42, 4.8, clean(_fit(pdf, value, half * 0.42 - 1)))
     pdf.set_y(start_y + rows * 4.8 + 0.5)
     if report.missing:
-        line(tr("patient_report.missing_note", lang) + " (" + ", ".join(report.missing) + ")", 7.5, colour=_GREY,
-             height=3.8)
+        line(_missing_note(report), 7.5, colour=_GREY, height=3.8)
 
     # the waterfall
     heading(tr("patient_report.why", lang, base=_pct(report.base_value)))
@@ -353,9 +372,14 @@ def _fit(pdf, text: str, width: float) -> str:
     """Shorten a cell's text with an ellipsis so it never runs into the next column."""
     if pdf.get_string_width(text) <= width:
         return text
-    while text and pdf.get_string_width(text + "…") > width:
+    try:
+        dots = "…"
+        pdf.get_string_width(dots)
+    except Exception:  # fpdf2's built-in Latin-1 font has no ellipsis character
+        dots = "..."
+    while text and pdf.get_string_width(text + dots) > width:
         text = text[:-1]
-    return text + "…"
+    return text + dots
 
 
 def _latin1(text: str) -> str:
@@ -447,6 +471,10 @@ def report_html(report: PatientReport) -> str:
         interval = f'<div>{e(tr("patient_report.interval", lang, low=low, high=high))}</div>'
     band = tr("patient_report.band", lang, band=_band_text(report.band, lang))
     cutoffs = bands_sentence(report.cutoffs, lang)
+    if report.missing_range:
+        ranged = tr("patient_report.missing_range", lang, low=_pct(report.missing_range[0]),
+                    high=_pct(report.missing_range[1]))
+        interval = f"<div><b>{e(ranged)}</b></div>" + interval
     rows = math.ceil(len(report.inputs) / 2)
     cells = []
     for r in range(rows):
@@ -459,8 +487,7 @@ def report_html(report: PatientReport) -> str:
             else:
                 tds.append("<td></td><td></td>")
         cells.append("<tr>" + "".join(tds) + "</tr>")
-    missing = (f'<div class="small">{e(tr("patient_report.missing_note", lang))} ({e(", ".join(report.missing))})</div>'
-               if report.missing else "")
+    missing = f'<div class="small">{e(_missing_note(report))}</div>' if report.missing else ""
     reasons = "".join(f"<li>{e(text)}</li>" for text in report.reasons)
     isotonic = f'<div class="small">{e(report.isotonic_note())}</div>' if report.isotonic_note() else ""
     whatifs = ("".join(f"<li>{e(text)}</li>" for text in report.whatifs) if report.whatifs

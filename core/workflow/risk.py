@@ -1,4 +1,12 @@
-"""One patient or a table of patients: risk, risk band, checks of the inputs and reasons in words."""
+"""One patient or a table of patients: risk, risk band, checks of the inputs and reasons in words.
+
+Missing inputs (issue 14.2). A value that was not measured is never replaced by one best-case value and
+shown as a reason. The patient's risk is the mean risk over the conditional imputations of what is
+missing (core.model.imputation: the values of the k most similar training patients, each weighing 1/k),
+reported with the range over them (5th-95th weighted percentile); the SHAP values are the same weighted
+mean of each imputation's SHAP values, so they still add up to the reported risk; the missing features
+are "not measured" with their share of the uncertainty, never a reason.
+"""
 from __future__ import annotations
 
 import math
@@ -9,12 +17,18 @@ import pandas as pd
 
 from core.data.schema import Schema
 from core.errors import PatientError
+from core.explain.explanation import Explanation
 from core.explain.reasons import reasons
 from core.explain.shapley import explain, single_thread_blas
+from core.i18n import tr
 from core.model.bands import BandCutoffs, model_bands, risk_band
+from core.model.imputation import ConditionalImputer, Imputations, weighted_range
 
 __all__ = ["BandCutoffs", "risk_band", "check_patient", "patient_risk", "score_table", "PatientRisk",
-           "PatientCheck", "sensitivity", "typical_patient", "patient_from_row"]
+           "PatientCheck", "sensitivity", "typical_patient", "patient_from_row", "MissingRange", "NotMeasured",
+           "conditional_imputer", "missing_ranges", "pooled_member_risks", "explain_rows", "RANGE_ALPHA"]
+
+RANGE_ALPHA = 0.05  # the range of a risk with missing inputs: 5th to 95th weighted percentile
 
 
 @dataclass
@@ -70,12 +84,47 @@ def _outside_text(f) -> str:
 
 
 @dataclass
+class MissingRange:
+    """What a patient's missing inputs do to the risk: the risk over their plausible values."""
+    features: list[str]  # the inputs not measured, schema order
+    low: float  # 5th weighted percentile of the risk over the imputations
+    high: float  # 95th
+    share: dict[str, float]  # each missing input's share of the uncertainty (sums to 1)
+    settles_most: str  # the missing input whose measurement would narrow the estimate most
+    values: dict[str, list[tuple[object, float]]]  # per missing input: (clinical value, weight), most weight first
+    imputations: np.ndarray = field(repr=False, default=None)  # (m, p) distinct imputed raw rows
+    weights: np.ndarray = field(repr=False, default=None)  # (m,) their weights (sum 1)
+    risks: np.ndarray = field(repr=False, default=None)  # (m,) the risk of each
+
+
+@dataclass
+class NotMeasured:
+    """A missing input in the waterfall: its mean SHAP value over the imputations (so the bars still add up
+    to the risk) and its share of the uncertainty. Never a reason."""
+    feature: str
+    label: str
+    shap: float
+    share: float
+    text: str  # 'Major vessels coloured by fluoroscopy: not measured'
+
+
+@dataclass
 class PatientRisk:
     risk: float
     risk_band: str
     check: PatientCheck
     explanation: object | None = None  # core.explain.Explanation for this one patient
-    reasons: list = field(default_factory=list)
+    reasons: list = field(default_factory=list)  # measured features only
+    missing: MissingRange | None = None  # set when an input was not measured
+    not_measured: list = field(default_factory=list)  # NotMeasured, largest share first
+
+    @property
+    def risk_low(self) -> float | None:
+        return None if self.missing is None else self.missing.low
+
+    @property
+    def risk_high(self) -> float | None:
+        return None if self.missing is None else self.missing.high
 
     @property
     def explained_risk(self) -> float:
@@ -88,11 +137,16 @@ class PatientRisk:
 
 def patient_risk(model, values: dict, *, with_reasons: bool = True, lang: str = "en",
                  cutoffs: BandCutoffs | None = None, top: int = 3) -> PatientRisk:
-    """Risk of one patient from raw clinical values (dict feature name -> value), with SHAP reasons.
-    ``cutoffs``: the risk bands (default: the model's own)."""
+    """Risk of one patient from raw clinical values (dict feature name -> value; None = not measured),
+    with SHAP reasons. ``cutoffs``: the risk bands (default: the model's own). With an input not measured:
+    the mean risk over its conditional imputations, the range (``missing``) and the missing inputs as
+    ``not_measured`` (see the module docstring)."""
     schema, pre = model.schema, model.preprocessor_
     check = check_patient(values, schema, pre)
     raw = np.array([[pre.encode_value(j, values.get(f.name)) for j, f in enumerate(pre.features)]])
+    imputer = conditional_imputer(model)
+    if np.isnan(raw).any() and imputer is not None:
+        return _patient_risk_missing(model, raw, imputer, check, with_reasons, lang, cutoffs, top)
     if with_reasons:
         expl = explain(pre, model.networks_, raw, model.background_)
         risk = float(_reported_risk(model, raw, expl.output)[0])
@@ -102,6 +156,99 @@ def patient_risk(model, values: dict, *, with_reasons: bool = True, lang: str = 
         risk = float(model.predict_risk_raw(raw)[0])
     band = risk_band(risk, cutoffs or model_bands(model))
     return PatientRisk(risk=risk, risk_band=band, check=check, explanation=expl, reasons=why)
+
+
+def _patient_risk_missing(model, raw, imputer, check, with_reasons, lang, cutoffs, top) -> PatientRisk:
+    schema, pre = model.schema, model.preprocessor_
+    imp = _collapse(imputer.impute(pre, raw))
+    expl, why, not_measured = None, [], []
+    if with_reasons:
+        per = explain(pre, model.networks_, imp.raw, model.background_)
+        risks = _reported_risk(model, imp.raw, per.output)
+        expl = Explanation(shap_values=(imp.weight @ per.shap_values)[None, :], base_value=per.base_value,
+                           output=np.array([imp.weight @ per.output]), feature_names=per.feature_names,
+                           raw=raw.copy(), method=per.method, background_size=per.background_size,
+                           n_permutations=per.n_permutations)
+        why = reasons(expl, 0, schema, pre, top=top, lang=lang)  # a missing input is never among them
+    else:
+        risks = model.predict_risk_raw(imp.raw)
+    risk = float(imp.weight @ risks)
+    info = _missing_range(pre, raw[0], imp.raw, imp.weight, risks)
+    if expl is not None:
+        for name in sorted(info.features, key=lambda n: -info.share[n]):
+            j = pre.feature_names.index(name)
+            label = schema[name].display_label(lang)
+            not_measured.append(NotMeasured(feature=name, label=label, shap=float(expl.shap_values[0, j]),
+                                            share=info.share[name], text=tr("reason.not_measured", lang, label=label)))
+    return PatientRisk(risk=risk, risk_band=risk_band(risk, cutoffs or model_bands(model)), check=check,
+                       explanation=expl, reasons=why, missing=info, not_measured=not_measured)
+
+
+def conditional_imputer(model) -> ConditionalImputer | None:
+    """The model's conditional imputer; for a bundle saved before it existed, one on the model's SHAP
+    background rows (a sample of its training split, already in the bundle). None if neither has donors."""
+    imputer = getattr(model.preprocessor_, "imputer_", None)
+    if imputer is not None and imputer.usable:
+        return imputer
+    cached = getattr(model, "_background_imputer", None)
+    if cached is None:
+        background = getattr(model, "background_", None)
+        cached = ConditionalImputer(np.zeros((0, len(model.preprocessor_.features))) if background is None
+                                    else background)
+        model._background_imputer = cached
+    return cached if cached.usable else None
+
+
+def _collapse(imp: Imputations) -> Imputations:
+    """Identical imputations of one patient merged (their weights added): a coded input missing gives a
+    few distinct rows, not k, and SHAP is computed once per distinct row."""
+    if imp.row.size == 0:
+        return imp
+    keyed = np.column_stack([imp.row.astype(np.float64), imp.raw])
+    unique, inverse = np.unique(keyed, axis=0, return_inverse=True)
+    weight = np.bincount(inverse.reshape(-1), weights=imp.weight, minlength=len(unique))
+    return Imputations(unique[:, 0].astype(np.int64), unique[:, 1:], weight)
+
+
+def _missing_range(pre, patient_raw: np.ndarray, imputed: np.ndarray, weights: np.ndarray,
+                   risks: np.ndarray) -> MissingRange:
+    """Range, shares and distribution for one patient from its (distinct) imputations."""
+    weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    risks = np.asarray(risks, dtype=np.float64)
+    low, high = weighted_range(risks, weights, RANGE_ALPHA)
+    missing = [j for j in range(len(pre.features)) if np.isnan(patient_raw[j])]
+    names = [pre.feature_names[j] for j in missing]
+    mean = float(weights @ risks)
+    # Share of the uncertainty: the first-order part of the variance of the risk over the imputations,
+    # Var(E[risk | that input]) — how much of it measuring that input alone would remove on average.
+    effect = {}
+    for j, name in zip(missing, names):
+        groups = _groups(imputed[:, j], weights)
+        effect[name] = sum(float(weights[g].sum()) * (float(weights[g] @ risks[g] / weights[g].sum()) - mean) ** 2
+                           for g in groups)
+    total = sum(effect.values())
+    share = {n: (effect[n] / total if total > 0 else 1.0 / len(names)) for n in names}
+    settles = max(names, key=lambda n: (share[n], -names.index(n)))
+    values = {}
+    for j, name in zip(missing, names):
+        column = imputed[:, j]
+        distinct = np.unique(column)
+        weight_of = [(pre.decode_value(j, v), float(weights[column == v].sum())) for v in distinct]
+        values[name] = sorted(weight_of, key=lambda vw: -vw[1])
+    return MissingRange(features=names, low=low, high=high, share=share, settles_most=settles, values=values,
+                        imputations=imputed, weights=weights, risks=risks)
+
+
+def _groups(column: np.ndarray, weights: np.ndarray, max_groups: int = 4) -> list[np.ndarray]:
+    """Imputations grouped by the value of one input: each code its own group; a measurement with more than
+    ``max_groups`` values in equal-weight bins (one group per donor would make every input look decisive)."""
+    distinct = np.unique(column)
+    if len(distinct) <= max_groups:
+        return [np.flatnonzero(column == v) for v in distinct]
+    order = np.argsort(column, kind="stable")
+    cum = np.cumsum(weights[order]) / weights.sum()
+    bin_of = np.minimum((cum * max_groups - 1e-9).astype(int), max_groups - 1)
+    return [order[bin_of == b] for b in range(max_groups) if (bin_of == b).any()]
 
 
 def _reported_risk(model, raw: np.ndarray, explained: np.ndarray) -> np.ndarray:
@@ -114,50 +261,132 @@ def _reported_risk(model, raw: np.ndarray, explained: np.ndarray) -> np.ndarray:
     return explained
 
 
+
 def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int = 3, lang: str = "en",
                 cutoffs: BandCutoffs | None = None, chunk: int = 2000, with_shap: bool = False,
                 n_threads: int | None = None, precision: str = "float64") -> pd.DataFrame:
-    """Score every row of a table: the input's columns, then risk, risk_band and reason_1..reason_top
-    (and with ``with_shap`` every feature's SHAP value as ``shap_<feature>``, probability scale).
+    """Score every row of a table: the input's columns, then risk, risk_band, risk_low, risk_high, missing
+    and reason_1..reason_top (and with ``with_shap`` every feature's SHAP value as ``shap_<feature>``,
+    probability scale).
 
     Rows keep the input order. The model's feature columns must be present (PatientError otherwise);
     extra columns pass through untouched. ``n_threads`` goes to :func:`core.explain.explain` (a batch
     worker that owns one core passes 1); it changes speed only, never a number. ``precision`` "float32"
-    solves the SHAP games in float32 (~1.35x faster, values within 1e-6 of the float64 default).
+    solves the SHAP games in float32 (~1.35x faster, values within 1e-6 of the float64 default). A row
+    with inputs not measured gets the mean risk over their conditional imputations, its range in
+    risk_low..risk_high and the inputs' names in ``missing`` (comma-separated; its SHAP values are the
+    same weighted mean); a complete row has no range and an empty ``missing``. A missing input is never
+    a reason.
     """
     pre = model.preprocessor_
     cutoffs = cutoffs or model_bands(model)
     raw = pre.encode(df)
     out = df.copy()
-    if not (with_reasons or with_shap):
-        # One BLAS thread: these thin products (rows x ~20 @ 20 x 10) gain nothing from a second thread,
-        # and on a busy machine the hand-off made a 10k-row table up to 7x slower (bench/run.py).
-        with single_thread_blas():
-            risk = model.predict_risk_raw(raw)
-        out["risk"] = risk
-        out["risk_band"] = risk_band(risk, cutoffs)
-        return out
+    explained = with_reasons or with_shap
     top = top if with_reasons else 0
     risk = np.empty(len(df))
     shap_values = np.empty((len(df), len(pre.features))) if with_shap else None
     texts = [[""] * len(df) for _ in range(top)]
-    for start in range(0, len(df), chunk):
-        part = raw[start:start + chunk]
-        expl = explain(pre, model.networks_, part, model.background_, n_threads=n_threads, precision=precision)
-        risk[start:start + len(part)] = _reported_risk(model, part, expl.output)
-        if with_shap:
-            shap_values[start:start + len(part)] = expl.shap_values
-        for i in range(len(part) if top else 0):
-            for k, reason in enumerate(reasons(expl, i, model.schema, pre, top=top, lang=lang)):
-                texts[k][start + i] = reason.text
+    # One BLAS thread: these thin products (rows x ~20 @ 20 x 10) gain nothing from a second thread,
+    # and on a busy machine the hand-off made a 10k-row table up to 7x slower (bench/run.py).
+    with single_thread_blas():
+        for start in range(0, len(df), chunk if explained else max(len(df), 1)):
+            part = raw[start:start + chunk] if explained else raw
+            risk[start:start + len(part)], expl = _risk_of_rows(model, part, explained, n_threads, precision)
+            if with_shap:
+                shap_values[start:start + len(part)] = expl.shap_values
+            for i in range(len(part) if top else 0):
+                for k, reason in enumerate(reasons(expl, i, model.schema, pre, top=top, lang=lang)):
+                    texts[k][start + i] = reason.text
+        low, high = missing_ranges(model, raw)
     out["risk"] = risk
     out["risk_band"] = risk_band(risk, cutoffs)
+    out["risk_low"], out["risk_high"] = low, high
+    names = np.asarray(pre.feature_names, dtype=object)
+    out["missing"] = [", ".join(names[row]) for row in np.isnan(raw)] if len(df) else []
     for k in range(top):
         out[f"reason_{k + 1}"] = texts[k]
     if with_shap:
         for j, name in enumerate(pre.feature_names):
             out[f"shap_{name}"] = shap_values[:, j]
     return out
+
+
+def _risk_of_rows(model, raw: np.ndarray, with_reasons: bool, n_threads: int | None = None,
+                  precision: str = "float64"):
+    """(risk, pooled Explanation or None) of the rows of a raw matrix; rows with missing inputs are the mean
+    over their conditional imputations, and their SHAP values the same weighted mean (still additive)."""
+    pre = model.preprocessor_
+    holes = np.isnan(raw).any(axis=1)
+    imputer = conditional_imputer(model) if holes.any() else None
+    whole = raw if imputer is None else raw[~holes]
+    imp = _collapse(imputer.impute(pre, raw)) if imputer is not None else None
+    if not with_reasons:
+        risk = np.empty(len(raw))
+        if imputer is None:
+            return model.predict_risk_raw(raw), None
+        risk[~holes] = model.predict_risk_raw(whole) if len(whole) else []
+        pooled = np.bincount(imp.row, weights=imp.weight * model.predict_risk_raw(imp.raw), minlength=len(raw))
+        risk[holes] = pooled[holes]
+        return risk, None
+    both = whole if imp is None else np.vstack([whole, imp.raw])
+    per = explain(pre, model.networks_, both, model.background_, n_threads=n_threads, precision=precision)
+    reported = _reported_risk(model, both, per.output)
+    if imp is None:
+        return reported, per
+    n_whole = len(whole)
+    shap = np.zeros((len(raw), per.shap_values.shape[1]))
+    output = np.zeros(len(raw))
+    risk = np.zeros(len(raw))
+    shap[~holes], output[~holes], risk[~holes] = per.shap_values[:n_whole], per.output[:n_whole], reported[:n_whole]
+    np.add.at(shap, imp.row, imp.weight[:, None] * per.shap_values[n_whole:])
+    np.add.at(output, imp.row, imp.weight * per.output[n_whole:])
+    np.add.at(risk, imp.row, imp.weight * reported[n_whole:])
+    expl = Explanation(shap_values=shap, base_value=per.base_value, output=output, feature_names=per.feature_names,
+                       raw=raw.copy(), method=per.method, background_size=per.background_size,
+                       n_permutations=per.n_permutations)
+    return risk, expl
+
+
+def explain_rows(model, raw: np.ndarray) -> Explanation:
+    """SHAP values of the rows of a raw matrix as the reasons use them: a row with inputs not measured gets
+    the weighted mean over its conditional imputations (output: their mean risk; still additive). ``raw``
+    keeps NaN where an input was not measured."""
+    with single_thread_blas():
+        return _risk_of_rows(model, np.atleast_2d(np.asarray(raw, dtype=np.float64)), True)[1]
+
+
+def missing_ranges(model, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(risk_low, risk_high) of every row of a raw matrix: the 5th-95th weighted percentile of its risk over
+    the conditional imputations of its missing inputs; NaN for a row with nothing missing."""
+    raw = np.atleast_2d(raw)
+    low, high = np.full(len(raw), np.nan), np.full(len(raw), np.nan)
+    imputer = conditional_imputer(model)
+    if imputer is None or not np.isnan(raw).any():
+        return low, high
+    imp = imputer.impute(model.preprocessor_, raw)
+    risks = model.predict_risk_raw(imp.raw)
+    bounds = np.flatnonzero(np.r_[True, imp.row[1:] != imp.row[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        low[imp.row[a]], high[imp.row[a]] = weighted_range(risks[a:b], imp.weight[a:b], RANGE_ALPHA)
+    return low, high
+
+
+def pooled_member_risks(model, raw: np.ndarray) -> np.ndarray:
+    """(members, rows): each ensemble member's risk of each row, a row with missing inputs as the weighted
+    mean over its conditional imputations (as its reported risk is), for the ensemble's interval."""
+    raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
+    members = model.member_risks_raw(raw)
+    imputer = conditional_imputer(model)
+    holes = np.isnan(raw).any(axis=1)
+    if imputer is None or not holes.any():
+        return members
+    imp = imputer.impute(model.preprocessor_, raw)
+    per = model.member_risks_raw(imp.raw)
+    pooled = np.stack([np.bincount(imp.row, weights=imp.weight * m, minlength=len(raw)) for m in per])
+    members[:, holes] = pooled[:, holes]
+    return members
+
 
 
 def sensitivity(model, values: dict, feature: str, n: int = 60) -> pd.DataFrame:
@@ -234,3 +463,4 @@ def patient_from_row(model, df: pd.DataFrame, position: int) -> dict:
         value = row[f.name]
         out[f.name] = None if pd.isna(value) else (float(value) if isinstance(value, (int, float, np.number)) else value)
     return out
+

@@ -1,5 +1,5 @@
-"""Scoring a whole cohort: every patient's risk, band, interval (an ensemble's), top reasons, and the
-table as CSV or Excel for people.
+"""Scoring a whole cohort: every patient's risk, band, range over inputs not measured, interval (an
+ensemble's), top reasons, and the table as CSV or Excel for people.
 
 Risk and band for 100,000 patients take well under a second (numpy); the reasons are exact SHAP values
 per patient (core.explain), the slow part, so they are computed in chunks with a progress callback and
@@ -18,7 +18,7 @@ import pandas as pd
 from core.errors import PatientError
 from core.model.bands import BandCutoffs, risk_band
 from core.workflow.export import neutralise
-from core.workflow.risk import score_table
+from core.workflow.risk import pooled_member_risks, score_table
 
 BANDS = ("low", "intermediate", "high")
 REASON_CHUNK = 1000  # rows explained per progress step
@@ -27,7 +27,10 @@ RISK_CHUNK = 50_000
 
 @dataclass
 class ScoredCohort:
-    table: pd.DataFrame  # row, risk, risk_band, [risk_low, risk_high], [reason_1..3], then the input columns
+    # row, risk, risk_band, risk_low, risk_high, missing, [ensemble_low, ensemble_high], [reason_1..3], then
+    # the input columns. risk_low..risk_high: the range over the inputs not measured (named in ``missing``;
+    # empty for a complete row); ensemble_low..high: the spread of an ensemble's networks.
+    table: pd.DataFrame
     seconds: float
     with_reasons: bool
     with_interval: bool
@@ -62,15 +65,22 @@ def score_cohort(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int
         part = df.iloc[start:start + chunk]
         scored = score_table(model, part, with_reasons=with_reasons, top=top, lang=lang, cutoffs=cutoffs)
         if interval and len(part):
-            _, low, high = model.predict_interval_raw(model.preprocessor_.encode(part))
-            scored["risk_low"], scored["risk_high"] = low, high
+            raw = model.preprocessor_.encode(part)
+            _, low, high = model.predict_interval_raw(raw)
+            holes = np.isnan(raw).any(axis=1)
+            if holes.any() and hasattr(model, "member_risks_raw"):
+                # a row with inputs not measured: each network's mean over the imputations, as its risk is
+                members = pooled_member_risks(model, raw[holes])
+                low[holes], high[holes] = np.percentile(members, 10, axis=0), np.percentile(members, 90, axis=0)
+            scored["ensemble_low"], scored["ensemble_high"] = low, high
         parts.append(scored)
         if progress is not None:
             progress(min(start + chunk, n), n)
     table = pd.concat(parts) if parts else df.iloc[:0].copy()
     table = table.reset_index(drop=True)
     table.insert(0, "row", np.arange(1, len(table) + 1))
-    front = ["row", "risk", "risk_band"] + (["risk_low", "risk_high"] if interval else []) + \
+    front = ["row", "risk", "risk_band", "risk_low", "risk_high", "missing"] + \
+        (["ensemble_low", "ensemble_high"] if interval else []) + \
         ([f"reason_{k + 1}" for k in range(top)] if with_reasons else [])
     front = [c for c in front if c in table.columns]
     table = table[front + [c for c in table.columns if c not in front]]

@@ -180,7 +180,8 @@ def test_score_cohort_orders_columns_counts_bands_and_reports_progress():
     scored = score_cohort(model, df, with_reasons=True, progress=lambda done, total: seen.append((done, total)))
     table = scored.table
     assert seen[-1] == (120, 120)
-    assert list(table.columns[:6]) == ["row", "risk", "risk_band", "reason_1", "reason_2", "reason_3"]
+    assert list(table.columns[:9]) == ["row", "risk", "risk_band", "risk_low", "risk_high", "missing",
+                                       "reason_1", "reason_2", "reason_3"]
     assert list(table["row"]) == list(range(1, 121))
     reference = score_table(model, df)
     np.testing.assert_allclose(table["risk"], reference["risk"])
@@ -190,7 +191,7 @@ def test_score_cohort_orders_columns_counts_bands_and_reports_progress():
     assert sum(counts.values()) == 120 and counts["high"] == int((table["risk"] >= 0.65).sum())
     high = filter_scored(table, ["high", "intermediate"], 0.5)
     assert len(high) == int((table["risk"] >= 0.5).sum())
-    assert not scored.with_interval and "risk_low" not in table
+    assert not scored.with_interval and "ensemble_low" not in table
 
 
 def test_an_ensemble_adds_its_interval():
@@ -198,8 +199,12 @@ def test_an_ensemble_adds_its_interval():
 
     scored = score_cohort(ScaledEnsemble(logistic_model()), demo_cohort().iloc[:50], with_reasons=False)
     table = scored.table
-    assert scored.with_interval and list(table.columns[:5]) == ["row", "risk", "risk_band", "risk_low", "risk_high"]
-    assert (table["risk_low"] <= table["risk"] + 1e-12).all() and (table["risk"] <= table["risk_high"] + 1e-12).all()
+    assert scored.with_interval and list(table.columns[:8]) == ["row", "risk", "risk_band", "risk_low", "risk_high",
+                                                                "missing", "ensemble_low", "ensemble_high"]
+    complete = table[table["missing"] == ""]  # (a row with an input not measured: the networks' pooled risks)
+    assert (complete["ensemble_low"] <= complete["risk"] + 1e-12).all()
+    assert (complete["risk"] <= complete["ensemble_high"] + 1e-12).all()
+    assert table[["ensemble_low", "ensemble_high"]].notna().all().all()
 
 
 def test_downloads_neutralise_formula_cells():

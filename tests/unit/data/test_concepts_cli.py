@@ -45,4 +45,7 @@ def test_predict_applies_the_bundle_unit_conversions(tmp_path, capsys):
     canonical["totChol"] = canonical["totChol"] * 38.67
     canonical.loc[0, "totChol"] = np.nan
     risks = model.predict_risk(canonical)
-    assert np.allclose([float(r["risk"]) for r in rows], risks, atol=1e-3)
+    assert np.allclose([float(r["risk"]) for r in rows[1:]], risks[1:], atol=1e-3)
+    # (cholesterol not measured: the mean over its plausible values, with their range; issue 14.2)
+    assert rows[0]["missing"] == "totChol" and all(r["missing"] == "" for r in rows[1:])
+    assert float(rows[0]["risk_low"]) <= float(rows[0]["risk"]) <= float(rows[0]["risk_high"])

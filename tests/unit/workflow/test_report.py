@@ -63,9 +63,14 @@ def test_the_report_numbers_are_the_patient_pages(model, patient):
     assert report.reasons == [r.text for r in result.reasons[:3]]
     # the waterfall goes from the cohort average to the patient's risk
     assert report.base_value + sum(s for _, s in report.contributions) == pytest.approx(report.risk, abs=1e-9)
-    assert len(report.contributions) == len([r for r in result.reasons])
+    # vessels were not measured: last, as "not measured", never among the reasons (issue 14.2)
+    assert len(report.contributions) == len(result.reasons) + 1 and "ca" not in [r.feature for r in result.reasons]
+    assert report.contributions[-1][0] == "Not measured: Major vessels coloured by fluoroscopy"
     assert report.interval is None and report.test_auc == pytest.approx(0.9123)
     assert report.missing == ["Major vessels coloured by fluoroscopy"]
+    assert report.missing_range == (result.risk_low, result.risk_high)
+    assert result.risk_low < report.risk < result.risk_high
+    assert report.settles == "Major vessels coloured by fluoroscopy"
     assert report_filename(report, "pdf") == "heart-risk-report-20260304-050600.pdf"
 
 
@@ -81,7 +86,8 @@ def test_the_waterfall_names_each_reason_by_its_subject_whatever_the_sentence(mo
     assert all(r.text.startswith("+") or r.text.startswith("-") for r in result.reasons)  # the new wording
     assert all(r.subject.startswith(r.label) and r.value in r.subject for r in result.reasons)
     report = build_report(model, patient, meta=META, lang=lang, now=NOW)
-    assert [label for label, _ in report.contributions] == [r.subject for r in result.reasons]
+    # (vessels were not measured: their bar comes after the reasons')
+    assert [label for label, _ in report.contributions][:-1] == [r.subject for r in result.reasons]
     figure = waterfall(result.reasons, result.explanation.base_value, result.risk)
     assert sorted(figure.data[0].y[1:-1]) == sorted(r.subject for r in result.reasons)
 
@@ -107,6 +113,16 @@ def test_an_isotonic_model_s_report_says_which_risk_the_waterfall_adds_up_to(pat
     assert squash(note) in squash(pdf_text(report_pdf(report))[1])
     plain = build_report(logistic_model(background_rows=80), patient, meta=META, lang="en", now=NOW)
     assert plain.explained_risk is None and plain.isotonic_note() is None
+
+
+def test_the_report_shows_the_range_over_what_was_not_measured(model, patient):
+    report = build_report(model, patient, meta=META, lang="en", now=NOW)
+    low, high = report.missing_range
+    expected = f"range over the inputs not measured: {low:.1%} – {high:.1%}"
+    _, text = pdf_text(report_pdf(report))
+    assert squash(expected) in squash(text) and squash("Measuring Major vessels") in squash(text)
+    page = report_html(report)
+    assert expected in page and "Not measured: Major vessels coloured by fluoroscopy" in page
 
 
 def test_the_chinese_pdf_is_in_chinese(model, patient):

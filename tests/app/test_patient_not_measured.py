@@ -1,0 +1,54 @@
+"""The Patient page with an input left empty (issue 14.2): the estimate with its range, the sentence naming
+what to measure, the input as "not measured" in the waterfall and never among the reasons."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data import cleveland_schema, demo_cohort
+from core.model import RiskModel, TrainConfig
+from conftest import ROOT
+from i18n_table import tr
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    df = demo_cohort()
+    return RiskModel(cleveland_schema(), TrainConfig(epochs=15, members=3)).fit(df, (df["num"] > 0).astype(int))
+
+
+def patient_page(model, lang: str = "en") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["lang"] = lang
+    at.run()
+    at.session_state["model"] = model
+    at.session_state["model_token"] = "t"
+    at.session_state["model_info"] = {"name": "test"}
+    at.session_state["model_meta"] = {}
+    at.switch_page("pages/patient.py").run()
+    assert [e.value for e in at.exception] == []
+    return at
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_an_empty_field_gives_a_range_and_is_never_a_reason(ensemble, lang):
+    at = patient_page(ensemble, lang)
+    at.selectbox(key=f"pt_ca@{lang}").set_value(None).run()
+    assert [e.value for e in at.exception] == []
+    label = cleveland_schema()["ca"].display_label(lang)
+    markdown = [m.value for m in at.markdown]
+    head = tr("patient.missing_range", lang, risk="", low="", high="", features=label).split("**")[0]
+    ranged = [m for m in markdown if m.startswith(head) and label in m]
+    assert ranged, markdown
+    assert tr("patient.settles_one", lang, feature=label) in markdown
+    reasons = [m for m in markdown if m.startswith("- ")]
+    assert len(reasons) == 3 and all(label not in r for r in reasons)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = chart["data"][0]["y"]
+    assert bars[1] == tr("fig.not_measured", lang, label=label, share="100%")  # apart, under the average patient
+    assert sum(label in str(b) for b in bars) == 1
+    # the networks' range is of the same estimate
+    result = at.session_state["pt_history"]["risk"]
+    assert any(f"{result:.0%}" in m and "3" in m for m in markdown if "**" in m)

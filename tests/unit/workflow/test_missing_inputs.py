@@ -1,0 +1,191 @@
+"""Issue 14.2: a missing input is never turned into a best-case value and shown as a reason.
+
+On the real Cleveland file (6 patients lack `ca` or `thal`): the risk is the mean over the conditional
+imputations with a range, the missing feature is never among the reasons, the range holds the risk at
+every plausible value with more than a small weight, and the SHAP values shown still add up to the risk.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, strategies as st
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from core.data import load_cohort  # noqa: E402
+from core.model import load_bundle, save_bundle  # noqa: E402
+from core.model.imputation import ConditionalImputer, weighted_range  # noqa: E402
+from core.workflow import patient_from_row, patient_risk, score_table, train_on_cohort  # noqa: E402
+from core.workflow.risk import RANGE_ALPHA, conditional_imputer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cleveland(cleveland_path):
+    return load_cohort(cleveland_path)
+
+
+@pytest.fixture(scope="module")
+def model(cleveland):
+    return train_on_cohort(cleveland).model
+
+
+@pytest.fixture(scope="module")
+def missing_rows(cleveland):
+    df = cleveland.df.reset_index(drop=True)
+    rows = [i for i in range(len(df)) if pd.isna(df.loc[i, "ca"]) or pd.isna(df.loc[i, "thal"])]
+    assert len(rows) == 6  # 4 without ca, 2 without thal: the file as published
+    return rows
+
+
+def test_missing_ca_or_thal_is_never_a_reason(model, cleveland, missing_rows):
+    df = cleveland.df.reset_index(drop=True)
+    every = len(model.preprocessor_.features)
+    for i in missing_rows:
+        values = patient_from_row(model, df, i)
+        lacking = {n for n in ("ca", "thal") if values[n] is None}
+        result = patient_risk(model, values, top=every)
+        assert lacking.isdisjoint(r.feature for r in result.reasons)
+        assert {n.feature for n in result.not_measured} == lacking
+        assert result.missing.features == sorted(lacking, key=model.preprocessor_.feature_names.index)
+    # the table, as the CLI and the scoring page write it
+    table = score_table(model, df.iloc[missing_rows])
+    labels = {name: model.schema[name].display_label("en") for name in ("ca", "thal")}
+    for _, row in table.iterrows():
+        for name in row["missing"].split(", "):
+            assert all(labels[name] not in str(row[f"reason_{k}"]) for k in (1, 2, 3))
+        assert row["risk_low"] <= row["risk"] <= row["risk_high"]
+
+
+def test_range_holds_the_risk_at_every_plausible_value(model, cleveland, missing_rows):
+    df = cleveland.df.reset_index(drop=True)
+    for i in missing_rows:
+        values = patient_from_row(model, df, i)
+        result = patient_risk(model, values, with_reasons=False)
+        info = result.missing
+        assert info.low <= result.risk <= info.high
+        assert info.high > info.low  # an unmeasured test that matters: never a zero-width range
+        for name in info.features:
+            for value, weight in info.values[name]:
+                if weight <= RANGE_ALPHA:
+                    continue
+                # the risk with that value measured, scored as a complete patient
+                at_value = patient_risk(model, {**values, name: value}, with_reasons=False).risk
+                assert info.low - 1e-9 <= at_value <= info.high + 1e-9, (i, name, value, weight)
+        assert abs(sum(w for _, w in info.values[info.features[0]]) - 1) < 1e-9
+        assert info.settles_most in info.features and abs(sum(info.share.values()) - 1) < 1e-9
+
+
+def test_shap_values_shown_add_up_to_the_risk(model, cleveland, missing_rows):
+    df = cleveland.df.reset_index(drop=True)
+    every = len(model.preprocessor_.features)
+    for i in missing_rows:
+        result = patient_risk(model, patient_from_row(model, df, i), top=every)
+        shown = sum(r.shap for r in result.reasons) + sum(n.shap for n in result.not_measured)
+        assert abs(result.explanation.base_value + shown - result.risk) < 1e-9
+        # the estimate is the weighted mean of the imputations' risks
+        assert abs(result.missing.weights @ result.missing.risks - result.risk) < 1e-9
+
+
+def test_complete_patients_are_scored_as_before(model, cleveland, missing_rows):
+    df = cleveland.df.reset_index(drop=True)
+    complete = [i for i in range(40) if i not in missing_rows]
+    table = score_table(model, df.iloc[complete], with_reasons=False)
+    assert np.allclose(table["risk"], model.predict_risk(df.iloc[complete]))
+    assert table["risk_low"].isna().all() and table["risk_high"].isna().all() and (table["missing"] == "").all()
+    result = patient_risk(model, patient_from_row(model, df, complete[0]))
+    assert result.missing is None and result.not_measured == [] and result.risk_low is None
+
+
+def test_score_table_with_and_without_reasons_agree(model, cleveland, missing_rows):
+    df = cleveland.df.reset_index(drop=True).iloc[sorted(missing_rows + [0, 1, 2])]
+    fast, full = score_table(model, df, with_reasons=False), score_table(model, df)
+    assert np.allclose(fast["risk"], full["risk"], atol=1e-6)
+    assert np.allclose(fast["risk_low"].fillna(-1), full["risk_low"].fillna(-1))
+    for pos, i in enumerate(df.index):
+        one = patient_risk(model, patient_from_row(model, df, pos), top=3)
+        assert abs(one.risk - full["risk"].iloc[pos]) < 1e-9
+        assert [r.text for r in one.reasons] == [full[f"reason_{k}"].iloc[pos] for k in (1, 2, 3)]
+
+
+def test_imputation_travels_in_the_bundle_as_json(model, cleveland, missing_rows, tmp_path):
+    save_bundle(model, tmp_path / "b", metrics={}, data_fingerprint="x", name="t")
+    saved = json.loads((tmp_path / "b" / "preprocess.json").read_text())["preprocessor"]["conditional_imputation"]
+    assert saved["k"] == model.preprocessor_.imputer_.k and 0 < len(saved["donors"]) <= model.n_train_
+    assert all(v is not None for row in saved["donors"] for v in row)  # complete training rows only
+    loaded = load_bundle(tmp_path / "b")
+    df = cleveland.df.reset_index(drop=True)
+    for i in missing_rows:
+        a = patient_risk(model, patient_from_row(model, df, i), with_reasons=False)
+        b = patient_risk(loaded, patient_from_row(loaded, df, i), with_reasons=False)
+        assert abs(a.risk - b.risk) < 1e-6 and abs(a.risk_high - b.risk_high) < 1e-6
+
+
+def test_old_bundle_without_donors_uses_the_background(model, cleveland, missing_rows):
+    class Old:  # a model as a bundle saved before conditional imputation loads
+        pass
+    old = Old()
+    old.__dict__.update(model.__dict__)
+    old.preprocessor_ = type(model.preprocessor_).from_dict(
+        model.schema, {k: v for k, v in model.preprocessor_.to_dict().items() if k != "conditional_imputation"})
+    assert old.preprocessor_.imputer_ is None
+    imputer = conditional_imputer(old)
+    assert imputer is not None and len(imputer.donors) > 0
+    assert not np.isnan(imputer.donors).any()
+
+
+def test_imputations_follow_the_observed_features():
+    """Donors' second feature equals their first: a patient missing it gets the values of donors near its first."""
+    class Pre:  # two numeric features, standardised as they are
+        n_outputs_ = 2
+        slices_ = [slice(0, 1), slice(1, 2)]
+
+        @staticmethod
+        def transform_raw(raw):
+            return np.where(np.isnan(raw), 0.0, raw)
+
+    donors = np.array([[x, x] for x in np.arange(100.0)])
+    imp = ConditionalImputer(donors, k=5).impute(Pre, np.array([[10.0, np.nan], [80.0, 3.0]]))
+    assert imp.row.tolist() == [0] * 5  # the complete patient gets no imputation
+    assert sorted(imp.raw[:, 1]) == [8.0, 9.0, 10.0, 11.0, 12.0] and np.allclose(imp.weight, 0.2)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(1, 20)), min_size=1, max_size=30))
+def test_weighted_range_holds_every_value_above_the_threshold(pairs):
+    values = np.array([v for v, _ in pairs])
+    weights = np.array([w for _, w in pairs], dtype=float)
+    low, high = weighted_range(values, weights, 0.05)
+    share = weights / weights.sum()
+    assert low <= high
+    for v, w in zip(values, share):
+        if w > 0.05 + 1e-9:
+            assert low <= v <= high
+
+
+def test_cli_predict_and_explain_name_what_was_not_measured(model, cleveland, missing_rows, tmp_path, capsys):
+    from core.cli import main
+    save_bundle(model, tmp_path / "b", metrics={}, data_fingerprint="x", name="t")
+    df = cleveland.df.reset_index(drop=True)
+    features = model.preprocessor_.feature_names
+    patients = df.iloc[[0] + missing_rows][features]
+    patients.to_csv(tmp_path / "p.csv", index=False, na_rep="?")
+    assert main(["predict", "--model", str(tmp_path / "b"), "--input", str(tmp_path / "p.csv"),
+                 "--output", str(tmp_path / "out.csv")]) == 0
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert out["missing"].tolist() == [""] + [", ".join(n for n in ("ca", "thal") if pd.isna(df.loc[i, n]))
+                                              for i in missing_rows]
+    assert out["risk_low"].iloc[0] == "" and out["risk_high"].iloc[0] == ""
+    ranged = out.iloc[1:]
+    assert (ranged["risk_low"].astype(float) <= ranged["risk"].astype(float)).all()
+    assert (ranged["risk"].astype(float) <= ranged["risk_high"].astype(float)).all()
+    capsys.readouterr()
+    assert main(["explain", "--model", str(tmp_path / "b"), "--input", str(tmp_path / "p.csv"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for patient, row in zip(report["patients"], out.itertuples()):
+        assert ", ".join(patient["missing"]) == row.missing
+        assert abs(report["base_value"] + sum(patient["shap_values"].values()) - patient["risk"]) < 1e-9
+        assert abs(patient["risk"] - float(row.risk)) < 1e-6
+        assert (patient["risk_low"] is None) == (row.missing == "")
