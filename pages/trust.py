@@ -437,12 +437,13 @@ with tabs[4]:
             if glass.penalised_:
                 st.warning(t("trust.glass_penalised"), icon=":material/warning:")
             ors = glass.odds_ratios(lang())
+            no_interval = {"separated": t("trust.or_no_ci_separated"), "not_estimable": t("trust.or_no_ci_not_estimable")}
             figure(plots.odds_ratio_forest(ors, title=t("trust.or_fig")), "trust_or")
             st.dataframe(pd.DataFrame({
                 t("trust.or_feature"): ors["label"], t("trust.or_term"): ors["term"],
                 t("trust.or_value"): ors["odds_ratio"].map(lambda v: num(v, 2)),
                 # A missing interval says why in its cell (issue 16: "—–—" told the reader nothing).
-                t("trust.or_ci"): [f"{num(lo, 2)}–{num(hi, 2)}" if not why else t(f"trust.or_no_ci_{why}")
+                t("trust.or_ci"): [f"{num(lo, 2)}–{num(hi, 2)}" if not why else no_interval[why]
                                    for lo, hi, why in zip(ors["low"], ors["high"], ors["no_interval"])]}),
                 hide_index=True)
             side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
