@@ -349,14 +349,17 @@ def cmd_predict(args) -> int:
     model = load_bundle(args.model)
     table = _read_patients(args.input, model)
     scored = score_table(model, table, lang=args.lang)
+    from core.model.bands import model_bands
+    from core.workflow.model_card import bands_sentence
+    bands = bands_sentence(model_bands(model), args.lang)  # what risk_band means, and who chose it
     if args.output == "-":  # a pipe: the CSV on standard output, the count on standard error
         from core.workflow.export import csv_bytes
         sys.stdout.buffer.write(csv_bytes(scored))
         sys.stdout.flush()
-        print(f"wrote {len(scored)} patients to standard output", file=sys.stderr)
+        print(f"wrote {len(scored)} patients to standard output. {bands}", file=sys.stderr)
         return 0
     write_csv(scored, args.output)
-    print(f"wrote {len(scored)} patients to {args.output}", file=sys.stderr)
+    print(f"wrote {len(scored)} patients to {args.output}. {bands}", file=sys.stderr)
     return 0
 
 

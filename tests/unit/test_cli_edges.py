@@ -94,4 +94,4 @@ def test_predict_to_standard_output(tmp_path, bundle, patients):
     scored = pd.read_csv(io.StringIO(done.stdout))
     assert len(scored) == 5 and {"risk", "risk_band"} <= set(scored.columns)
     assert not (ROOT / "-").exists()
-    assert done.stderr.strip() == "wrote 5 patients to standard output"
+    assert done.stderr.strip().startswith("wrote 5 patients to standard output. Risk bands of this model: low below")
