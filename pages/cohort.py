@@ -131,7 +131,7 @@ def concept_options() -> dict[str, str]:
 
 
 def unit_choices() -> list[str]:
-    return ["", *sorted({u for c in vocabulary().concepts for u in c.unit_names})]
+    return sorted({u for c in vocabulary().concepts for u in c.unit_names})
 
 
 def proposed_mapping(read, target: str) -> list:
@@ -173,7 +173,9 @@ def schema_editor(read) -> None:
     table = pd.DataFrame({
         "name": [f.name for f in others],
         "concept": [label_of.get(f.concept or "", "—") for f in others],
-        "file_unit": [(by_column[f.name].unit or "") if f.concept else "" for f in others],
+        # The unit the file holds: the concept's own when no conversion is needed (None: no concept).
+        "file_unit": [(by_column[f.name].unit or f.unit) if f.concept and f.name in by_column else None
+                      for f in others],
         "evidence": ["; ".join(by_column[f.name].evidence) if f.name in by_column else "" for f in others],
         "role": [f.role if f.role in ROLES else "ignored" for f in others],
         "note": [f.excluded or "" for f in others],
@@ -183,10 +185,10 @@ def schema_editor(read) -> None:
         "codes": [", ".join(str(c.value if not isinstance(c.value, float) or not c.value.is_integer() else int(c.value))
                             for c in f.codes) for f in others]})
     config = {
-        "name": st.column_config.TextColumn(t("schema.col_name"), disabled=True),
+        "name": st.column_config.TextColumn(t("schema.col_name"), disabled=True, pinned=True),
         "concept": st.column_config.SelectboxColumn(t("schema.col_concept"), options=list(options), required=True),
         "file_unit": st.column_config.SelectboxColumn(t("schema.col_file_unit"), options=unit_choices()),
-        "evidence": st.column_config.TextColumn(t("schema.col_evidence"), disabled=True, width="large"),
+        "evidence": st.column_config.TextColumn(t("schema.col_evidence"), disabled=True, width=620),
         "role": st.column_config.SelectboxColumn(t("schema.col_role"), options=ROLES, required=True),
         "note": st.column_config.TextColumn(t("schema.col_note"), disabled=True),
         "kind": st.column_config.SelectboxColumn(t("schema.col_kind"), options=KINDS, required=True),

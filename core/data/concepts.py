@@ -183,7 +183,7 @@ def detect_unit(concept: Concept, series: pd.Series) -> tuple[str | None, str | 
     candidates = [(concept.unit, concept.typical)] + [(u.unit, u.typical) for u in concept.units]
     for unit, typical in candidates:
         if typical is not None and typical[0] <= median <= typical[1]:
-            return unit, "ok", f"{spread}: fits {unit} ({_fmt(typical[0])}–{_fmt(typical[1])})"
+            return unit, "ok", f"{spread}: fits {unit}"
     return None, "none", f"{spread}: fits none of {', '.join(u for u, _ in candidates)}"
 
 
@@ -207,8 +207,7 @@ def propose_column(column: str, series: pd.Series, vocab: Vocabulary | None = No
     concept = vocab.by_synonym.get(key)
     if concept is None:
         return ColumnMapping(column=column, evidence=["name matches no concept: inferred from the values"])
-    evidence = [f"name {column!r} is a name of {concept.label}"
-                + (f" ({concept.code.text})" if concept.code else "")]
+    evidence = [f"name {column!r}: {concept.label}" + (f" ({concept.code.text})" if concept.code else "")]
     if concept.kind == "numeric":
         unit, verdict, why = detect_unit(concept, series)
         evidence.append(why)
