@@ -384,9 +384,9 @@ def conflict_sentence(conflict: DirectionConflict, schema, lang: str = "en") -> 
     return tr("whatif.conflict_numeric", lang, higher=higher, **words)
 
 
-def meaning(lang: str = "en") -> str:
-    """What a what-if answer is, for the page, the report and the command line."""
-    return tr("whatif.meaning", lang)
+def meaning(lang: str = "en", short: bool = False) -> str:
+    """What a what-if answer is, for the page and the command line (``short``: the one-page report)."""
+    return tr("whatif.meaning_short", lang) if short else tr("whatif.meaning", lang)
 
 
 # ---- in words ---------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         data_fingerprint=meta.get("data_fingerprint"),
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
         note=note, outcome=schema.outcome_name(lang),
-        whatif_notes=[whatif_meaning(lang)] + [c.sentence(schema, lang) for c in direction_conflicts(model)],
+        whatif_notes=[whatif_meaning(lang, short=True)] + [c.sentence(schema, lang) for c in direction_conflicts(model)],
         missing_range=None if result.missing is None else (result.missing.low, result.missing.high),
         settles=None if result.missing is None else schema[result.missing.settles_most].display_label(lang))
 
