@@ -160,12 +160,14 @@ def dependence(frame: pd.DataFrame, feature_label: str, colour_label: str | None
     return fig
 
 
-def sensitivity_strip(curve: pd.DataFrame, current_value: float, feature_label: str, unit: str | None = None, *,
+def sensitivity_strip(curve: pd.DataFrame, current_value: float | None, feature_label: str, unit: str | None = None, *,
                       title: str = "Risk across {axis}", y_title: str = "risk", now_label: str = "now") -> go.Figure:
     """curve: columns value, risk (the patient's risk across the feature's plausible range); a dotted line
     marks the patient's current value. ``title``'s {axis} is the feature's label with its unit, as on the
-    x axis. Built as one spec, like the waterfall (redrawn at every change)."""
+    x axis. Built as one spec, like the waterfall (redrawn at every change). ``current_value`` None: the
+    value was not measured, and no line claims one."""
     axis = f"{feature_label}" + (f" ({unit})" if unit else "")
+    marks = current_value is not None
     return go.Figure({
         "data": [{"type": "scatter", "x": curve.value.tolist(), "y": curve.risk.tolist(), "mode": "lines",
                   "line": {"color": RISK_UP}}],
@@ -173,9 +175,10 @@ def sensitivity_strip(curve: pd.DataFrame, current_value: float, feature_label: 
                    "xaxis": {"title": {"text": axis}},
                    "yaxis": {"title": {"text": y_title}, "tickformat": ".0%", "range": [0, 1]},
                    "shapes": [{"type": "line", "xref": "x", "x0": current_value, "x1": current_value,
-                               "yref": "y domain", "y0": 0, "y1": 1, "line": {"color": "black", "dash": "dot"}}],
+                               "yref": "y domain", "y0": 0, "y1": 1, "line": {"color": "black", "dash": "dot"}}]
+                   if marks else [],
                    "annotations": [{"text": now_label, "xref": "x", "x": current_value, "yref": "y domain", "y": 1,
-                                    "xanchor": "left", "yanchor": "top", "showarrow": False}],
+                                    "xanchor": "left", "yanchor": "top", "showarrow": False}] if marks else [],
                    "height": 260, **_LAYOUT}})
 
 

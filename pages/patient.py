@@ -296,9 +296,9 @@ def sensitivity_panel(model, values: dict) -> None:
         return
     unit = current_unit(f)
     curve = curve.assign(value=[from_model(v, f, unit) for v in curve.value])
-    now = values.get(chosen)
-    now = pre.fill_[pre.feature_names.index(chosen)] if now is None else now
-    st.plotly_chart(figures.sensitivity(curve, from_model(now, f, unit), feature_label(f), unit),
+    now = values.get(chosen)  # None: not measured, no "now" line (the form shows no value either)
+    st.plotly_chart(figures.sensitivity(curve, None if now is None else from_model(now, f, unit), feature_label(f),
+                                        unit),
                     key="sensitivity", config={"displayModeBar": False})
     st.caption(t("patient.sensitivity_help"))
 

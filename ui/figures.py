@@ -75,7 +75,7 @@ def waterfall(reasons: list, base_value: float, risk: float, not_measured: list 
                            other_label=t("fig.other_features", n="{n}"), not_measured=unknown)
 
 
-def sensitivity(curve: pd.DataFrame, current: float, label: str, unit: str | None):
+def sensitivity(curve: pd.DataFrame, current: float | None, label: str, unit: str | None):
     return plots.sensitivity_strip(curve, current, label, unit, title=t("fig.sensitivity", feature="{axis}"),
                                    y_title=t("fig.risk"), now_label=t("fig.now"))
 

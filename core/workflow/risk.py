@@ -420,7 +420,10 @@ def sensitivity(model, values: dict, feature: str, n: int = 60) -> pd.DataFrame:
     raw = np.array([pre.encode_value(k, values.get(g.name)) for k, g in enumerate(pre.features)], dtype=float)
     rows = np.tile(raw, (len(column), 1))
     rows[:, j] = column
-    return pd.DataFrame({"value": grid, "risk": model.predict_risk_raw(rows)})
+    # Other inputs not measured: at each value, the mean risk over their conditional imputations given that
+    # value (the patient's estimate there, as patient_risk gives it), never the risk at one filled-in value.
+    risk, _ = _risk_of_rows(model, rows, False)
+    return pd.DataFrame({"value": grid, "risk": risk})
 
 
 def typical_patient(model, df: pd.DataFrame | None = None) -> dict:

@@ -52,3 +52,13 @@ def test_an_empty_field_gives_a_range_and_is_never_a_reason(ensemble, lang):
     # the networks' range is of the same estimate
     result = at.session_state["pt_history"]["risk"]
     assert any(f"{result:.0%}" in m and "3" in m for m in markdown if "**" in m)
+
+
+def test_the_risk_curve_with_an_input_not_measured(ensemble):
+    at = patient_page(ensemble)
+    at.selectbox(key="pt_ca@en").set_value(None).run()
+    at.segmented_control(key="pt_more").set_value("sensitivity").run()
+    assert [e.value for e in at.exception] == []
+    chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    # max heart rate was measured: its "now" line; the curve is the estimate over the plausible vessels
+    assert chart["layout"]["shapes"] and len(chart["data"][0]["y"]) > 10

@@ -189,3 +189,22 @@ def test_cli_predict_and_explain_name_what_was_not_measured(model, cleveland, mi
         assert abs(report["base_value"] + sum(patient["shap_values"].values()) - patient["risk"]) < 1e-9
         assert abs(patient["risk"] - float(row.risk)) < 1e-6
         assert (patient["risk_low"] is None) == (row.missing == "")
+
+
+def test_the_risk_curve_averages_over_what_was_not_measured(model, cleveland, missing_rows):
+    from core.workflow import sensitivity
+    df = cleveland.df.reset_index(drop=True)
+    values = patient_from_row(model, df, missing_rows[1])  # vessels not measured
+    assert values["ca"] is None
+    curve = sensitivity(model, values, "thalach")
+    at_own = patient_risk(model, {**values, "thalach": float(curve["value"].iloc[10])}, with_reasons=False)
+    assert abs(curve["risk"].iloc[10] - at_own.risk) < 1e-9  # the curve is the patient's estimate at each value
+    filled = sensitivity(model, {**values, "ca": 0.0}, "thalach")  # what the median fill used to draw
+    assert (curve["risk"] - filled["risk"]).abs().max() > 0.01
+
+
+def test_a_risk_curve_of_a_value_not_measured_marks_no_value():
+    from core.plots import sensitivity_strip
+    curve = pd.DataFrame({"value": [100.0, 150.0], "risk": [0.3, 0.2]})
+    assert sensitivity_strip(curve, 120.0, "Max heart rate").layout.shapes
+    assert not sensitivity_strip(curve, None, "Max heart rate").layout.shapes  # no "now" at a filled-in value
