@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.browser_util import (WATERFALL_JS, cohort_rows, free_port, go_to, launch_browser, new_page,  # noqa: E402
-                                number_input, risk_metric, sidebar, start_server, stop_server, tr, train,
+                                text_input, risk_metric, sidebar, start_server, stop_server, tr, train,
                                 wait_healthy, wait_idle)
 
 FIRST_PAGE_TARGET_S = 3.0
@@ -130,7 +130,7 @@ def form_to_chart(browser, base: Path, changes: int) -> dict:
         wait_idle(page)
         page.evaluate(_FORM_JS)
         from core.data import cleveland_schema
-        field = number_input(page, cleveland_schema()["thalach"].display_label("en"))
+        field = text_input(page, cleveland_schema()["thalach"].display_label("en"))
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
 

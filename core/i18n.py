@@ -26,3 +26,12 @@ def tr(key: str, lang: str = "en", **kwargs) -> str:
         return key
     text = entry.get(lang) or entry["en"]
     return text.format(**kwargs) if kwargs else text
+
+
+def unit_text(unit: str | None, lang: str = "en") -> str:
+    """A unit as written in ``lang``: words are translated ('years' -> '岁'), symbols clinicians read in
+    both languages (mmHg, mg/dl, bpm) stay as they are (no ``unit.<symbol>`` key)."""
+    if not unit:
+        return ""
+    entry = table().get(f"unit.{unit}")
+    return (entry.get(lang) or entry["en"]) if entry else unit

@@ -26,11 +26,12 @@ from core.workflow import build_report, report_html, report_pdf
 from core.workflow import audit_path, log_prediction
 from core.evaluate import WIDE_INTERVAL, ood_check, patient_uncertainty
 from core.model import model_bands
-from core.data import from_model, input_range, to_model, unit_options
+from core.data import from_model, input_range, number_text, to_model, unit_options
 from ui import figures
 from ui.common import markdown_text, need_model
 from ui.models import audit_identity
 from ui.i18n import feature_label, feature_value, lang, lang_key, t
+from ui.numbers import NotANumber, parse_number
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model
 
@@ -63,9 +64,15 @@ def current_unit(f) -> str | None:
     return unit if unit in options else options[0]
 
 
+def unit_decimals(step: float) -> int:
+    """Decimals of a unit's resolution (1 -> 0, 0.1 -> 1, 0.01 -> 2)."""
+    return 0 if step >= 1 else max(0, round(-math.log10(step)))
+
+
 def fill_form(model, values: dict, only: bool = False) -> None:
-    """Write clinical values (model units) into the form's widgets, in each widget's unit
-    (``only``: just the features in ``values``, the others keep what the user typed)."""
+    """Write clinical values (model units) into the form's text fields, in each field's unit
+    (``only``: just the features in ``values``, the others keep what the user typed). The risk uses the
+    text the field shows, parsed, so a value is written at the precision it is to be used."""
     for f in model.preprocessor_.features:
         if only and f.name not in values:
             continue
@@ -74,11 +81,12 @@ def fill_form(model, values: dict, only: bool = False) -> None:
             st.session_state[coded_key(f)] = value
             continue
         unit = current_unit(f)
-        shown = None if value is None or (isinstance(value, float) and math.isnan(value)) else from_model(value, f, unit)
-        lo, hi, _ = input_range(f, unit)
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        shown = None if missing else from_model(value, f, unit)
+        lo, hi, step = input_range(f, unit)
         if shown is not None:  # a cohort value outside the plausible range was already set to missing
             shown = min(max(shown, lo if lo is not None else shown), hi if hi is not None else shown)
-        st.session_state[value_key(f, unit)] = shown
+        st.session_state[value_key(f, unit)] = "" if shown is None else number_text(shown, unit_decimals(step))
 
 
 def prefill() -> None:
@@ -99,47 +107,79 @@ def prefill() -> None:
 
 
 def change_unit(f) -> None:
-    """Convert the value already typed when the unit switches, so the patient stays the same."""
+    """Convert the value already typed when the unit switches, so the patient stays the same (shown at the
+    new unit's resolution, which is then what is used). Text that is not a number moves across as typed:
+    its message stays next to the field. A value out of range is converted, never clamped."""
     new = st.session_state.get(unit_key(f))
     old = st.session_state.get(f"pt_unit_prev_{f.name}", unit_options(f)[0])
     if new is None:  # required=True: not expected; keep the unit in use
         new = old
-    value = st.session_state.get(value_key(f, old))
-    if value is not None:
-        lo, hi, _ = input_range(f, new)
-        converted = from_model(to_model(value, f, old), f, new)
-        st.session_state[value_key(f, new)] = min(max(converted, lo), hi)
+    text = st.session_state.get(value_key(f, old))
+    try:
+        value = parse_number(text)
+    except NotANumber:
+        st.session_state[value_key(f, new)] = text
+    else:
+        if value is not None:
+            _, _, step = input_range(f, new)
+            st.session_state[value_key(f, new)] = number_text(from_model(to_model(value, f, old), f, new),
+                                                              unit_decimals(step), extra=0)
+        else:
+            st.session_state[value_key(f, new)] = ""
     st.session_state[f"pt_unit_prev_{f.name}"] = new
 
 
-def input_widget(f, pre, j: int):
-    """One feature as a labelled input within its plausible range; returns the value in model units."""
+def range_text(lo, hi, unit_shown: str) -> str:
+    return t("patient.range", lo=f"{lo:g}" if lo is not None else "—", hi=f"{hi:g}" if hi is not None else "—",
+             unit=unit_shown)
+
+
+def input_widget(f, pre, j: int) -> tuple[object, str | None]:
+    """One feature as a labelled field (the label above it, in full). Returns (value in model units or
+    None for not measured, the reason it is refused or None).
+
+    A measurement is a text field read by ui.numbers.parse_number, not a bounded number input: that one
+    kept a typed out-of-range value on screen while the risk used the previous one, read '0,5' as 5 and
+    turned a cleared field into its minimum (issue 16.1-3). Here an empty field is 'not measured', text
+    that is not a number or a value outside the plausible range is refused next to the field, and the
+    risk is not computed until it is corrected."""
     label = feature_label(f)
     if f.is_coded:
         options = list(pre.categories_[f.name]) if f.is_categorical else f.code_values()
         return st.selectbox(label, options, key=coded_key(f), index=None,
-                            format_func={v: f"{label}: {feature_value(f, v)}" for v in options}.get,
-                            placeholder=t("patient.missing_placeholder", label=label), label_visibility="collapsed",
-                            persist_state="session")
+                            format_func={v: feature_value(f, v) for v in options}.get,
+                            placeholder=t("patient.missing_placeholder"), persist_state="session"), None
     units = unit_options(f)
     unit = current_unit(f)
+    unit_shown = f.display_unit(lang()) if unit == f.unit else (unit or "")
     if len(units) > 1:
         st.session_state.setdefault(f"pt_unit_prev_{f.name}", unit)
         st.segmented_control(t("patient.unit", label=label), units, key=unit_key(f), default=unit,
                              on_change=change_unit, args=(f,), required=True, persist_state="session")
-    lo, hi, step = input_range(f, unit)
-    fmt = "%.0f" if step >= 1 else ("%.2f" if step < 0.1 else "%.1f")
-    shown = st.number_input(f"{label} ({unit})" if unit else label, min_value=lo, max_value=hi, step=step,
-                            key=value_key(f, unit), format=fmt, placeholder=t("patient.missing_placeholder", label=label),
-                            help=t("patient.range_help", lo=f"{lo:g}" if lo is not None else "—",
-                                   hi=f"{hi:g}" if hi is not None else "—", unit=unit or ""),
-                            persist_state="session")
-    return None if shown is None else to_model(float(shown), f, unit)
+    lo, hi, _ = input_range(f, unit)
+    key = value_key(f, unit)
+    text = st.text_input(f"{label} ({unit_shown})" if unit_shown else label, key=key,
+                         placeholder=t("patient.missing_placeholder"),
+                         help=t("patient.range_help", range=range_text(lo, hi, unit_shown)), persist_state="session")
+    try:
+        shown = parse_number(text)
+    except NotANumber:
+        problem = t("patient.not_a_number", text=text.strip())
+    else:
+        if shown is None:
+            return None, None
+        if (lo is not None and shown < lo) or (hi is not None and shown > hi):
+            problem = t("patient.outside", range=range_text(lo, hi, unit_shown))
+        else:
+            return to_model(shown, f, unit), None
+    st.markdown(f":red[:material/error: {markdown_text(problem)}]")  # under the field it is about
+    return None, f"{label}: {problem}"
 
 
 # ---- the page's sections -------------------------------------------------------------------------
 def patient_form(model, cohort, fits: bool) -> dict:
-    """The inputs: where the values come from, then one widget per feature. Returns model units."""
+    """The inputs: where the values come from, then one field per feature. Returns (values in model units,
+    the refused fields' messages)."""
     pre = model.preprocessor_
     st.subheader(t("patient.inputs"))
     sources = ["typical", "row"] if fits else ["typical"]
@@ -156,12 +196,14 @@ def patient_form(model, cohort, fits: bool) -> dict:
     pt_error = st.session_state.pop("pt_error", None)
     if pt_error:
         st.error(pt_error, icon=":material/error:")
-    values = {}
+    values, problems = {}, []
     cols = st.columns(2)
     for j, f in enumerate(pre.features):
         with cols[j % 2]:
-            values[f.name] = input_widget(f, pre, j)
-    return values
+            values[f.name], problem = input_widget(f, pre, j)
+        if problem:
+            problems.append(problem)
+    return values, problems
 
 
 def patient_key(values: dict) -> tuple:
@@ -475,9 +517,13 @@ def patient_view() -> None:
     fits = cohort_fits_model(cohort, model)
     left, right = st.columns([6, 5], gap="large")
     with left:
-        values = patient_form(model, cohort, fits)
+        values, problems = patient_form(model, cohort, fits)
     key = patient_key(values)
     with right:
+        if problems:  # a refused field: no risk at all rather than one for values no longer on screen
+            st.subheader(t("patient.result"))
+            st.error(t("patient.not_updated", fields="; ".join(problems)), icon=":material/block:")
+            return
         result = result_panel(model, values, key)
     if result is None:
         return

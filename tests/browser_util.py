@@ -173,6 +173,11 @@ def number_input(page, label: str):
     return page.get_by_test_id("stNumberInput").filter(has_text=label).locator("input")
 
 
+def text_input(page, label: str):
+    """A text field by its label (the patient form's measurements are text fields read by ui.numbers)."""
+    return page.get_by_test_id("stTextInput").filter(has_text=label).locator("input")
+
+
 def wait_charts_drawn(page, timeout_ms: float = 30_000) -> None:
     """Every element's code has loaded (Streamlit shows a skeleton until then: charts and tables come in
     chunks fetched on first use) and every Plotly chart has drawn its SVG."""

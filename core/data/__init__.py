@@ -41,6 +41,7 @@ from core.data.schema import (
     default_rule,
     infer_schema,
     is_cleveland,
+    number_text,
     parse_rule,
     same_value,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "Feature",
     "same_value",
     "parse_rule",
+    "number_text",
     "Schema",
     "cleveland_schema",
     "is_cleveland",

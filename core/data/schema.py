@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.errors import CohortError, format_rows
-from core.i18n import tr
+from core.i18n import tr, unit_text
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CLEVELAND_COLUMNS = [
@@ -139,9 +139,23 @@ class Feature(BaseModel):
             if self.codes:
                 return self.code_label(value, lang)
             return str(value)
-        decimals = 0 if (self.step or 1) >= 1 else 1
-        text = f"{float(value):.{decimals}f}"
-        return f"{text} {self.unit}" if self.unit else text
+        text = number_text(float(value), 0 if (self.step or 1) >= 1 else 1)
+        unit = unit_text(self.unit, lang)
+        return f"{text} {unit}" if unit else text
+
+    def display_unit(self, lang: str = "en") -> str:
+        """The unit as written in ``lang`` ('岁' for years; mmHg stays mmHg)."""
+        return unit_text(self.unit, lang)
+
+
+def number_text(value: float, decimals: int, extra: int = 2) -> str:
+    """A number at the unit's resolution, or with up to ``extra`` more decimals when it has them: a value
+    is shown at the precision it is used (77.77 years is not shown as 78; issue 18.10)."""
+    for d in range(decimals, decimals + extra + 1):
+        text = f"{value:.{d}f}"
+        if abs(float(text) - value) <= 1e-9 * max(1.0, abs(value)):
+            return text
+    return text
 
 
 def same_value(a, b) -> bool:

@@ -126,10 +126,10 @@ def session(i: int, results: dict, start: threading.Barrier) -> None:
         at.switch_page("pages/patient.py").run()
         check("patient")
         out["first_risk"] = widget(at.metric, tr("patient.risk")).value
-        heart_rate = lambda: widget(at.number_input, "Max heart rate (bpm)")  # noqa: E731
+        heart_rate = lambda: widget(at.text_input, "Max heart rate (bpm)")  # noqa: E731
         hr = heart_rate()
         for k in range(RERUNS):  # a what-if change, timed as the clinician waits for it
-            hr.set_value(float(hr.value) + (5 if k % 2 == 0 else -5))
+            hr.set_value(f"{float(hr.value) + (5 if k % 2 == 0 else -5):g}")
             t0 = time.perf_counter()
             at.run()
             out["latencies"].append(time.perf_counter() - t0)

@@ -118,8 +118,8 @@ def test_whatif_suggestions_apply_to_the_form(lang):
     assert percent(metric(at, tr("patient.previous", lang)).value) == pytest.approx(risk, abs=0.06)
     for change in alt.changes:
         if change.feature in ("trestbps", "chol"):  # the form shows them in mmHg and mg/dl
-            box = next(w for w in at.number_input if str(w.key).startswith(f"pt_{change.feature}__"))
-            assert box.value == change.new
+            box = next(w for w in at.text_input if str(w.key).startswith(f"pt_{change.feature}__"))
+            assert float(box.value) == change.new
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

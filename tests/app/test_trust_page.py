@@ -107,8 +107,8 @@ def test_ensemble_range_and_unusual_patient_on_the_patient_page():
     shown = [m for m in texts(at.markdown) if "10th–90th percentile" in m]
     assert len(shown) == 1 and "The 5 networks disagree" in shown[0] and "not a confidence interval" in shown[0]
     assert not any("unlike the training patients" in w for w in texts(at.warning))
-    chol = [w for w in at.number_input if w.key.startswith("pt_chol")][0]
-    chol.set_value(650).run()  # plausible (up to 700 mg/dl), far beyond every training patient
+    chol = [w for w in at.text_input if w.key.startswith("pt_chol")][0]
+    chol.set_value("650").run()  # plausible (up to 700 mg/dl), far beyond every training patient
     no_exceptions(at)
     warnings = [w for w in texts(at.warning) if "unlike the training patients" in w]
     assert len(warnings) == 1 and "Serum cholesterol" in warnings[0]

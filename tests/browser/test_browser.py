@@ -15,8 +15,8 @@ from core.errors import CoreError
 from core.data import cleveland_schema
 
 from browser_util import (ROOT, BrowserMissing, choose, cohort_rows, go_to, launch_browser, nav_link, new_page,
-                          number_input, open_dashboard, risk_metric, risk_text, screenshot, sidebar, start_server, stop_server,
-                          tr, upload_cohort, wait_idle, waterfall_signature, WATERFALL_JS, write_cohort_csv, train)
+                          number_input, open_dashboard, text_input, risk_metric, risk_text, screenshot, sidebar,
+                          start_server, stop_server, tr, upload_cohort, wait_idle, waterfall_signature, WATERFALL_JS, write_cohort_csv, train)
 
 SHOTS = ROOT / "docs" / "screenshots"
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
@@ -169,7 +169,7 @@ def test_patient_risk_changes_with_a_value_and_shows_the_delta(server, page):
     assert before_chart, "the waterfall has no data"
     expect(metric.get_by_test_id("stMetricDelta")).to_have_count(0)  # nothing to compare with yet
 
-    heart_rate = number_input(page, cleveland_schema()["thalach"].display_label("en"))
+    heart_rate = text_input(page, cleveland_schema()["thalach"].display_label("en"))
     old = float(heart_rate.input_value())
     heart_rate.fill(str(int(old - 60 if old >= 130 else old + 60)))
     heart_rate.press("Enter")

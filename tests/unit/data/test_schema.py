@@ -122,7 +122,14 @@ def test_feature_format_value():
     assert schema["sex"].format_value(0.0, lang="zh") == "女"
     assert schema["age"].format_value(float("nan")) == "missing"
     assert schema["age"].format_value(None, lang="zh") == "缺失"
-    assert Feature(name="oldpeak", step=0.1, unit="mm").format_value(2.34) == "2.3 mm"
+    # a value is shown at the precision it is used (issue 18.10): 77.77 years is not "78 years"
+    assert Feature(name="oldpeak", step=0.1, unit="mm").format_value(2.34) == "2.34 mm"
+    assert Feature(name="oldpeak", step=0.1, unit="mm").format_value(2.0) == "2.0 mm"
+    assert schema["age"].format_value(77.77) == "77.77 years"
+    assert schema["chol"].format_value(201.08412) == "201.08 mg/dl"  # at most two decimals beyond the unit's
+    # a unit in words is translated; a symbol clinicians read in both languages stays
+    assert schema["age"].format_value(56.0, lang="zh") == "56 岁"
+    assert schema["trestbps"].format_value(145.0, lang="zh") == "145 mmHg"
 
 
 def test_a_feature_says_what_kind_of_value_it_holds():
