@@ -5,6 +5,8 @@ so figures are testable without a browser and reusable in reports.
 """
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,6 +19,35 @@ BAND_COLOURS = {"low": "#2E8B57", "intermediate": "#E0A800", "high": "#C0392B"}
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10))
 
 CURVE_NAMES = {"loss": "Loss", "accuracy": "Accuracy", "auc": "ROC AUC"}
+
+
+def wrap_label(text: str, width: int = 28) -> str:
+    """An axis label on lines of at most ``width`` columns (a CJK character counts two), joined by <br>:
+    Plotly never wraps a tick label, and a long one ran past the figure's edge in a narrow column
+    ('…jor vessels coloured by fluoroscopy'; issue 16.7). Breaks at spaces; a word wider than a line
+    (a Chinese label has no spaces) is broken between characters."""
+    def columns(s: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+    if columns(text) <= width:
+        return text
+    pieces: list[str] = []
+    for word in text.split():
+        while columns(word) > width:  # cut between characters
+            k = 1
+            while columns(word[:k + 1]) <= width:
+                k += 1
+            pieces.append(word[:k])
+            word = word[k:]
+        pieces.append(word)
+    lines = [""]
+    for piece in pieces:
+        candidate = f"{lines[-1]} {piece}" if lines[-1] else piece
+        if columns(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(piece)
+    return "<br>".join(lines)
 
 
 def history_frame(history: dict) -> pd.DataFrame:
@@ -90,7 +121,7 @@ def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_feature
     values): drawn apart from the reasons, first under the average patient, in the order given.
     The labels are parameters so a page can translate them without updating the figure afterwards.
     """
-    labels = [str(label) for label in reasons.label]
+    labels = [wrap_label(str(label)) for label in reasons.label]
     shap_values = reasons.shap_value.to_numpy(dtype=float)
     order = np.argsort(-np.abs(shap_values), kind="stable")
     labels, shap_values = [labels[i] for i in order], shap_values[order]
@@ -117,8 +148,8 @@ def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_feature
             "increasing": {"marker": {"color": RISK_UP}}, "decreasing": {"marker": {"color": RISK_DOWN}},
             "totals": {"marker": {"color": "#555555"}}, "connector": {"line": {"color": "#BBBBBB"}}}],
         "layout": {"title": {"text": title}, "xaxis": {"title": {"text": x_title}},
-                   "yaxis": {"autorange": "reversed"},
-                   "showlegend": False, "height": 120 + 32 * (len(labels) + 2), **_LAYOUT,
+                   "yaxis": {"autorange": "reversed", "automargin": True},
+                   "showlegend": False, "height": 120 + 40 * (len(labels) + 2), **_LAYOUT,
                    "margin": {**_LAYOUT["margin"], "r": 45}}})
 
 

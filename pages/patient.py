@@ -56,6 +56,11 @@ def coded_key(f) -> str:
     return lang_key(f"pt_{f.name}")
 
 
+def shown_unit(f, unit: str | None) -> str:
+    """A unit as the session's language writes it ('岁' for years; mmol/L stays)."""
+    return f.display_unit(lang()) if unit == f.unit else (unit or "")
+
+
 def current_unit(f) -> str | None:
     options = unit_options(f)
     if not options:
@@ -151,7 +156,7 @@ def input_widget(f, pre, j: int) -> tuple[object, str | None]:
                             placeholder=t("patient.missing_placeholder"), persist_state="session"), None
     units = unit_options(f)
     unit = current_unit(f)
-    unit_shown = f.display_unit(lang()) if unit == f.unit else (unit or "")
+    unit_shown = shown_unit(f, unit)
     if len(units) > 1:
         st.session_state.setdefault(f"pt_unit_prev_{f.name}", unit)
         st.segmented_control(t("patient.unit", label=label), units, key=unit_key(f), default=unit,
@@ -278,7 +283,7 @@ def result_panel(model, values: dict, key: tuple):
             j = pre.feature_names.index(name)
             f = pre.features[j]
             names.append(t("patient.extrapolated_item", label=feature_label(f), lo=f"{pre.raw_min_[j]:g}",
-                           hi=f"{pre.raw_max_[j]:g}", unit=f.unit or ""))
+                           hi=f"{pre.raw_max_[j]:g}", unit=f.display_unit(lang())))
         st.warning(t("patient.extrapolated", features="; ".join(names)), icon=":material/warning:")
 
     st.markdown(f"**{t('patient.reasons')}**")
@@ -340,7 +345,7 @@ def sensitivity_panel(model, values: dict) -> None:
     curve = curve.assign(value=[from_model(v, f, unit) for v in curve.value])
     now = values.get(chosen)  # None: not measured, no "now" line (the form shows no value either)
     st.plotly_chart(figures.sensitivity(curve, None if now is None else from_model(now, f, unit), feature_label(f),
-                                        unit),
+                                        shown_unit(f, unit)),
                     key="sensitivity", config={"displayModeBar": False})
     st.caption(t("patient.sensitivity_help"))
 

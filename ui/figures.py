@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core import plots
-from ui.i18n import feature_label, feature_value, t
+from ui.i18n import feature_label, feature_value, lang, t
 
 
 def _names(fig, mapping: dict) -> None:
@@ -24,7 +24,7 @@ def distribution(cohort, feature):
     coded = feature.is_coded
     if coded:
         values = values.map(lambda v: None if pd.isna(v) else feature_value(feature, v))
-    label = feature_label(feature) + (f" ({feature.unit})" if feature.unit and not coded else "")
+    label = feature_label(feature) + (f" ({feature.display_unit(lang())})" if feature.unit and not coded else "")
     fig = plots.distribution_by_outcome(values, pd.Series(cohort.y, index=values.index), label, coded)
     _names(fig, _outcome_names())
     fig.update_layout(legend=dict(orientation="h", y=-0.2))
@@ -131,7 +131,7 @@ def dependence(expl, pre, name: str, colour: str | None):
         frame["colour"] = expl.raw[:, k]  # a code's index or a measurement: a colour scale either way
         colour_feature = pre.features[k]
         colour_label = feature_label(colour_feature)
-    label = feature_label(feature) + (f" ({feature.unit})" if feature.unit and not coded else "")
+    label = feature_label(feature) + (f" ({feature.display_unit(lang())})" if feature.unit and not coded else "")
     fig = plots.dependence(frame, label, colour_label)
     if colour_label and colour_feature.is_categorical:  # name the codes, not their index
         codes = pre.categories_[colour_feature.name]

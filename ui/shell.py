@@ -24,6 +24,14 @@ _run = threading.local()  # each script run has its own thread
 
 ICON = Path(__file__).resolve().parent.parent / "assets" / "icon.png"
 
+# A metric's label wraps instead of ending in "…": Streamlit cuts it to one line, and "Estimated risk of
+# coronary artery disease" lost its outcome at 1280 px (issue 16.7). Style only: no text, no space taken.
+WRAP_LABELS = """<style>
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  height: auto !important; }
+</style>"""
+
 
 def draw_shell(pages=None) -> None:
     """``pages``: app.py's function listing the pages, registered unlisted while the user is signed out."""
@@ -65,6 +73,7 @@ def draw_shell(pages=None) -> None:
             st.caption(t("sidebar.training", epoch=job.epoch, epochs=job.config.epochs))
         st.warning(t("notice.decision_support"), icon=":material/medical_information:")
     st.caption(f":material/medical_information: {t('notice.short')}")
+    st.html(WRAP_LABELS)
     _run.drawn = True
 
 

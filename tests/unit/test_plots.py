@@ -69,3 +69,15 @@ def test_distribution_by_outcome_splits_groups():
     fig = plots.distribution_by_outcome(values, outcome, "Chest pain", categorical=True)
     assert [t.name for t in fig.data] == ["no disease", "disease"]
     assert sum(fig.data[1].y) == 3
+
+
+def test_a_long_waterfall_label_wraps_instead_of_running_off_the_figure():
+    long = "Major vessels coloured by fluoroscopy (0 vessels)"
+    reasons = pd.DataFrame({"label": [long, "荧光透视着色的主要血管数（0 支）", "Age 56 years"],
+                            "shap_value": [0.1, -0.05, 0.01]})
+    fig = plots.waterfall(reasons, 0.3, 0.36)
+    y = list(fig.data[0].y)
+    assert "Major vessels coloured by<br>fluoroscopy (0 vessels)" in y and "Age 56 years" in y
+    assert "荧光透视着色的主要血管数（0<br>支）" in y
+    assert fig.layout.yaxis.automargin is True
+    assert plots.wrap_label("x" * 70).split("<br>") == ["x" * 28, "x" * 28, "x" * 14]

@@ -1,0 +1,168 @@
+"""The patient form in Chromium as a hurried clinician uses it (issue 16.1-3, 16.7, 18.10): typing a decimal
+comma, clearing a field, typing letters or an impossible age, then reading the page in both languages at
+1280 and 1920 px. One browser session for all of it (each costs a training run and ~20 s).
+
+What the risk used is read from the waterfall: its bars name every input with the value it was scored
+with ("ST depression (exercise vs rest) 0.5 mm"), drawn from the same call that gave the risk.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from core.data import cleveland_schema
+
+from browser_util import (ROOT, BrowserMissing, WATERFALL_JS, choose, go_to, launch_browser, new_page, open_dashboard,
+                          risk_metric, sidebar, start_server, stop_server, text_input, tr, train, wait_idle)
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError as exc:  # a broken environment must be red, not silently skipped
+    raise ImportError("playwright is required for the browser tests (pip install -r requirements.txt)") from exc
+
+expect.set_options(timeout=30_000)
+SHOTS = ROOT / "docs" / "screenshots"
+SCHEMA = cleveland_schema()
+PERCENT = re.compile(r"^\d{1,3}\.\d%$")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        try:
+            browser = launch_browser(playwright)
+        except BrowserMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("form")
+    (base / "store").mkdir()
+    server = start_server(base / "store", base / "streamlit.log")
+    yield server
+    stop_server(server)
+
+
+def label(name: str, lang: str = "en") -> str:
+    f = SCHEMA[name]
+    unit = f.display_unit(lang)
+    return f"{f.display_label(lang)} ({unit})" if unit and not f.is_coded else f.display_label(lang)
+
+
+def bars(page) -> list[str]:
+    """The waterfall's bar labels: every input with the value the risk was computed from."""
+    data = page.evaluate(WATERFALL_JS)
+    return [y.replace("<br>", " ") for y in json.loads(data)[0][1]] if data else []  # a long label wraps
+
+
+def type_into(page, name: str, text: str) -> None:
+    """Type into a form field as a user does (select all, type, Enter) and wait for the page to settle."""
+    field = text_input(page, label(name))
+    field.click()
+    field.press("Control+a")
+    field.press("Backspace") if text == "" else field.press_sequentially(text)
+    field.press("Enter")
+    page.wait_for_timeout(300)  # the rerun starts on Enter; then wait for its end
+    wait_idle(page)
+
+
+def bar_for(page, name: str) -> str:
+    prefix = SCHEMA[name].display_label("en") + " "
+    return next((b for b in bars(page) if b.startswith(prefix)), "")
+
+
+# Elements whose text is cut: a label, a metric's label or a chosen value wider than its box (an ellipsis),
+# a chart's axis label past the figure's edge.
+CUT_JS = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    const sel = ['[data-testid="stWidgetLabel"] *', '[data-testid="stMetricLabel"]', '[data-testid="stMetricLabel"] *',
+                 '[data-baseweb="select"] [value]', '[data-baseweb="select"] div[title]',
+                 '[data-testid="stSelectbox"] input'];
+    const cut = []; let checked = 0;
+    for (const el of main.querySelectorAll(sel.join(','))) {
+        const text = el.value !== undefined && el.tagName === 'INPUT' ? el.value : el.innerText;
+        checked += 1;
+        if (text && el.scrollWidth > el.clientWidth + 1) cut.push(text);
+    }
+    for (const plot of main.querySelectorAll('.js-plotly-plot')) {  // an axis label past the figure's edge
+        const box = plot.getBoundingClientRect();
+        for (const t of plot.querySelectorAll('.ytick text, .xtick text')) {
+            const r = t.getBoundingClientRect();
+            checked += 1;
+            if (r.left < box.left - 1 || r.right > box.right + 1) cut.push(t.textContent);
+        }
+    }
+    return {checked, cut}; }"""
+
+
+def test_typed_values_are_the_values_used_and_nothing_is_cut(server, browser):
+    context, page = new_page(browser)
+    try:
+        page.set_viewport_size({"width": 1280, "height": 900})
+        open_dashboard(page, server)
+        train(page, epochs=15)
+        go_to(page, "nav.patient")
+        metric = risk_metric(page).get_by_test_id("stMetricValue")
+        expect(metric).to_have_text(PERCENT)
+        wait_idle(page)
+
+        # 16.1: a decimal comma is a decimal mark. 5 first, then 0,5: a different risk, scored with 0.5 mm
+        type_into(page, "oldpeak", "5")
+        assert bar_for(page, "oldpeak").endswith(" 5.0 mm")
+        at_five = metric.inner_text()
+        type_into(page, "oldpeak", "0,5")
+        expect(text_input(page, label("oldpeak"))).to_have_value("0,5")
+        assert bar_for(page, "oldpeak").endswith(" 0.5 mm"), bars(page)
+        at_half = metric.inner_text()
+        type_into(page, "oldpeak", "0.5")
+        assert metric.inner_text() == at_half
+        assert at_half != at_five or "0.5 mm" in bar_for(page, "oldpeak")
+
+        # 18.10: shown at the precision used: 77.77 stays 77.77 in the field and in the waterfall
+        type_into(page, "age", "77.77")
+        expect(text_input(page, label("age"))).to_have_value("77.77")
+        assert bar_for(page, "age").endswith(" 77.77 years"), bars(page)
+
+        # 16.2: clearing a field is 'not measured', never the field's minimum
+        type_into(page, "chol", "")
+        expect(text_input(page, label("chol"))).to_have_value("")
+        expect(metric).to_have_text(PERCENT)
+        assert " 80 mg/dl" not in bar_for(page, "chol")
+        notes = page.get_by_test_id("stMain").locator('[data-testid="stAlertContentInfo"], '
+                                                      '[data-testid="stAlertContentWarning"]')
+        expect(notes.filter(has_text=SCHEMA["chol"].display_label("en")).first).to_be_visible()
+
+        # 16.2 and 16.3: letters, then an impossible age: refused next to the field, the risk not shown
+        for typed, message in [("abc", tr("patient.not_a_number", text="abc")),
+                               ("150", tr("patient.outside", range="18–100 years"))]:
+            type_into(page, "age", typed)
+            expect(text_input(page, label("age"))).to_have_value(typed)
+            column = page.get_by_test_id("stColumn").filter(has=text_input(page, label("age"))).last
+            expect(column.get_by_text(message)).to_be_visible()
+            expect(page.get_by_test_id("stAlertContentError").filter(
+                has_text=tr("patient.not_updated", fields="").strip())).to_be_visible()
+            expect(risk_metric(page)).to_have_count(0)
+            expect(page.locator(".st-key-waterfall")).to_have_count(0)
+        type_into(page, "age", "64")
+        expect(metric).to_have_text(PERCENT)
+        assert bar_for(page, "age").endswith(" 64 years")
+
+        # 16.7: labels, the risk's label and chosen values in full, both languages, 1280 and 1920 px
+        for lang in ("en", "zh"):
+            if lang == "zh":
+                choose(page, sidebar(page).get_by_test_id("stSelectbox"), "简体中文")
+                expect(page.get_by_role("heading", name=tr("patient.title", "zh"), level=1)).to_be_visible()
+                wait_idle(page)
+            for width in (1280, 1920):
+                page.set_viewport_size({"width": width, "height": 900})
+                page.wait_for_timeout(300)
+                seen = page.evaluate(CUT_JS)
+                print(lang, width, seen)
+                assert seen["checked"] >= 13 and seen["cut"] == [], f"cut off at {width} px in {lang}: {seen}"
+    finally:
+        context.close()
