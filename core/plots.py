@@ -130,7 +130,7 @@ def waterfall(reasons: pd.DataFrame, base_value: float, risk: float, max_feature
         labels = labels[:max_features - 1] + [other_label.format(n=len(rest))]
         shap_values = np.append(shap_values[:max_features - 1], rest.sum())
     if not_measured is not None and len(not_measured):  # (the order is reversed just below)
-        labels = labels + [str(label) for label in not_measured.label][::-1]
+        labels = labels + [wrap_label(str(label)) for label in not_measured.label][::-1]
         shap_values = np.append(shap_values, not_measured.shap_value.to_numpy(dtype=float)[::-1])
     # Smallest first on a reversed axis: read top-down, from the average patient through the largest
     # effects to this patient's risk.
