@@ -28,11 +28,15 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def data_args(p):
-        p.add_argument("--data", help=f"cohort CSV (default: ${DATA_ENV} if set, else the synthetic demo cohort)")
-        p.add_argument("--target", help="outcome column (default: num for the Cleveland file)")
+        p.add_argument("--data", help=f"cohort file: CSV, TSV, whitespace-delimited text (.txt, .dat) or Excel .xlsx "
+                                      f"(default: ${DATA_ENV} if set, else the synthetic demo cohort)")
+        p.add_argument("--target",
+                       help="outcome column (default: num for the UCI processed files, class for heart.dat)")
         p.add_argument("--positive", metavar="RULE", help="rule making the outcome binary, e.g. '> 0', '== Yes'")
         p.add_argument("--missing", choices=["impute", "drop"], default="impute",
                        help="missing feature values: impute (median / most frequent of the training split) or drop rows")
+        p.add_argument("--include", metavar="COLS",
+                       help="put back columns kept out by default (identifiers, dates, leakage), e.g. id,visit_date")
 
     def model_args(p):
         p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
@@ -150,7 +154,9 @@ def _cohort(args):
     if source:
         if not Path(source).is_file():
             raise CoreError(f"--data: no such file: {source}")
-        return load_cohort(source, target=args.target, positive_rule=args.positive, missing=args.missing)
+        include = [c.strip() for c in (getattr(args, "include", None) or "").split(",") if c.strip()]
+        return load_cohort(source, target=args.target, positive_rule=args.positive, missing=args.missing,
+                           include=include)
     from core.data.demo import DEMO_NAME, demo_cohort
     from core.data.schema import cleveland_schema
     return cohort_from_frame(demo_cohort(), cleveland_schema(), name=DEMO_NAME, synthetic=True, missing=args.missing)

@@ -53,13 +53,21 @@ def cohort_from_frame(df: pd.DataFrame, schema: Schema, name: str, synthetic: bo
 
 
 def load_cohort(source, *, target: str | None = None, positive_rule: str | None = None,
-                schema: Schema | None = None, missing: str = "impute", name: str | None = None) -> Cohort:
-    """Read, understand (schema given or inferred; Cleveland recognised) and validate a cohort file."""
+                schema: Schema | None = None, missing: str = "impute", name: str | None = None,
+                include: list[str] | None = None) -> Cohort:
+    """Read, understand (schema given or inferred; Cleveland recognised) and validate a cohort file.
+
+    ``include`` puts back columns the inference kept out of the inputs (identifiers, dates, leakage)."""
     read = read_table(source, name=name)
     if schema is None:
         # ±inf would widen an inferred plausible range to infinity; validate reports them instead.
         finite = read.df.replace([np.inf, -np.inf], np.nan)
         schema = infer_clinical_schema(finite, target=target, positive_rule=positive_rule)
+        for column in include or []:
+            if column not in schema or column == schema.target:
+                raise CohortError(f"--include: {column!r} is not a column that can be an input; columns are "
+                                  f"{[f.name for f in schema.features if f.role != 'target']}")
+            schema[column].role, schema[column].excluded = "feature", None
     elif target is not None or positive_rule is not None:
         schema = _retarget(schema, target, positive_rule)
     cohort = cohort_from_frame(read.df, schema, read.name, missing=missing)

@@ -2,6 +2,7 @@
 changes, the report lines, and messages (not crashes) for files that used to break a page."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -197,3 +198,29 @@ def test_a_rare_outcome_gets_its_name_and_a_proposed_threshold_on_every_page():
     assert any("probability of 10-year coronary heart disease" in m.value for m in at.markdown)
     at.switch_page("pages/trust.py").run()
     no_exceptions(at)
+
+
+def test_a_uci_site_file_without_any_cholesterol_trains_and_every_page_renders():
+    """Was: the form pre-filled 80 mg/dl, the bundle stored 0 as its fill value and the Trust page crashed
+    (IndexError in the glass box). Now cholesterol leaves the inputs with a report line."""
+    from core.data import demo_cohort
+    df = demo_cohort()
+    df["chol"] = np.nan
+    body = "\n".join(",".join("?" if v != v else f"{v:g}" for v in row) for row in df.itertuples(index=False))
+    at = upload(new_app(), "processed.site.data", body.encode())
+    no_exceptions(at)
+    cohort = at.session_state["cohort"]
+    assert "chol" not in cohort.schema.feature_names
+    assert any(p.column == "chol" and p.action == "dropped from the model's inputs" for p in cohort.problems)
+    at.switch_page("pages/train.py").run()
+    next(w for w in at.number_input if w.label == tr("train.epochs")).set_value(5)
+    at.get("form_submit_button")[0].click().run()
+    assert at.session_state["train_job"].wait(180)
+    at.run()
+    no_exceptions(at)
+    assert "chol" not in at.session_state["model"].schema.feature_names
+    for page in ("pages/patient.py", "pages/trust.py", "pages/explain.py", "pages/model_card.py", "pages/scoring.py"):
+        at.switch_page(page).run()
+        no_exceptions(at)
+    at.switch_page("pages/patient.py").run()
+    assert not any("cholesterol" in w.label.lower() for w in at.number_input)

@@ -49,3 +49,17 @@ def test_predict_applies_the_bundle_unit_conversions(tmp_path, capsys):
     # (cholesterol not measured: the mean over its plausible values, with their range; issue 14.2)
     assert rows[0]["missing"] == "totChol" and all(r["missing"] == "" for r in rows[1:])
     assert float(rows[0]["risk_low"]) <= float(rows[0]["risk"]) <= float(rows[0]["risk_high"])
+
+
+def test_include_puts_a_kept_out_column_back(tmp_path, capsys):
+    data = tmp_path / "ids.csv"
+    data.write_bytes(tf.csv_bytes(tf.record_numbers()))
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--target", "outcome", "--include", "id", "--out", str(out),
+                 "--epochs", "1"]) == 0
+    schema = json.loads((out / "preprocess.json").read_text())["schema"]
+    roles = {f["name"]: f["role"] for f in schema["features"]}
+    assert roles["id"] == "feature" and roles["visit_date"] == "ignored"
+    assert main(["train", "--data", str(data), "--target", "outcome", "--include", "nope", "--out",
+                 str(tmp_path / "n"), "--epochs", "1"]) != 0
+    assert "--include: 'nope' is not a column" in capsys.readouterr().err
