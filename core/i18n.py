@@ -28,10 +28,13 @@ def tr(key: str, lang: str = "en", **kwargs) -> str:
     return text.format(**kwargs) if kwargs else text
 
 
+# Units written as words, translated through the table's ``unit.<word>`` keys; symbols clinicians read in
+# both languages (mmHg, mg/dl, bpm, mmol/L, kg) stay as they are.
+UNIT_WORDS = ("years", "vessels", "days", "months", "cigarettes/day", "in", "lb")
+
+
 def unit_text(unit: str | None, lang: str = "en") -> str:
-    """A unit as written in ``lang``: words are translated ('years' -> '岁'), symbols clinicians read in
-    both languages (mmHg, mg/dl, bpm) stay as they are (no ``unit.<symbol>`` key)."""
+    """A unit as written in ``lang`` ('years' -> '岁'; 'mmHg' stays)."""
     if not unit:
         return ""
-    entry = table().get(f"unit.{unit}")
-    return (entry.get(lang) or entry["en"]) if entry else unit
+    return tr(f"unit.{unit}", lang) if unit in UNIT_WORDS else unit

@@ -1,12 +1,11 @@
 """Model card page: the card of the session's model, readable here and downloadable as Markdown or HTML."""
 from __future__ import annotations
 
-import re
 
 import streamlit as st
 
 from core.workflow import card_html, card_markdown
-from ui.common import need_model
+from ui.common import file_slug, need_model
 from ui.i18n import lang, t
 from ui.shell import ensure_shell
 
@@ -25,7 +24,7 @@ except (AttributeError, TypeError, ValueError, KeyError) as exc:  # metadata of 
     # cover the model files, not metadata.json): say so instead of failing the page
     st.error(t("card_page.unreadable", kind=type(exc).__name__), icon=":material/error:")
     st.stop()
-slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(meta.get("name") or "model")).strip("-") or "model"
+slug = file_slug(meta.get("name"), "model")
 c1, c2 = st.columns(2)
 c1.download_button(t("card_page.download_md"), markdown.encode("utf-8"), file_name=f"model-card-{slug}.md",
                    mime="text/markdown", icon=":material/download:", on_click="ignore")

@@ -8,7 +8,6 @@ table is kept for the session, so filtering does not score again.
 """
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -21,7 +20,7 @@ from core.workflow import csv_bytes
 from core.model import model_bands
 from core.workflow import bands_sentence
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
-from ui.common import need_model, show_problems
+from ui.common import file_slug, need_model, show_problems
 from ui.i18n import feature_label, lang, lang_key, t
 from ui.models import audit_identity
 from ui.shell import ensure_shell
@@ -182,7 +181,7 @@ if len(view):
                        margin=dict(t=50, b=40), xaxis=dict(range=[0, 100]))
     st.plotly_chart(hist, key="sc_histogram", config={"displayModeBar": False})
 
-slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-")[:60] or "cohort"
+slug = file_slug(name, "cohort")
 d1, d2 = st.columns(2)
 # Both files are built only when asked for (100,000 rows: seconds for the CSV, a minute or more for Excel).
 d1.download_button(t("scoring.download_csv", n=len(view)), lambda: csv_bytes(view), file_name=f"risk-{slug}.csv",

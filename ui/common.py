@@ -132,3 +132,14 @@ def key_figure(label: str, value: str, key: str, help: str | None = None) -> Non
     cold starts: patient count on screen 3.55 -> 3.17 s, slowest 4.64 -> 3.58 s)."""
     with st.container(key=f"figure_{key}"):
         st.markdown(f"{label}  \n### {value}", help=help)
+
+
+_TABLE_SUFFIX = re.compile(r"(\.(csv|tsv|txt|data|xlsx|xlsm|xls|parquet|gz|bz2|zip|json))+$", re.IGNORECASE)
+
+
+def file_slug(name, fallback: str) -> str:
+    """A name made safe for a downloaded file's name, without the extension it came with ('heart.csv'
+    -> 'heart': the download then says 'risk-heart.csv', not 'risk-heart.csv.csv'). Letters of any
+    script stay (队列.csv -> 队列); anything else becomes '-'."""
+    stem = _TABLE_SUFFIX.sub("", str(name or "").strip())
+    return re.sub(r"[^\w.-]+", "-", stem).strip("-.")[:60] or fallback

@@ -136,9 +136,11 @@ class PatientReport:
 
     @property
     def risk_heading(self) -> str:
+        # The page's own words (one outcome name on screen and on paper: the report said "heart disease"
+        # where the page said "coronary artery disease"; issue 16.10)
         if self.outcome:
-            return tr("patient_report.risk_of", self.lang, outcome=self.outcome)
-        return tr("patient_report.risk", self.lang)
+            return tr("patient.risk_of", self.lang, outcome=self.outcome)
+        return tr("patient.risk", self.lang)
 
     @property
     def waterfall_end(self) -> float:

@@ -73,3 +73,12 @@ def test_a_short_table_is_markdown_and_a_long_one_a_dataframe():
     assert not short.dataframe and len(markdown_tables(short.markdown[0].value)[0]) == STATIC_TABLE_MAX_ROWS
     long = AppTest.from_function(_draw_table, args=(STATIC_TABLE_MAX_ROWS + 1,)).run()
     assert not long.markdown and len(long.dataframe[0].value) == STATIC_TABLE_MAX_ROWS + 1
+
+
+def test_a_download_is_named_once_after_its_source():
+    from ui.common import file_slug
+    assert file_slug("heart.csv", "cohort") == "heart"  # 'risk-heart.csv', never 'risk-heart.csv.csv'
+    assert file_slug("队列.csv", "cohort") == "队列"
+    assert file_slug("ward export (2024).xlsx", "cohort") == "ward-export-2024"
+    assert file_slug("../../etc/passwd.csv.gz", "cohort") == "etc-passwd"
+    assert file_slug("", "model") == "model" and file_slug(None, "model") == "model"

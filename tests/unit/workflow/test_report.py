@@ -183,3 +183,12 @@ def test_the_html_report_is_complete_and_escaped(model, patient, lang):
         assert "心脏病风险报告" in page and "静息血压" in page and "仅供决策支持" in page
     else:
         assert "Heart-disease risk report" in page and "Decision support only" in page
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_report_names_the_outcome_as_the_patient_page_does(model, patient, lang):
+    from core.i18n import tr
+    report = build_report(model, patient, meta=META, lang=lang, now=NOW)
+    assert report.risk_heading == tr("patient.risk", lang)  # "coronary artery disease" on both, not "heart disease"
+    html = report_html(report)
+    assert tr("patient.risk", lang) in html and "heart disease" not in html.lower()
