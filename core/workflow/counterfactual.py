@@ -33,7 +33,7 @@ import numpy as np
 from core.data.schema import same_value
 from core.errors import PatientError
 from core.i18n import tr
-from core.workflow.risk import check_patient
+from core.workflow.risk import check_patient, conditional_imputer
 
 _COARSE_BUDGET = 240_000  # candidate rows per combination size (pairs, triples), shared by its combinations
 _MAX_FINE = 2001  # grid values of one measurement (a wider range is searched on a multiple of its step)
@@ -165,9 +165,27 @@ def _feature_grid(pre, j: int, current: float, within_training: bool, direction:
 
 
 class _Scorer:
+    """Scores candidate rows as the Patient page scores a patient: with an input not measured, the weighted
+    mean risk over the conditional imputations of each candidate (its nearest training patients on what
+    is measured, the changed values included), so a suggestion's risk is the one the page shows after
+    'Apply to form'."""
+
     def __init__(self, model, raw: np.ndarray, target: float):
         self.model, self.raw, self.target = model, raw, target
         self.rows = 0
+        self.missing = np.isnan(raw[0])
+        self.imputer = conditional_imputer(model) if self.missing.any() else None
+
+    @property
+    def k(self) -> int:
+        return 1 if self.imputer is None else self.imputer.k
+
+    def risk(self, rows: np.ndarray) -> np.ndarray:
+        if self.imputer is None:
+            return self.model.predict_risk_raw(rows)
+        imp = self.imputer.impute(self.model.preprocessor_, rows)
+        risks = self.model.predict_risk_raw(imp.raw)
+        return np.bincount(imp.row, weights=imp.weight * risks, minlength=len(rows))
 
     def best(self, grids: list[_Grid], index_sets: list[np.ndarray]):
         """Lowest-cost candidate under the target over the product of ``index_sets``: (indices, cost, risk)."""
@@ -178,8 +196,8 @@ class _Scorer:
         for g, i in zip(grids, idx):
             rows[:, g.j] = g.values[i]
             cost += g.costs[i]
-        risk = self.model.predict_risk_raw(rows)
-        self.rows += len(rows)
+        risk = self.risk(rows)
+        self.rows += len(rows) * self.k
         ok = np.flatnonzero(risk < self.target)
         if ok.size == 0:
             return None
@@ -245,7 +263,8 @@ def counterfactuals(model, values: dict, target: float = 0.20, features: list[st
         raise PatientError(f"not modifiable in a known clinical direction: {', '.join(map(str, fixed))} "
                            "(only a research search may move them)")
     raw = np.array([[pre.encode_value(j, values.get(f.name)) for j, f in enumerate(pre.features)]])
-    risk = float(model.predict_risk_raw(raw)[0])
+    scorer = _Scorer(model, raw, target)
+    risk = float(scorer.risk(raw)[0])
     result = CounterfactualResult(risk=risk, target=float(target), features=chosen, max_changes=max_changes,
                                   research=research)
     if risk < target:
@@ -254,18 +273,20 @@ def counterfactuals(model, values: dict, target: float = 0.20, features: list[st
     if not chosen:
         result.reason = "no_features"
         return _done(result, started)
-    filled = pre.impute_raw(raw)[0]  # a missing value is seen by the model as its imputed value
     grids = {}
     for name in sorted(chosen, key=names.index):
+        j = names.index(name)
+        if scorer.missing[j]:
+            continue  # not measured: nothing to lower from (the page says which measurement would settle it)
         direction = None if research else schema[name].direction
-        grid = _feature_grid(pre, names.index(name), float(filled[names.index(name)]), within_training, direction)
+        grid = _feature_grid(pre, j, float(raw[0, j]), within_training, direction)
         if grid is not None:
             grids[name] = grid
-    scorer = _Scorer(model, raw, target)
+    budget = _COARSE_BUDGET / scorer.k  # each candidate costs k rows when an input is not measured
     found: dict[tuple, tuple] = {}  # feature set -> (indices, cost, risk)
     for size in range(1, min(max_changes, len(grids)) + 1):
         combos = list(itertools.combinations(grids, size))
-        points = max(5, int((_COARSE_BUDGET / max(len(combos), 1)) ** (1 / size))) if size > 1 else _MAX_FINE
+        points = max(5, int((budget / max(len(combos), 1)) ** (1 / size))) if size > 1 else _MAX_FINE
         for combo in combos:
             lower = sum(grids[n].min_cost for n in combo)
             subsets = [found[s] for r in range(1, size) for s in itertools.combinations(combo, r) if s in found]

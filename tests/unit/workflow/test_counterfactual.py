@@ -209,12 +209,20 @@ def test_bad_requests_are_refused():
         counterfactuals(model, dict(PATIENT, bp=400.0))
 
 
-def test_a_missing_value_is_changed_from_what_the_model_assumed():
-    model = logistic_model({"bp": 1.5, "ldl": 0.5}, bias=2.0)
-    result = counterfactuals(model, dict(PATIENT, bp=None), target=0.2)
-    change = next(c for a in result.alternatives for c in a.changes if c.feature == "bp")
-    assert change.old is None
-    assert "now missing" in sentence(next(a for a in result.alternatives if "bp" in a.features), model.schema)
+def test_an_input_not_measured_is_not_moved_and_the_risk_is_the_one_the_page_shows():
+    # bp not measured: the page's risk is the mean over its conditional imputations; the what-if starts from
+    # that same risk, and lowers what was measured (ldl), never the unmeasured bp (measure it first).
+    from core.workflow import patient_risk
+    model = logistic_model({"bp": 1.0, "ldl": 2.0}, bias=0.0)
+    patient = dict(PATIENT, bp=None)
+    shown = patient_risk(model, patient, with_reasons=False)
+    assert shown.missing is not None
+    result = counterfactuals(model, patient, target=0.2)
+    assert result.risk == pytest.approx(shown.risk, abs=1e-9)
+    assert result.alternatives and all("bp" not in a.features for a in result.alternatives)
+    for alt in result.alternatives:  # the new risk is the page's risk of the changed patient
+        assert alt.risk_after == pytest.approx(patient_risk(model, alt.values, with_reasons=False).risk, abs=1e-9)
+    assert counterfactuals(model, patient, target=0.2, features=["bp"]).reason == "unreachable"
 
 
 def test_sentences_in_both_languages():
