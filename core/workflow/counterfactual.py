@@ -460,7 +460,8 @@ def sentence(alternative: Alternative, schema, lang: str = "en") -> str:
     """'If resting blood pressure were 125 instead of 160 mmHg and serum cholesterol were 190 instead of
     290 mg/dl: 62% → 18%'."""
     parts = [change_text(c, schema, lang) for c in alternative.changes]
-    risks = f"{_pct(alternative.risk_before)} → {_pct_after(alternative.risk_after, alternative.risk_before, alternative.target)}"
+    after = _pct_after(alternative.risk_after, alternative.risk_before, alternative.target)
+    risks = f"{_pct(alternative.risk_before)} → {after}"
     changes = parts[-1] if len(parts) == 1 else (
         tr("whatif.join", lang).join(parts[:-1]) + tr("whatif.join_last", lang) + parts[-1])
     text = tr("whatif.sentence", lang, changes=changes, risks=risks)
