@@ -47,7 +47,8 @@ def test_an_empty_field_gives_a_range_and_is_never_a_reason(ensemble, lang):
     assert len(reasons) == 3 and all(label not in r for r in reasons)
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     bars = chart["data"][0]["y"]
-    assert bars[1] == tr("fig.not_measured", lang, label=label, share="100%")  # apart, under the average patient
+    # apart from the reasons, under the average patient
+    assert bars[1] == f"{label}:<br>" + tr("fig.not_measured", lang, share="100%")
     assert sum(label in str(b) for b in bars) == 1
     # the networks' range is of the same estimate
     result = at.session_state["pt_history"]["risk"]
