@@ -380,8 +380,10 @@ def _exclude_identifier(f: Feature, series: pd.Series) -> Feature:
         reason = "date: a visit or birth date is not a risk factor"
     elif len(values) == len(series) and values.nunique() == len(values) and len(values) >= 20:
         numbers = pd.to_numeric(values, errors="coerce")
-        integer_codes = numbers.notna().all() and bool(np.all(np.mod(numbers, 1) == 0))
-        if not numbers.notna().all() or integer_codes:
+        # Integers count only when in file order (record numbers): 25 distinct heart rates are no identifier.
+        record_numbers = (numbers.notna().all() and bool(np.all(np.mod(numbers, 1) == 0))
+                          and (numbers.is_monotonic_increasing or numbers.is_monotonic_decreasing))
+        if not numbers.notna().all() or record_numbers:
             reason = "identifier: a different value in every row"
     if reason is None:
         return f

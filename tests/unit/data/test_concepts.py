@@ -244,3 +244,14 @@ def test_proposed_threshold_is_half_for_a_common_outcome_and_youden_for_a_rare_o
     p = np.clip(0.1 + y * 0.15 + rng.normal(0, 0.05, y.size), 0.001, 0.999)
     threshold, rule, prevalence = proposed_threshold(y, p)
     assert rule == "youden" and 0.1 < threshold < 0.3 and prevalence == pytest.approx(0.15, abs=0.03)
+
+
+def test_distinct_measurements_are_not_taken_for_record_numbers():
+    df = tf.base()
+    df["platelets"] = np.random.default_rng(3).permutation(np.arange(150, 150 + len(df)))  # unique, unordered
+    df["record"] = np.arange(len(df)) * 7 + 1000  # unique, in file order
+    df["mrn_text"] = [f"H{k:06d}X" for k in np.random.default_rng(4).permutation(len(df))]
+    cohort = load_cohort(tf.csv_bytes(df), target="outcome", name="x.csv")
+    assert "platelets" in cohort.schema.feature_names
+    assert cohort.schema["record"].excluded.startswith("identifier")
+    assert cohort.schema["mrn_text"].excluded.startswith("identifier")
