@@ -467,7 +467,7 @@ def test_the_train_form_trains_an_ensemble_whose_range_the_patient_page_shows():
     assert at.session_state["model"].n_members_ == 3
     at.switch_page("pages/patient.py").run()
     no_exceptions(at)
-    assert any("across 3 networks" in m for m in texts(at.markdown))
+    assert any("The 3 networks disagree from" in m for m in texts(at.markdown))  # a disagreement, not a CI
 
 
 def test_an_isotonic_model_on_the_patient_page_shows_both_risks_and_a_waterfall_that_adds_up():
