@@ -16,7 +16,7 @@ from core.data import cleveland_url, fetch_cleveland
 from ui.common import key_figure, missing_values_frame, show_problems, show_table
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_fits_model, set_cohort, shared_demo_cohort
+from ui.state import active_cohort, cohort_fits_model, cohort_title, set_cohort, shared_demo_cohort
 
 SOURCES = ("demo", "upload", "uci")
 KINDS = ["numeric", "ordinal", "binary", "categorical"]
@@ -344,7 +344,7 @@ if note:
 
 cohort = active_cohort()
 st.divider()
-st.subheader(t("cohort.active", name=cohort.name))
+st.subheader(t("cohort.active", name=cohort_title(cohort)))
 if cohort.synthetic:
     st.info(t("cohort.synthetic_note"), icon=":material/science:")
 model = st.session_state.get("model")

@@ -15,7 +15,7 @@ from ui import figures
 from ui.common import need_fitting_cohort, need_model
 from ui.i18n import feature_label, lang_key, t
 from ui.shell import ensure_shell
-from ui.state import active_cohort
+from ui.state import active_cohort, cohort_title
 
 SAMPLE_SEED = 0
 MAX_SAMPLE = 1000
@@ -51,7 +51,7 @@ try:
 except CoreError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
-st.caption(t("explain.sample_note", n=len(expl), cohort=cohort.name, background=len(model.background_),
+st.caption(t("explain.sample_note", n=len(expl), cohort=cohort_title(cohort), background=len(model.background_),
              seconds=f"{seconds:.2f}"))
 
 importance = global_importance(expl)

@@ -33,7 +33,7 @@ from ui.models import audit_identity
 from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.numbers import NotANumber, parse_number
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_fits_model
+from ui.state import active_cohort, cohort_fits_model, cohort_title
 
 BAND_COLOURS = {"low": "green", "intermediate": "orange", "high": "red"}
 
@@ -197,7 +197,7 @@ def patient_form(model, cohort, fits: bool) -> dict:
         del st.session_state["pt_row"]
     if st.session_state.get(lang_key("pt_source")) == "row":
         st.selectbox(t("patient.row"), list(range(1, cohort.n + 1)), key="pt_row", on_change=prefill,
-                     help=t("patient.row_help", name=cohort.name), persist_state="session")
+                     help=t("patient.row_help", name=cohort_title(cohort)), persist_state="session")
     pt_error = st.session_state.pop("pt_error", None)
     if pt_error:
         st.error(pt_error, icon=":material/error:")
@@ -440,7 +440,7 @@ def similar_panel(model, values: dict, cohort, fits: bool) -> None:
     except CoreError as exc:
         st.error(str(exc), icon=":material/error:")
         return
-    st.caption(t("similar.source", name=markdown_text(cohort.name), n=cohort.n))
+    st.caption(t("similar.source", name=markdown_text(cohort_title(cohort)), n=cohort.n))
     m1, m2, m3 = st.columns(3)
     m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True)
     m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)

@@ -24,7 +24,7 @@ from ui.common import file_slug, need_model, show_problems
 from ui.i18n import feature_label, lang, lang_key, t
 from ui.models import audit_identity
 from ui.shell import ensure_shell
-from ui.state import active_cohort
+from ui.state import active_cohort, cohort_title
 
 REASONS_BY_DEFAULT = 2000  # above this many patients the (slow) reasons are opt-in
 BAND_COLOURS = {"low": "#2e7d32", "intermediate": "#ef6c00", "high": "#c62828"}
@@ -97,7 +97,7 @@ if source == "upload":
 else:
     source_id = ("active", cohort.name, cohort.fingerprint, token)
     table, name, problems = prepare(source_id, lambda: (cohort.df, cohort.name))
-st.caption(t("scoring.which", name=name, n=len(table)))
+st.caption(t("scoring.which", name=cohort_title(cohort) if source == "active" else name, n=len(table)))
 notable = [p for p in problems if p.rule != "missing"]
 if notable:
     with st.expander(t("scoring.problems", n=len(notable))):

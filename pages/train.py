@@ -19,14 +19,14 @@ from core.model import bundle_to_zip, extract_bundle_zip
 from core.errors import CoreError
 from core.metrics import binary_metrics, calibration_table, roc_frame
 from core.model import TrainConfig
-from core.workflow import card_extra, cohort_summary
+from core.workflow import card_extra, cohort_summary, option_names
 from core.model import delete_model, list_models, save_model
 from ui import figures
-from ui.i18n import t
+from ui.i18n import lang, t
 from ui.jobs import TrainingJob
 from ui.models import activate_saved, info_from_meta
 from ui.shell import ensure_shell
-from ui.state import active_cohort, forget_saved_bundles, load_saved_bundle
+from ui.state import active_cohort, cohort_title, forget_saved_bundles, load_saved_bundle
 
 DEFAULT = TrainConfig()
 DASHBOARD_MEMBERS = 5  # networks in the uncertainty ensemble: ~3x one fit's time, gives every risk a range
@@ -116,14 +116,14 @@ def training_form(cohort, running: bool) -> None:
 
     with st.form("train_form"):
         st.caption(t("train.defaults_note"))
+        choices = option_names(lang())
         c1, c2, c3 = st.columns(3)
         values = {
             "hidden": c1.text_input(t("train.hidden"), value=",".join(str(u) for u in DEFAULT.hidden),
                                     help=t("train.hidden_help")),
-            "activation": c1.selectbox(t("train.activation"), ["relu", "tanh", "sigmoid"]),
-            "optimizer": c1.selectbox(t("train.optimizer"), ["adam", "sgd"]),
-            "loss": c1.selectbox(t("train.loss"), ["bce", "mse"],
-                                 format_func={"bce": t("train.loss_bce"), "mse": t("train.loss_mse")}.get),
+            "activation": c1.selectbox(t("train.activation"), ["relu", "tanh", "sigmoid"], format_func=choices.get),
+            "optimizer": c1.selectbox(t("train.optimizer"), ["adam", "sgd"], format_func=choices.get),
+            "loss": c1.selectbox(t("train.loss"), ["bce", "mse"], format_func=choices.get),
             "epochs": field(c2, "epochs", c2.number_input(t("train.epochs"), value=DEFAULT.epochs, step=1,
                                                           help=t("train.range_help", low=1, high=2000))),
             "batch_size": field(c2, "batch_size", c2.number_input(t("train.batch"), value=DEFAULT.batch_size, step=1,
@@ -349,7 +349,7 @@ def import_bundle(data: bytes, name: str) -> Path:
 ensure_shell()  # when this page runs without app.py
 st.title(t("train.title"))
 cohort = active_cohort()
-st.caption(t("train.cohort", name=cohort.name, n=cohort.n, prevalence=f"{cohort.prevalence:.0%}"))
+st.caption(t("train.cohort", name=cohort_title(cohort), n=cohort.n, prevalence=f"{cohort.prevalence:.0%}"))
 
 job = st.session_state.get("train_job")
 running = job is not None and job.running

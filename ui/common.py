@@ -55,14 +55,23 @@ def _action_text(action: str) -> str:
     return actions.get(action, action)
 
 
+def _detail_text(problem) -> str:
+    """What was found, in the session's language where the finding is a plain count ('2 missing values')."""
+    plain = f"{problem.count} missing value{'s' if problem.count != 1 else ''}"
+    if problem.rule == "missing" and problem.detail == plain:
+        return t("report.detail_missing_one") if problem.count == 1 else t("report.detail_missing", n=problem.count)
+    return problem.detail
+
+
 def problems_frame(problems) -> pd.DataFrame:
     """Every validation problem, one line each (row numbers as a person counts them)."""
     columns = [t("report.column"), t("report.rule"), t("report.detail"), t("report.count"), t("report.rows"),
                t("report.severity"), t("report.action")]
     severity = {"error": t("report.error"), "warning": t("report.warning")}
     return pd.DataFrame(
-        [dict(zip(columns, [p.column, _rule_text(p.rule), p.detail, p.count, format_rows([r - 1 for r in p.rows]),
-                            severity.get(p.severity, p.severity), _action_text(p.action)])) for p in problems],
+        [dict(zip(columns, [p.column, _rule_text(p.rule), _detail_text(p), p.count,
+                            format_rows([r - 1 for r in p.rows]), severity.get(p.severity, p.severity),
+                            _action_text(p.action)])) for p in problems],
         columns=columns)
 
 

@@ -18,7 +18,7 @@ import streamlit as st
 from ui.auth import read_secrets, require_login
 from ui.i18n import LANGUAGES, t
 from ui.models import adopt_finished_job
-from ui.state import active_cohort, active_model, configure_store, init_session
+from ui.state import active_cohort, active_model, cohort_title, configure_store, init_session
 
 _run = threading.local()  # each script run has its own thread
 
@@ -57,7 +57,7 @@ def draw_shell(pages=None) -> None:
         st.markdown(f"**{t('sidebar.cohort')}**")
         if cohort.synthetic:
             st.badge(t("sidebar.synthetic"), color="orange", icon=":material/science:")
-        st.text(cohort.name)  # a file name is user input: shown as text, never as markdown
+        st.text(cohort_title(cohort))  # a file name is user input: shown as text, never as markdown
         st.caption(t("sidebar.cohort_stats", n=cohort.n, prevalence=f"{cohort.prevalence:.0%}"))
         model, info = active_model()
         st.markdown(f"**{t('sidebar.model')}**")

@@ -49,6 +49,15 @@ def active_cohort() -> Cohort:
     return st.session_state["cohort"]
 
 
+def cohort_title(cohort: Cohort) -> str:
+    """A cohort's name as shown: the built-in demo's in the session's language (its stored name is English),
+    any other cohort's own name (a file name: user data, never translated)."""
+    if cohort.synthetic and cohort.name == DEMO_NAME:
+        from ui.i18n import t
+        return t("cohort.demo_name")
+    return cohort.name
+
+
 def set_cohort(cohort: Cohort) -> None:
     """Make ``cohort`` this session's cohort. The model stays: it may still fit the new cohort."""
     st.session_state["cohort"] = cohort

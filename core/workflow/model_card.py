@@ -117,6 +117,13 @@ def _outcome_text(schema: dict, lang: str) -> str:
     return f"{target} {rule or ''}".strip()
 
 
+def option_names(lang: str) -> dict[str, str]:
+    """The network's settings chosen by name (activation, optimizer, loss), as the training form shows them."""
+    return {"relu": tr("train.act_relu", lang), "tanh": tr("train.act_tanh", lang),
+            "sigmoid": tr("train.act_sigmoid", lang), "adam": tr("train.opt_adam", lang),
+            "sgd": tr("train.opt_sgd", lang), "bce": tr("train.loss_bce", lang), "mse": tr("train.loss_mse", lang)}
+
+
 def _outcome_name(schema: dict, lang: str) -> str | None:
     """The outcome in words for a model not trained on the UCI layout (None: the UCI wording applies)."""
     try:
@@ -155,6 +162,8 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     features = [f for f in schema.get("features", []) if f.get("role", "feature") == "feature"]
     if features:
         table = [[tr("card.feature", lang), tr("card.label", lang), tr("card.kind", lang), tr("card.range", lang)]]
+        kinds = {"numeric": tr("card.kind_numeric", lang), "ordinal": tr("card.kind_ordinal", lang),
+                 "binary": tr("card.kind_binary", lang), "categorical": tr("card.kind_categorical", lang)}
         for f in features:
             label = (f.get("label_zh") if lang == "zh" and f.get("label_zh") else f.get("label")) or f["name"]
             if f.get("codes"):
@@ -165,7 +174,7 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
                 span += f" {f['unit']}" if f.get("unit") else ""
             else:
                 span = na
-            table.append([f["name"], label, str(f.get("kind", "")), span])
+            table.append([f["name"], label, kinds.get(f.get("kind", ""), str(f.get("kind", ""))), span])
         sections.append(Section(tr("card.inputs", lang), table=table))
 
     arch = [[tr("card.setting", lang), tr("card.value", lang)]]
@@ -180,9 +189,12 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
              "early_stopping": tr("train.early_stopping", lang), "patience": tr("train.patience", lang),
              "seed": tr("train.seed", lang), "val_fraction": tr("card.val_fraction", lang),
              "test_fraction": tr("card.test_fraction", lang)}
+    choices = option_names(lang)  # 'relu' and 'bce' as the training form says them, in either language
     for key in CONFIG_KEYS:
         if key in config:
-            arch.append([names.get(key, key), _num(config[key], 4, lang)])
+            value = config[key]
+            arch.append([names.get(key, key), choices.get(value, _num(value, 4, lang)) if isinstance(value, str)
+                         else _num(value, 4, lang)])
     arch.append([tr("card.best_epoch", lang), _num(meta.get("best_epoch"), lang=lang)])
     epochs_run = meta.get("epochs_run")
     if epochs_run is None and meta.get("history"):

@@ -49,7 +49,7 @@ def test_the_card_says_what_the_metadata_says():
     md = card_markdown(meta())
     for text in ("# Model card: heart-mlp", "2025-01-02T03:04:05+00:00", "Cleveland clinic 1988", "303", "45.9%",
                  "ab" * 32, "211 / 46 / 46", "num > 0", "0.912", "0.762", "0.880", "0.123", "0.931", "-0.046",
-                 "hidden layers 10-5", "adam", "relu", "Best epoch (weights kept) | 17", "Epochs run | 37"):
+                 "hidden layers 10-5", "Adam", "ReLU", "binary cross-entropy", "Best epoch (weights kept) | 17", "Epochs run | 37"):
         assert text in md, text
     assert "Decision support for clinicians, not a diagnosis" in md
 
@@ -126,6 +126,10 @@ def test_chinese_card_uses_the_chinese_table_and_labels():
     assert "## 预期用途" in md and "## 已知局限" in md
     assert "血清胆固醇" in md and "典型心绞痛" in md
     assert "Intended use" not in md
+    # the settings and kinds in words, as the training form shows them (issue 16.9: "bce / adam / relu")
+    cells = {c.strip() for line in md.splitlines() if line.startswith("|") for c in line.split("|")}
+    assert {"二元交叉熵", "Adam（自适应矩估计）", "ReLU（线性整流）", "数值", "分类"} <= cells
+    assert not {"bce", "adam", "relu", "numeric", "categorical", "ordinal", "binary"} & cells
 
 
 def test_html_escapes_user_text():
