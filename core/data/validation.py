@@ -178,7 +178,8 @@ def _not_measured(data: pd.DataFrame, schema: Schema) -> list[Problem]:
             continue  # text codes: the vocabulary's numbers do not apply
         sentinel = numbers.isin(f.not_measured)
         negative = (numbers < 0) & ~sentinel if f.negative_not_measured else pd.Series(False, index=numbers.index)
-        for mask, what in ((sentinel, f" coded {', '.join(f'{v:g}' for v in f.not_measured)} (not measured)"),
+        codes = ", ".join(f"{v:g}" for v in f.not_measured)
+        for mask, what in ((sentinel, f" coded as not measured (one of {codes})"),
                            (negative, " below 0 (not measured)")):
             if mask.any():
                 problems.append(_problem(f.name, "not-measured", mask.to_numpy(), "warning", "set to missing",
