@@ -132,7 +132,6 @@ def shap_kernel(model, rows: int = 300, repeat: int = 3) -> dict:
     raw = pre.encode(demo_cohort(rows, seed=3))
     net = nets[0]
     widths = [W.shape[1] for W, _ in net.layers]
-    p = len(pre.features)
     W1 = net.first[0]
     cx = np.stack([pre.encode_feature_values(j, raw[:, j]) @ W1[sl] for j, sl in enumerate(pre.slices_)], axis=1)
     cb = np.stack([pre.encode_feature_values(j, background[:, j]) @ W1[sl] for j, sl in enumerate(pre.slices_)],
