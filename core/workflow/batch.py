@@ -528,6 +528,8 @@ def score(model_dir, inputs: list[str], output, options: Options | None = None, 
     if output.exists() and previous is None and any(output.iterdir()):
         raise CoreError(f"--output {output} exists, is not empty and holds no {MANIFEST}; choose a new directory")
     files, bad_files = expand_inputs(inputs)
+    # An output folder inside an input folder: its parts are results, not patients to score again.
+    files = [f for f in files if output.resolve() not in f.parents]
     if not files:
         detail = "; ".join(f"{b['file']}: {b['error']}" for b in bad_files) or "none given"
         raise CoreError(f"--input: nothing to score ({detail})")

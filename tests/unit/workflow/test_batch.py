@@ -199,6 +199,15 @@ def test_resume_skips_written_parts_and_never_shows_half_parts(trained, inputs, 
     assert not broken.manifest["parts"][parts[0]].get("path") and broken.manifest["parts_failed"] == 1
     assert not victim.exists() and not list(out.glob(".*tmp-*"))
 
+    # An output folder inside the input folder is not read back as input on a rerun.
+    monkeypatch.undo()  # writes work again
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "export-2.csv").write_bytes((folder / "export-2.csv").read_bytes())
+    batch.score(bundle, [str(export)], export / "scores", OPTIONS, engine="inline", part_rows=400)
+    again = batch.score(bundle, [str(export)], export / "scores", OPTIONS, engine="inline", part_rows=400)
+    assert again.skipped_parts == 1 and [Path(i["file"]).name for i in again.manifest["inputs"]] == ["export-2.csv"]
+
     # Another job's folder is refused, never mixed.
     with pytest.raises(CoreError, match="another job"):
         batch.score(bundle, good_inputs(folder), out, batch.Options(reasons=False), engine="inline", part_rows=64)
