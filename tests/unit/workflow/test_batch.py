@@ -62,13 +62,14 @@ def inputs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ref(trained, inputs) -> pd.DataFrame:
-    """What predict (score_table) and explain give for every row, in one process."""
-    from core.explain import explain
+    """What predict (score_table) and explain (explain_rows: a row with missing inputs averaged over their
+    plausible values) give for every row, in one process."""
+    from core.workflow import explain_rows
     model, _ = trained
     _, people = inputs
     from core.workflow import score_table
     table = score_table(model, people, with_reasons=True, with_shap=True)
-    expl = explain(model.preprocessor_, model.networks_, model.preprocessor_.encode(people), model.background_)
+    expl = explain_rows(model, model.preprocessor_.encode(people))
     shap_cols = [f"shap_{n}" for n in model.preprocessor_.feature_names]
     assert np.max(np.abs(table[shap_cols].to_numpy() - expl.shap_values)) <= TOL
     return table.set_index("patient_id")
@@ -83,8 +84,12 @@ def check_against_reference(scored: pd.DataFrame, ref: pd.DataFrame, bad_ids: se
     assert np.max(np.abs(good["risk"].to_numpy() - expected["risk"].to_numpy())) <= TOL
     shap_cols = [c for c in ref.columns if c.startswith("shap_")]
     assert np.max(np.abs(good[shap_cols].to_numpy() - expected[shap_cols].to_numpy())) <= TOL
-    for c in ("risk_band", "reason_1", "reason_2", "reason_3"):
+    for c in ("risk_band", "reason_1", "reason_2", "reason_3", "missing"):
         assert (good[c].to_numpy() == expected[c].to_numpy()).all(), c
+    # a row with inputs not measured: its range over their plausible values, as predict gives it
+    np.testing.assert_allclose(good[["risk_low", "risk_high"]].to_numpy(dtype=float),
+                               expected[["risk_low", "risk_high"]].to_numpy(dtype=float), atol=TOL, rtol=0)
+    assert good["missing"].str.len().gt(0).any()  # the population has such rows
     bad = scored[scored["patient_id"].isin(bad_ids)]
     assert bad["risk"].isna().all() and bad["risk_band"].isna().all() and (bad["problem"] != "").all()
 
