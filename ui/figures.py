@@ -67,8 +67,7 @@ def waterfall(reasons: list, base_value: float, risk: float, not_measured: list 
     the reasons, first under the average patient, with their share of the uncertainty)."""
     frame = pd.DataFrame({"label": [r.subject for r in reasons],
                           "shap_value": [r.shap for r in reasons]})
-    # on two lines: the label as the other bars have it, then what is not known about it
-    unknown = pd.DataFrame({"label": [f"{n.label}:<br>{t('fig.not_measured', share=f'{n.share:.0%}')}"
+    unknown = pd.DataFrame({"label": [t("fig.not_measured", label=n.label, share=f"{n.share:.0%}")
                                       for n in not_measured],
                             "shap_value": [n.shap for n in not_measured]})
     return plots.waterfall(frame, base_value, risk, title=t("fig.waterfall"), x_title=t("fig.risk_percent"),
