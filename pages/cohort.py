@@ -361,7 +361,13 @@ with c3:
     key_figure(t("cohort.negative"), f"{cohort.n - positives}", "negative")
 with c4:
     key_figure(t("cohort.prevalence"), f"{cohort.prevalence:.1%}", "prevalence")
-st.caption(t("cohort.outcome_rule", target=cohort.schema.target or "—", rule=cohort.schema.positive_rule or "> 0"))
+outcome_name = cohort.schema.outcome_label_zh if lang() == "zh" and cohort.schema.outcome_label_zh else \
+    cohort.schema.outcome_label
+if outcome_name:
+    st.caption(t("cohort.outcome_named", outcome=outcome_name, target=cohort.schema.target or "—",
+                 rule=cohort.schema.positive_rule or "> 0"))
+else:
+    st.caption(t("cohort.outcome_rule", target=cohort.schema.target or "—", rule=cohort.schema.positive_rule or "> 0"))
 
 st.subheader(t("cohort.report"))
 st.caption(t("cohort.report_help"))

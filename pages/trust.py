@@ -192,7 +192,9 @@ if splits is not None:
     if (meta.get("extra") or {}).get("trust") != summary:
         meta.setdefault("extra", {})["trust"] = summary
         st.session_state["model_meta"] = copy.deepcopy(meta)
-    st.caption(t("trust.on_test", n=len(y_test), events=int(y_test.sum())))
+    outcome = model.schema.outcome_name(lang())  # None: the UCI wording ("with disease")
+    st.caption(t("trust.on_test_outcome", n=len(y_test), events=int(y_test.sum()), outcome=outcome) if outcome
+               else t("trust.on_test", n=len(y_test), events=int(y_test.sum())))
 
 tabs = st.tabs([t("trust.tab_calibration"), t("trust.tab_decision"), t("trust.tab_subgroups"),
                 t("trust.tab_external"), t("trust.tab_glassbox"), t("trust.tab_uncertainty")])

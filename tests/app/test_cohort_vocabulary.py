@@ -179,6 +179,7 @@ def test_a_rare_outcome_gets_its_name_and_a_proposed_threshold_on_every_page():
     at.text_input(key="schema_outcome_label").set_value("10-year coronary heart disease").run()
     apply(at)
     assert at.session_state["cohort"].prevalence < 0.25
+    assert "Outcome: 10-year coronary heart disease (TenYearCHD > 0)" in [c.value for c in at.caption]
     at.switch_page("pages/train.py").run()
     next(w for w in at.number_input if w.label == tr("train.epochs")).set_value(30)
     at.get("form_submit_button")[0].click().run()
@@ -198,6 +199,7 @@ def test_a_rare_outcome_gets_its_name_and_a_proposed_threshold_on_every_page():
     assert any("probability of 10-year coronary heart disease" in m.value for m in at.markdown)
     at.switch_page("pages/trust.py").run()
     no_exceptions(at)
+    assert any("with 10-year coronary heart disease." in c.value for c in at.caption)
 
 
 def test_a_uci_site_file_without_any_cholesterol_trains_and_every_page_renders():
