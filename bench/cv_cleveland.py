@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from core.evaluate import cross_validate, nested_cross_validate  # noqa: E402
-from core.metrics import binary_metrics
+from core.metrics import binary_metrics  # noqa: E402
 from core.model import RiskModel, TrainConfig, stratified as _stratified, split  # noqa: E402
 from core.data import CLEVELAND_COLUMNS, cleveland_schema  # noqa: E402
 

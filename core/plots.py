@@ -93,7 +93,8 @@ def calibration_curve(table: pd.DataFrame, name: str = "MLP") -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line=dict(dash="dot", color="grey")))
     fig.add_trace(go.Scatter(x=table.mean_predicted, y=table.observed_rate, mode="lines+markers", name=name,
-                             text=[f"n={n}" for n in table.n], hovertemplate="predicted %{x:.0%}<br>observed %{y:.0%}<br>%{text}"))
+                             text=[f"n={n}" for n in table.n],
+                             hovertemplate="predicted %{x:.0%}<br>observed %{y:.0%}<br>%{text}"))
     fig.update_layout(title="Calibration", xaxis_title="predicted risk", yaxis_title="observed rate",
                       xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=360, **_LAYOUT)
     return fig

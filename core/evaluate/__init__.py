@@ -1,4 +1,5 @@
-"""Can the risk be trusted: cross-validation, subgroups, external validation, the logistic second opinion, calibration and out-of-distribution checks."""
+"""Can the risk be trusted: cross-validation, subgroups, external validation, the logistic second opinion,
+calibration and out-of-distribution checks."""
 
 from core.evaluate.cv import (
     SELECTION_GRID,

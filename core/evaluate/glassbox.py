@@ -200,4 +200,5 @@ def fit_glassbox(schema: Schema, df_train: pd.DataFrame, y_train) -> GlassBox:
     return GlassBox(schema).fit(df_train, y)
 
 
-__all__ = ["GlassBox", "fit_glassbox", "compare_global", "rank_order", "feature_label", "NEGLIGIBLE_SHAP", "NEGLIGIBLE_LOGODDS", "RANK_GAP"]
+__all__ = ["GlassBox", "fit_glassbox", "compare_global", "rank_order", "feature_label", "NEGLIGIBLE_SHAP",
+           "NEGLIGIBLE_LOGODDS", "RANK_GAP"]

@@ -1,4 +1,5 @@
-"""What a clinician does with a model: train on a cohort, score one patient or a table, what-ifs, similar patients, reports, model cards, the audit trail, exports."""
+"""What a clinician does with a model: train on a cohort, score one patient or a table, what-ifs, similar
+patients, reports, model cards, the audit trail, exports, batch scoring."""
 
 from core.workflow.audit import (
     AUDIT_ENV,

@@ -40,7 +40,8 @@ def imports(path: Path, root: Path = ROOT):
                 yield alias.name, [], node.lineno
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative import: resolve against this module's package
-                base = me.split(".")[: -node.level] if path.name != "__init__.py" else me.split(".")[: len(me.split(".")) - node.level + 1]
+                parts = me.split(".")
+                base = parts[: -node.level] if path.name != "__init__.py" else parts[: len(parts) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""

@@ -13,7 +13,8 @@ import pytest
 
 import core.explain.explanation as explanation_mod
 import core.explain.shapley as explain_mod
-from core.explain import (Explanation, background_sample, explain, global_importance, reasons, reasons_frame, shap_frame, shapley_weights)
+from core.explain import (Explanation, background_sample, explain, global_importance, reasons, reasons_frame,
+                          shap_frame, shapley_weights)
 from core.model import Network
 from core.model import Preprocessor
 from core.data import Feature, Schema, cleveland_schema
