@@ -26,7 +26,8 @@ from core.model.imputation import ConditionalImputer, Imputations, weighted_rang
 
 __all__ = ["BandCutoffs", "risk_band", "check_patient", "patient_risk", "score_table", "PatientRisk",
            "PatientCheck", "sensitivity", "typical_patient", "patient_from_row", "MissingRange", "NotMeasured",
-           "conditional_imputer", "missing_ranges", "pooled_member_risks", "explain_rows", "RANGE_ALPHA"]
+           "conditional_imputer", "missing_ranges", "pooled_member_risks", "explain_rows", "RANGE_ALPHA",
+           "risk_of_rows"]
 
 RANGE_ALPHA = 0.05  # the range of a risk with missing inputs: 5th to 95th weighted percentile
 
@@ -346,6 +347,13 @@ def _risk_of_rows(model, raw: np.ndarray, with_reasons: bool, n_threads: int | N
                        raw=raw.copy(), method=per.method, background_size=per.background_size,
                        n_permutations=per.n_permutations)
     return risk, expl
+
+
+def risk_of_rows(model, raw: np.ndarray) -> np.ndarray:
+    """The reported risk of every row of a raw matrix: a row with inputs not measured is the mean over their
+    conditional imputations (as patient_risk and score_table give it), never the risk at one filled-in value."""
+    with single_thread_blas():
+        return _risk_of_rows(model, np.atleast_2d(np.asarray(raw, dtype=np.float64)), False)[0]
 
 
 def explain_rows(model, raw: np.ndarray) -> Explanation:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import PatientError
-from core.workflow.risk import check_patient
+from core.workflow.risk import check_patient, risk_of_rows
 
 
 @dataclass
@@ -49,7 +49,7 @@ def similar_patients(model, values: dict, cohort_df: pd.DataFrame, outcome=None,
     distance = np.sqrt(((X - x) ** 2).sum(axis=1))
     k = min(int(k), len(distance))
     nearest = np.lexsort((np.arange(len(distance)), distance))[:k]
-    risks = model.predict_risk_raw(raw_cohort[nearest])
+    risks = risk_of_rows(model, raw_cohort[nearest])  # inputs not measured: over their plausible values
     table = cohort_df.iloc[nearest][pre.feature_names].reset_index(drop=True)
     table.insert(0, "distance", distance[nearest])
     table.insert(0, "row", nearest + 1)
@@ -63,4 +63,4 @@ def similar_patients(model, values: dict, cohort_df: pd.DataFrame, outcome=None,
         rate = float("nan")
     table["risk"] = risks
     return SimilarPatients(table=table, outcome_rate=rate, mean_risk=float(np.mean(risks)),
-                           patient_risk=float(model.predict_risk_raw(raw_patient)[0]), k=k)
+                           patient_risk=float(risk_of_rows(model, raw_patient)[0]), k=k)

@@ -208,3 +208,11 @@ def test_a_risk_curve_of_a_value_not_measured_marks_no_value():
     curve = pd.DataFrame({"value": [100.0, 150.0], "risk": [0.3, 0.2]})
     assert sensitivity_strip(curve, 120.0, "Max heart rate").layout.shapes
     assert not sensitivity_strip(curve, None, "Max heart rate").layout.shapes  # no "now" at a filled-in value
+
+
+def test_similar_patients_show_the_same_estimate(model, cleveland, missing_rows):
+    from core.workflow import similar_patients
+    df = cleveland.df.reset_index(drop=True)
+    values = patient_from_row(model, df, missing_rows[1])
+    similar = similar_patients(model, values, df, cleveland.y, k=5)
+    assert abs(similar.patient_risk - patient_risk(model, values, with_reasons=False).risk) < 1e-9
