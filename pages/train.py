@@ -23,7 +23,7 @@ from core.workflow import card_extra, cohort_summary, option_names
 from core.model import delete_model, list_models, save_model
 from ui import figures
 from ui.i18n import lang, t
-from ui.jobs import TrainingJob
+from ui.jobs import TrainingJob, progress_text
 from ui.models import activate_saved, info_from_meta
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_title, forget_saved_bundles, load_saved_bundle
@@ -69,8 +69,8 @@ def live_progress() -> None:
         st.rerun()  # the whole page: the sidebar and the results show the new model
     snap = job.snapshot()
     total = job.config.epochs
-    st.progress(min(snap["epoch"] / total, 1.0),
-                text=t("train.progress", epoch=snap["epoch"], epochs=total, seconds=f"{snap['elapsed']:.0f}"))
+    # Over the whole job: an ensemble's later networks used to run under a full bar (issue 16.6)
+    st.progress(snap["fraction"], text=progress_text(snap, total))
     if snap["history"].get("loss"):
         cols = st.columns(3)
         for col, metric in zip(cols, ("loss", "accuracy", "auc")):

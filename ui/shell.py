@@ -17,6 +17,7 @@ import streamlit as st
 
 from ui.auth import read_secrets, require_login
 from ui.i18n import LANGUAGES, t
+from ui.jobs import progress_text
 from ui.models import adopt_finished_job
 from ui.state import active_cohort, active_model, cohort_title, configure_store, init_session
 
@@ -70,11 +71,26 @@ def draw_shell(pages=None) -> None:
                          auc="—" if auc is None else f"{auc:.3f}"))
         job = st.session_state.get("train_job")
         if job is not None and job.running:
-            st.caption(t("sidebar.training", epoch=job.epoch, epochs=job.config.epochs))
+            # Redrawn every second on its own (the Train page's bar is a fragment too): the sidebar said
+            # "epoch 0" all through a run, while the page's bar moved (issue 16.6)
+            st.fragment(training_status, run_every=1.0)()
         st.warning(t("notice.decision_support"), icon=":material/medical_information:")
     st.caption(f":material/medical_information: {t('notice.short')}")
     st.html(WRAP_LABELS)
     _run.drawn = True
+
+
+def training_status() -> None:
+    """The running job's progress in the sidebar, in the Train page's words; a full run once it ends (the
+    model then shows in the sidebar on whichever page the user is)."""
+    job = st.session_state.get("train_job")
+    if job is None:
+        return
+    if job.finished:
+        if not job.adopted:
+            st.rerun()
+        return
+    st.caption(t("sidebar.training", progress=progress_text(job.snapshot(), job.config.epochs)))
 
 
 def end_run() -> None:

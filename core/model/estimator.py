@@ -62,13 +62,16 @@ class RiskModel:
     # ---- training --------------------------------------------------------------------------------
     def fit(self, df_train: pd.DataFrame, y_train, df_val: pd.DataFrame | None = None, y_val=None,
             progress: Callable[[int, dict], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> "RiskModel":
+            should_stop: Callable[[], bool] | None = None,
+            network_progress: Callable[[int, int, int], None] | None = None) -> "RiskModel":
         """Fit the preprocessing on ``df_train`` only, then train the network.
 
         Without ``df_val`` and with early stopping on, a stratified ``val_fraction`` of ``df_train`` is held
         out for early stopping (and the preprocessing is fitted on the rest).
         ``progress(epoch, metrics)`` is called after every epoch; ``should_stop()`` returning True ends
-        training after the current epoch, keeping the best weights so far.
+        training after the current epoch, keeping the best weights so far. ``network_progress(k, n, epoch)``
+        is called after every epoch of every network of the ensemble (k of n, 1-based): a page can show
+        progress over the whole job, not only over the first network (whose curves ``progress`` gets).
         """
         import keras
 
@@ -105,15 +108,22 @@ class RiskModel:
 
         self.input_reference_ = input_reference(X_metric)
         trainer = cached_trainer(n_inputs, cfg)
+        def first_progress(epoch, metrics):
+            if progress is not None:
+                progress(epoch, metrics)
+            if network_progress is not None:
+                network_progress(1, cfg.members, epoch)
+
         final, history, best_epoch = self._train_network(trainer, X_train, y_train, X_val, y_val, X_metric,
-                                                         y_metric, cfg.seed, progress, should_stop)
+                                                         y_metric, cfg.seed, first_progress, should_stop)
         self.stopped_by_user_ = bool(self._stopped)
         member_weights = [final]
         # Uncertainty ensemble: bootstrap resamples of the training split, a weight seed each.
         for k in range(1, cfg.members):
             if should_stop is not None and should_stop():
                 break
-            member_weights.append(self._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop))
+            member_weights.append(self._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop,
+                                                         network_progress))
         del X_train
         self._weights = final
         self.member_weights_ = member_weights
@@ -188,7 +198,8 @@ class RiskModel:
             best_epoch = len(history["loss"])
         return final, history, best_epoch
 
-    def _bootstrap_member(self, trainer, X_train, y_train, X_val, y_val, k: int, should_stop=None):
+    def _bootstrap_member(self, trainer, X_train, y_train, X_val, y_val, k: int, should_stop=None,
+                          network_progress=None):
         """Member k (1-based extra): a bootstrap resample of the training rows, weight seed seed + 1000k."""
         seed = self.config.seed + 1000 * k
         rng = np.random.default_rng(seed)
@@ -198,8 +209,10 @@ class RiskModel:
                 break
         Xb, yb = X_train[rows], y_train[rows]
         X_metric, y_metric = (Xb, yb) if len(yb) <= _METRIC_ROWS else (Xb[:_METRIC_ROWS], yb[:_METRIC_ROWS])
+        members = self.config.members
+        progress = None if network_progress is None else (lambda epoch, _: network_progress(k + 1, members, epoch))
         weights, _, _ = self._train_network(trainer, Xb, yb, X_val, y_val, X_metric, y_metric, seed,
-                                            should_stop=should_stop)
+                                            progress=progress, should_stop=should_stop)
         self._stopped = False
         return weights
 

@@ -25,7 +25,7 @@ class TrainResult:
 
 
 def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=None,
-                    should_stop=None) -> TrainResult:
+                    should_stop=None, network_progress=None) -> TrainResult:
     """Stratified 70/15/15 split; preprocessing and network fitted on the training split only;
     early stopping on the validation split; metrics on the untouched test split."""
     config = config or TrainConfig()
@@ -33,7 +33,7 @@ def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=
     train_idx, val_idx, test_idx = split(y, config)
     model = RiskModel(cohort.schema, config).fit(
         df.iloc[train_idx], y[train_idx], df.iloc[val_idx], y[val_idx],
-        progress=progress, should_stop=should_stop)
+        progress=progress, should_stop=should_stop, network_progress=network_progress)
     test_risk = model.predict_risk(df.iloc[test_idx])
     # 0.5 flags nobody for a 15% outcome: a rare outcome gets a threshold chosen on the training split.
     threshold, rule, _ = proposed_threshold(y[train_idx], model.predict_risk(df.iloc[train_idx]))

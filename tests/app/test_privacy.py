@@ -186,7 +186,7 @@ def test_a_failing_training_run_logs_its_type_and_stack_but_not_the_message(all_
     """An engine bug's message may quote a value: the job keeps the type name, the log the code lines."""
     from ui.jobs import TrainingJob
 
-    def train(cohort, config, progress=None, should_stop=None):
+    def train(cohort, config, progress=None, should_stop=None, network_progress=None):
         raise ValueError(f"could not convert {SENTINELS['chol']} in row 3")
 
     job = TrainingJob(cohort=None, config=None, train=train).start()

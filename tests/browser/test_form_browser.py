@@ -166,3 +166,41 @@ def test_typed_values_are_the_values_used_and_nothing_is_cut(server, browser):
                 assert seen["checked"] >= 13 and seen["cut"] == [], f"cut off at {width} px in {lang}: {seen}"
     finally:
         context.close()
+
+
+# Every text the progress bar and the sidebar's training line show during a run (a run can be short).
+RECORD_PROGRESS_JS = """() => { window.__bar = []; window.__side = [];
+    new MutationObserver(() => {
+        const bar = document.querySelector('[data-testid="stMain"] [data-testid="stProgress"]');
+        if (bar && bar.innerText) window.__bar.push(bar.innerText.trim());
+        const side = [...document.querySelectorAll('[data-testid="stSidebar"] [data-testid="stCaptionContainer"]')]
+            .map(e => e.innerText.trim()).find(s => s.startsWith(%s));
+        if (side) window.__side.push(side);
+    }).observe(document.body, {childList: true, subtree: true, characterData: true}); }"""
+
+
+def test_progress_covers_every_network_in_the_page_and_the_sidebar(server, browser):
+    """Issue 16.6: with an ensemble the bar was full at the first network's last epoch while four more
+    trained, and the sidebar said 'epoch 0' throughout."""
+    context, page = new_page(browser)
+    try:
+        open_dashboard(page, server)
+        go_to(page, "nav.train")
+        page.evaluate(RECORD_PROGRESS_JS % json.dumps(tr("sidebar.training", progress="").strip()))
+        members = int(page.get_by_test_id("stNumberInput").filter(has_text=tr("train.members")).locator("input")
+                      .input_value())
+        assert members > 1  # the dashboard's default is an ensemble
+        # every network runs 150 epochs (no early stopping): a few seconds each, long enough to watch
+        page.get_by_test_id("stNumberInput").filter(has_text=tr("train.epochs")).locator("input").fill("150")
+        page.get_by_test_id("stCheckbox").filter(has_text=tr("train.early_stopping")).locator("label").click()
+        page.get_by_test_id("stFormSubmitButton").get_by_role("button").click()
+        expect(page.get_by_role("heading", name=tr("train.results"))).to_be_visible(timeout=180_000)
+        bar, side = page.evaluate("window.__bar"), page.evaluate("window.__side")
+        beyond_first = [tr("train.progress_network", network=k, networks=members) for k in range(2, members + 1)]
+        assert any(text.startswith(tuple(beyond_first)) for text in bar), bar[-5:]  # not a full bar after one
+        left = re.compile(re.escape(tr("train.progress_left", seconds="@")).replace("@", r"\d+"))
+        assert any(left.search(text) for text in bar), bar[-5:]  # an estimate of the time left
+        # the sidebar moved too, in the same words: a network beyond the first, with its epoch
+        assert any(any(k in s for k in beyond_first) for s in side), side[-5:]
+    finally:
+        context.close()
