@@ -245,28 +245,24 @@ def _warn(problems) -> None:
 
 
 def cmd_train(args) -> int:
-    from core.model.bundle import save_bundle
+    from core.model.bundle import save_bundle, save_to_store
+    from core.workflow.model_card import cohort_summary, training_metadata
     from core.workflow.pipeline import train_on_cohort
     cohort = _cohort(args)
     _warn(cohort.problems)
     config = _config(args)
     _import_tensorflow_quietly()
     result = train_on_cohort(cohort, config)
-
-    def write(directory):
-        # The dashboard's shape of ``extra``: a bundle trained here opens on the Model card page too.
-        from core.workflow.model_card import card_extra, cohort_summary
-        save_bundle(result.model, directory, metrics=result.metrics, data_fingerprint=cohort.fingerprint,
-                    name=args.name, extra=card_extra(cohort_summary(cohort), result.sizes))
-
+    # The dashboard's metadata: a bundle trained here opens on the Model card page too.
+    meta = training_metadata(result.model, result.metrics, name=args.name, cohort=cohort_summary(cohort),
+                             sizes=result.sizes)
     if args.out:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()):  # checked before training too; a race since is still refused
             raise CoreError(f"--out {out} exists and is not empty; choose a new directory (nothing is overwritten)")
-        write(out)
+        save_bundle(result.model, out, meta=meta)
     else:
-        from core.model.store import save_model
-        out = save_model(write, args.name)
+        out = save_to_store(result.model, args.name, meta=meta)
     print(json.dumps({"bundle": str(out), "cohort": cohort.name, "synthetic": cohort.synthetic,
                       "sizes": result.sizes, "test_metrics": result.metrics}, indent=2, default=_json_default))
     return 0
@@ -468,17 +464,14 @@ def cmd_validate(args) -> int:
     report["calibration_curve"] = result.curve.round(6).to_dict(orient="records")
     if args.recalibrate:
         from core.evaluate.external import held_out_update, update_summary
-        from core.model.bundle import save_bundle
-        from core.model.store import save_model
+        from core.model.bundle import save_to_store
         updated = recalibrate_intercept(model, result)
         # The update's performance from site patients it was not fitted on (cross-fitted); these, not the
         # training split's test metrics of the model before the update, are the new bundle's metrics.
         held_out = held_out_update(model, result)
-        meta = getattr(model, "metadata_", {})
+        meta = model.metadata_
         extra = external_extra(meta, result, recalibrated=True, held_out=held_out)
-        path = save_model(lambda d: save_bundle(updated, d, metrics=held_out["metrics"],
-                                                data_fingerprint=meta.get("data_fingerprint") or "",
-                                                name=args.recalibrate, extra=extra), args.recalibrate)
+        path = save_to_store(updated, args.recalibrate, meta=meta.updated(extra=extra), metrics=held_out["metrics"])
         report["recalibrated"] = {"bundle": str(path), **update_summary(held_out)}
     if args.json:
         print(json.dumps(report, indent=2, default=_json_default))

@@ -16,7 +16,7 @@ from core.data import cleveland_url, fetch_cleveland
 from ui.common import key_figure, missing_values_frame, show_problems, show_table
 from ui.i18n import lang, lang_key, t
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_fits_model, cohort_title, set_cohort, shared_demo_cohort
+from ui.state import active_cohort, cohort_fits_model, cohort_title, session_cache, set_cohort, shared_demo_cohort
 
 SOURCES = ("demo", "upload", "uci")
 KINDS = ["numeric", "ordinal", "binary", "categorical"]
@@ -315,11 +315,7 @@ def distributions(cohort) -> list:
     """One figure per feature; another cohort's are kept in this session only, for its reruns."""
     if cohort is shared_demo_cohort():
         return demo_distributions(cohort.fingerprint, lang())
-    key = (cohort.fingerprint, lang())
-    cached = st.session_state.get("dist_cache")
-    if cached is None or cached[0] != key:
-        st.session_state["dist_cache"] = cached = (key, build_distributions(cohort))
-    return cached[1]
+    return session_cache("distributions", (cohort.fingerprint, lang()), lambda: build_distributions(cohort))
 
 
 # ---- the page ----------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ def explanation(model, cohort, size: int):
         rows = np.sort(np.random.default_rng(SAMPLE_SEED).choice(cohort.n, size=size, replace=False))
         raw = model.preprocessor_.encode(cohort.df.iloc[rows])
         started = time.perf_counter()
-        expl = explain(model.preprocessor_, model.networks_, raw, model.background_)
+        expl = explain(model.preprocessor_, model.networks_, raw, model.background_,
+                   background_weights=getattr(model, "background_weights_", None))
         cache.clear()  # one sample at a time per session: SHAP tables are the largest thing kept
         cache[key] = (expl, time.perf_counter() - started)
     return cache[key]
@@ -51,8 +52,11 @@ try:
 except CoreError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
-st.caption(t("explain.sample_note", n=len(expl), cohort=cohort_title(cohort), background=len(model.background_),
-             seconds=f"{seconds:.2f}"))
+numbers = dict(n=len(expl), cohort=cohort_title(cohort), background=len(model.background_), seconds=f"{seconds:.2f}")
+if getattr(model, "background_weights_", None) is None:  # a model saved before backgrounds were summarised
+    st.caption(t("explain.sample_note", **numbers))
+else:
+    st.caption(t("explain.sample_note_centres", **numbers))
 
 importance = global_importance(expl)
 order = list(importance.feature)

@@ -18,6 +18,7 @@ import numpy as np
 import streamlit as st
 
 from core.errors import CoreError
+from core.model import as_bundle_meta
 from core.workflow import bands_sentence, patient_from_row, patient_risk, sensitivity, typical_patient
 from core.workflow import conditional_imputer, pooled_member_risks
 from core.workflow import conflict_sentence, counterfactuals, default_modifiable, direction_conflicts, sentence
@@ -33,7 +34,7 @@ from ui.models import audit_identity
 from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.numbers import NotANumber, parse_number
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_fits_model, cohort_title
+from ui.state import active_cohort, cohort_fits_model, cohort_title, session_cache
 
 BAND_COLOURS = {"low": "green", "intermediate": "orange", "high": "red"}
 
@@ -372,25 +373,19 @@ def whatif_settings(schema) -> tuple[int, list]:
 def whatif_search(model, values: dict, key: tuple, target_pct: int, features: list, research: bool = False):
     """The counterfactual search for this patient and these settings (kept in the session: the search
     runs once per patient, not once per rerun). Returns the result, or the error's message."""
-    cache_key = (st.session_state.get("model_token"), key, target_pct, tuple(features), research)
-    cached = st.session_state.get("pt_cf_cache")
-    if cached is None or cached[0] != cache_key:
+    def search():
         try:
-            cached = (cache_key, counterfactuals(model, values, target_pct / 100, features, research=research))
+            return counterfactuals(model, values, target_pct / 100, features, research=research)
         except CoreError as exc:
-            cached = (cache_key, str(exc))
-        st.session_state["pt_cf_cache"] = cached
-    return cached[1]
+            return str(exc)
+
+    return session_cache("pt_cf", (st.session_state.get("model_token"), key, target_pct, tuple(features), research),
+                         search)
 
 
 def model_conflicts(model) -> list:
     """Where this model's average direction contradicts the clinical one (once per model and session)."""
-    token = st.session_state.get("model_token")
-    cached = st.session_state.get("pt_cf_conflicts")
-    if cached is None or cached[0] != token:
-        cached = (token, direction_conflicts(model))
-        st.session_state["pt_cf_conflicts"] = cached
-    return cached[1]
+    return session_cache("pt_cf_conflicts", st.session_state.get("model_token"), lambda: direction_conflicts(model))
 
 
 def whatif_panel(model, values: dict, key: tuple) -> None:
@@ -461,14 +456,14 @@ def similar_panel(model, values: dict, cohort, fits: bool) -> None:
 def model_name() -> str:
     """The session's model as the report and the audit trail name it."""
     info = st.session_state.get("model_info") or {}
-    meta = st.session_state.get("model_meta") or {}
-    return info.get("name") or meta.get("name") or t("sidebar.unsaved_model")
+    meta = as_bundle_meta(st.session_state.get("model_meta"))
+    return info.get("name") or meta.name or t("sidebar.unsaved_model")
 
 
 def report_panel(model, values: dict) -> None:
     """The patient's one-page report (PDF or printable HTML), with the what-if suggestions."""
     schema = model.schema
-    meta = st.session_state.get("model_meta") or {}
+    meta = as_bundle_meta(st.session_state.get("model_meta"))
     name = model_name()
     language, target_pct, features = lang(), *whatif_settings(schema)
     report_values = dict(values)

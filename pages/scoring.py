@@ -24,7 +24,7 @@ from ui.common import file_slug, need_model, show_problems
 from ui.i18n import feature_label, lang, lang_key, t
 from ui.models import audit_identity
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_title
+from ui.state import active_cohort, cohort_title, session_cache
 
 REASONS_BY_DEFAULT = 2000  # above this many patients the (slow) reasons are opt-in
 BAND_COLOURS = {"low": "#2e7d32", "intermediate": "#ef6c00", "high": "#c62828"}
@@ -37,9 +37,7 @@ def band_name(band: str) -> str:
 def prepare(source_id, load):
     """Read and check the patients once per file (or cohort) and model: a rerun (a filter moved) reuses
     them. Returns (table, name, problems) or stops the page with the reason."""
-    source_id = (source_id, lang())  # messages are in the session's language
-    cached = st.session_state.get("sc_input")
-    if cached is None or cached[0] != source_id:
+    def read_and_check():
         try:
             table, name = load()
             missing = [n for n in pre.feature_names if n not in table.columns]
@@ -58,9 +56,10 @@ def prepare(source_id, load):
                         table[col] = checked[col]
         except CoreError as exc:
             table, name, problems, error = None, None, [], str(exc)
-        cached = (source_id, table, name, problems, error)
-        st.session_state["sc_input"] = cached
-    _, table, name, problems, error = cached
+        return table, name, problems, error
+
+    key = (st.session_state.get("model_token"), source_id, lang())  # messages are in the session's language
+    table, name, problems, error = session_cache("scoring_input", key, read_and_check)
     if error:
         if name is not None:
             st.caption(t("scoring.which", name=name, n=len(table)))

@@ -7,26 +7,22 @@ bundles, core.store, core.bundle_zip. TensorFlow is imported by the engine when 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from pydantic import ValidationError
 
-from core.model import bundle_to_zip, extract_bundle_zip
 from core.errors import CoreError
 from core.metrics import binary_metrics, calibration_table, roc_frame
-from core.model import TrainConfig
-from core.workflow import card_extra, cohort_summary, option_names
-from core.model import delete_model, list_models, save_model
+from core.model import TrainConfig, as_bundle_meta, bundle_to_zip, delete_model, import_bundle_zip, list_models
+from core.workflow import cohort_summary, option_names, training_metadata
 from ui import figures
 from ui.i18n import lang, t
 from ui.jobs import TrainingJob, progress_text
-from ui.models import activate_saved, info_from_meta
+from ui.models import activate_saved, save_and_activate, show_store_error
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_title, forget_saved_bundles, load_saved_bundle
+from ui.state import active_cohort, cohort_title, forget_saved_bundles
 
 DEFAULT = TrainConfig()
 DASHBOARD_MEMBERS = 5  # networks in the uncertainty ensemble: ~3x one fit's time, gives every risk a range
@@ -170,7 +166,7 @@ def results_panel() -> None:
     if model is None:
         return
     result = st.session_state.get("train_result")
-    meta = st.session_state.get("model_meta") or {}
+    meta = as_bundle_meta(st.session_state.get("model_meta"))
     st.subheader(t("train.results"))
     history = getattr(model, "history_", None) or {}
     if history.get("loss"):
@@ -179,7 +175,7 @@ def results_panel() -> None:
             col.plotly_chart(figures.training_curve(history, metric, best_epoch=model.best_epoch_), key=f"final_{metric}",
                              config={"displayModeBar": False})
     if result is None:  # a loaded bundle keeps its metrics, not the test patients' risks
-        metrics = meta.get("metrics") or {}
+        metrics = meta.metrics
         st.caption(t("train.stored_metrics"))
         metric_grid(metrics)
         return
@@ -233,34 +229,18 @@ def save_panel(cohort) -> None:
     info = st.session_state.get("model_info") or {}
     if model is None or info.get("source") != "trained":
         return
-    result = st.session_state.get("train_result")
-    meta = st.session_state.get("model_meta") or {}
+    meta = st.session_state.get("model_meta")
     st.subheader(t("train.save_title"))
     name = st.text_input(t("train.save_name"), value=st.session_state.get("save_name_default", "heart-mlp"),
                          max_chars=64, help=t("train.save_name_help"))
     if st.button(t("train.save"), icon=":material/save:"):
-        metrics = result.metrics if result is not None else meta.get("metrics", {})
-        extra = meta.get("extra") or card_extra(cohort_summary(cohort))
-
-        def write(directory):
-            from core.model import save_bundle
-            save_bundle(model, directory, metrics, extra["cohort"]["fingerprint"], name.strip(), extra=extra)
-
-        try:
-            path = save_model(write, name)
-            saved = load_saved_bundle(path)
-        except CoreError as exc:
-            st.error(str(exc), icon=":material/error:")
-            return
-        except OSError as exc:
-            st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
-            return
-        info = info_from_meta(saved.metadata_, "store", path)
+        if meta is None:  # no session metadata (should not happen): describe the model from the cohort
+            meta = training_metadata(model, {}, name=None, cohort=cohort_summary(cohort))
         # The session keeps the trained object (and its test results); the card now reads the saved metadata.
-        st.session_state["model_info"] = info
-        st.session_state["model_meta"] = saved.metadata_
-        st.session_state["store_note"] = t("train.saved_note", name=name.strip(), version=path.name)
-        st.rerun()
+        path = save_and_activate(model, name, as_bundle_meta(meta))
+        if path is not None:
+            st.session_state["store_note"] = t("train.saved_note", name=name.strip(), version=path.name)
+            st.rerun()
 
 
 def store_panel() -> None:
@@ -270,8 +250,8 @@ def store_panel() -> None:
         st.success(note, icon=":material/check_circle:")
     try:
         models = list_models()
-    except OSError as exc:
-        st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
+    except (CoreError, OSError) as exc:
+        show_store_error(exc)
         return
     if not models:
         st.caption(t("train.no_saved"))
@@ -284,8 +264,8 @@ def store_panel() -> None:
         if c1.button(t("train.load"), icon=":material/upload_file:"):
             try:
                 activate_saved(entry["path"])
-            except CoreError as exc:
-                st.error(str(exc), icon=":material/error:")
+            except (CoreError, OSError) as exc:
+                show_store_error(exc)
             else:
                 st.session_state["store_note"] = t("train.loaded_note", name=entry["name"], version=entry["path"].name)
                 st.rerun()
@@ -308,12 +288,10 @@ def store_panel() -> None:
         import_name = st.text_input(t("train.import_name"), key="import_name", help=t("train.import_name_help"))
         if upload is not None and st.button(t("train.import"), icon=":material/input:"):
             try:
-                path = import_bundle(upload.getvalue(), import_name)
+                path = import_bundle_zip(upload.getvalue(), import_name)
                 activate_saved(path)
-            except CoreError as exc:
-                st.error(str(exc), icon=":material/error:")
-            except OSError as exc:
-                st.error(t("train.store_error", reason=exc.strerror or type(exc).__name__), icon=":material/error:")
+            except (CoreError, OSError) as exc:
+                show_store_error(exc)
             else:
                 st.session_state["store_note"] = t("train.imported_note", version=path.name)
                 st.rerun()
@@ -333,16 +311,6 @@ def delete_version(path: Path, name: str) -> None:
     if info.get("path") == str(path):
         info["path"] = None  # the model stays in this session; it is no longer in the store
     st.session_state["store_note"] = t("train.deleted_note", name=name, version=path.name)
-
-
-def import_bundle(data: bytes, name: str) -> Path:
-    """Unpack safely, verify by loading (hashes, safe mode, layer allowlist), then add to the store."""
-    from core.model import load_bundle
-    with tempfile.TemporaryDirectory(prefix="bundle-import-") as tmp:
-        bundle_dir = extract_bundle_zip(data, Path(tmp) / "unpacked")
-        model = load_bundle(bundle_dir)
-        name = (name or "").strip() or str(model.metadata_.get("name") or "imported-model")
-        return save_model(lambda target: shutil.copytree(bundle_dir, target), name)
 
 
 # ---- the page ----------------------------------------------------------------------------------

@@ -34,36 +34,30 @@ from core.metrics import (
     threshold_summary,
     useful_ranges,
 )
-from core.model import BandCutoffs, band_summary, model_bands, save_model
+from core.model import BandCutoffs, as_bundle_meta, band_summary, model_bands, model_meta
 from core.workflow import bands_sentence, useful_ranges_text
 from ui.common import need_model, show_table
 from ui.i18n import lang, lang_key, t
-from ui.models import activate_saved
+from ui.models import save_and_activate
 from ui.shell import ensure_shell
-from ui.state import active_cohort, set_model
+from ui.state import active_cohort, session_cache, set_model
 
 ensure_shell()  # when this page runs without app.py
 st.title(t("trust.title"))
 st.caption(t("trust.intro"))
 model = need_model()
 cohort = active_cohort()
-# A copy: a saved model's metadata is shared read-only between sessions; changes go back through the session.
-meta = copy.deepcopy(st.session_state.get("model_meta") or {})
+# A saved model's metadata is shared read-only between sessions: changes are copies (BundleMeta.updated)
+# that go back through the session.
+meta = as_bundle_meta(st.session_state.get("model_meta"))
 info = st.session_state.get("model_info") or {}
 token = st.session_state.get("model_token")
-fingerprint = meta.get("data_fingerprint") or ((meta.get("extra") or {}).get("cohort") or {}).get("fingerprint")
+fingerprint = meta.fingerprint
 
 
 def cached(name: str, key, compute):
     """A value computed once per (model, cohort, key) in this session."""
-    slot = f"trust_cache_{name}"
-    full_key = (token, cohort.fingerprint, key)
-    hit = st.session_state.get(slot)
-    if hit is not None and hit[0] == full_key:
-        return hit[1]
-    value = compute()
-    st.session_state[slot] = (full_key, value)
-    return value
+    return session_cache(f"trust_{name}", (token, cohort.fingerprint, key), compute)
 
 
 def method_name(method: str) -> str:
@@ -92,13 +86,13 @@ def figure(fig, key: str) -> None:
 
 def adopt(updated, note: str) -> None:
     """Make a recalibrated / grown copy the session's model (unsaved until the user saves it)."""
-    new_meta = copy.deepcopy(meta)
-    new_meta["calibration"] = updated.calibration_.to_dict()
-    new_meta["members"] = [f"member {k + 1}" for k in range(updated.n_members_)]
-    new_meta["config"] = updated.config.model_dump(mode="json")
+    metrics = meta.metrics
     if splits is not None:
         df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
-        new_meta["metrics"] = binary_metrics(y[splits.test], updated.predict_risk(df.iloc[splits.test]))
+        metrics = binary_metrics(y[splits.test], updated.predict_risk(df.iloc[splits.test]))
+    # What the model is (calibration, members...) from the model; its story (cohort, checks) carried over.
+    new_meta = model_meta(updated, name=None, metrics=metrics, data_fingerprint=fingerprint,
+                          extra=meta.extra.model_dump(exclude_none=True))
     new_info = {**info, "source": "trained", "name": None}
     set_model(updated, new_info, new_meta)
     st.session_state["trust_note"] = note
@@ -113,20 +107,10 @@ def save_panel(key: str) -> None:
         name = st.text_input(t("trust.save_name"), value=st.session_state.get("save_name_default", "heart-mlp"),
                              max_chars=64)
         if st.form_submit_button(t("trust.save"), icon=":material/save:"):
-            extra = meta.get("extra") or {}
-
-            def write(directory):
-                from core.model import save_bundle
-                save_bundle(model, directory, meta.get("metrics") or {}, fingerprint or "", name.strip(), extra=extra)
-
-            try:
-                path = save_model(write, name)
-                activate_saved(path)
-            except CoreError as exc:
-                st.error(str(exc), icon=":material/error:")
-                return
-            st.session_state["trust_note"] = t("trust.saved", name=name.strip(), version=path.name)
-            st.rerun()
+            path = save_and_activate(model, name, meta)
+            if path is not None:
+                st.session_state["trust_note"] = t("trust.saved", name=name.strip(), version=path.name)
+                st.rerun()
 
 
 def band_label(band: str) -> str:
@@ -164,9 +148,7 @@ def bands_panel(y, risk) -> None:
             chosen = BandCutoffs(low / 100, high / 100, set_by=who.strip(), set_utc=now)
             updated = copy.copy(model)  # the stored model is shared between sessions: never changed in place
             updated.bands_ = chosen
-            new_meta = copy.deepcopy(meta)
-            new_meta["bands"] = chosen.to_dict()
-            set_model(updated, {**info, "source": "trained", "name": None}, new_meta)
+            set_model(updated, {**info, "source": "trained", "name": None}, meta.updated(bands=chosen.to_dict()))
             st.session_state["trust_note"] = t("trust.bands_set", sentence=bands_sentence(chosen, lang()))
             st.rerun()
 
@@ -189,9 +171,9 @@ if splits is not None:
     # What the model card reports from these checks (saved with the model when it is saved).
     from core.evaluate import trust_summary
     summary = cached("summary", lang(), lambda: trust_summary(model, df_test, y_test, lang()))
-    if (meta.get("extra") or {}).get("trust") != summary:
-        meta.setdefault("extra", {})["trust"] = summary
-        st.session_state["model_meta"] = copy.deepcopy(meta)
+    if meta.extra.trust != summary:
+        meta = meta.updated(extra={**meta.extra.model_dump(), "trust": summary})
+        st.session_state["model_meta"] = meta
     outcome = model.schema.outcome_name(lang())  # None: the UCI wording ("with disease")
     st.caption(t("trust.on_test_outcome", n=len(y_test), events=int(y_test.sum()), outcome=outcome) if outcome
                else t("trust.on_test", n=len(y_test), events=int(y_test.sum())))
@@ -386,12 +368,12 @@ with tabs[3]:
             recorded = st.session_state.setdefault("trust_external_recorded", set())
             if (token, upload.file_id) not in recorded:  # the card lists every external validation run
                 recorded.add((token, upload.file_id))
-                meta["extra"] = external_extra(meta, result)
-                st.session_state["model_meta"] = copy.deepcopy(meta)
+                meta = meta.updated(extra=external_extra(meta, result))
+                st.session_state["model_meta"] = meta
             st.subheader(t("trust.ext_recalibrate_title"))
             st.caption(t("trust.ext_recalibrate_help"))
             with st.form("trust_ext_recalibrate"):
-                name = st.text_input(t("trust.save_name"), value=f"{(meta.get('name') or 'heart-mlp')}-site"[:64],
+                name = st.text_input(t("trust.save_name"), value=f"{(meta.name or 'heart-mlp')}-site"[:64],
                                      max_chars=64)
                 if st.form_submit_button(t("trust.ext_recalibrate"), icon=":material/save:"):
                     try:
@@ -399,25 +381,19 @@ with tabs[3]:
                         # Its metrics come from site patients the update was not fitted on (cross-fitted),
                         # not from the training split's test patients of the model before the update.
                         held_out = held_out_update(model, result)
-                        extra = external_extra(meta, result, recalibrated=True, held_out=held_out)
-
-                        def write(directory):
-                            from core.model import save_bundle
-                            save_bundle(updated, directory, held_out["metrics"], fingerprint or "",
-                                        name.strip(), extra=extra)
-
-                        path = save_model(write, name)
-                        activate_saved(path)
                     except CoreError as exc:
                         st.error(str(exc), icon=":material/error:")
                     else:
-                        after = held_out["calibration"]
-                        st.session_state["trust_note"] = (
-                            t("trust.saved", name=name.strip(), version=path.name) + " " +
-                            t("trust.ext_after", n=held_out["n"], citl=num(after["calibration_intercept"], 2),
-                              mean=pct(after["mean_risk"], 1), observed=pct(after["observed_rate"], 1),
-                              brier=num(after["brier"])))
-                        st.rerun()
+                        extra = external_extra(meta, result, recalibrated=True, held_out=held_out)
+                        path = save_and_activate(updated, name, meta.updated(extra=extra, metrics=held_out["metrics"]))
+                        if path is not None:
+                            after = held_out["calibration"]
+                            st.session_state["trust_note"] = (
+                                t("trust.saved", name=name.strip(), version=path.name) + " " +
+                                t("trust.ext_after", n=held_out["n"], citl=num(after["calibration_intercept"], 2),
+                                  mean=pct(after["mean_risk"], 1), observed=pct(after["observed_rate"], 1),
+                                  brier=num(after["brier"])))
+                            st.rerun()
 
 # ---- 5. glass-box second opinion -------------------------------------------------------------------
 with tabs[4]:

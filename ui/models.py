@@ -1,4 +1,5 @@
-"""Which model the session uses: a finished training run, or a saved bundle from the store."""
+"""Which model the session uses: a finished training run, or a saved bundle from the store; and the one
+way a model is saved to the store (from the Train and Trust pages), with one way of reporting failures."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.errors import CoreError
+from core.model import BundleMeta, as_bundle_meta, save_to_store
 from core.workflow import cohort_summary, training_metadata
 from ui.i18n import t
 from ui.state import load_saved_bundle, set_model
@@ -20,12 +23,12 @@ def created_text(iso: str | None) -> str:
         return iso
 
 
-def info_from_meta(meta: dict, source: str, path: Path | None = None) -> dict:
+def info_from_meta(meta: BundleMeta, source: str, path: Path | None = None) -> dict:
     """What the sidebar shows: name (None = not saved yet), created, test AUC; and where it came from.
     A saved version also gets its store name, version number and content hash (the audit trail's id)."""
-    info = {"name": meta.get("name"), "created": created_text(meta.get("created_utc")),
-            "test_auc": (meta.get("metrics") or {}).get("roc_auc"), "source": source,
-            "path": str(path) if path else None}
+    meta = as_bundle_meta(meta)
+    info = {"name": meta.name, "created": created_text(meta.created_utc), "test_auc": meta.test_auc,
+            "source": source, "path": str(path) if path else None}
     if path is not None:
         from core.model import bundle_digest, version_label  # the store alone: no TensorFlow
         path = Path(path)
@@ -39,8 +42,8 @@ def info_from_meta(meta: dict, source: str, path: Path | None = None) -> dict:
 def audit_identity() -> dict:
     """The session's model as the audit trail names it: model, version, model_id (core.workflow.make_record)."""
     info = st.session_state.get("model_info") or {}
-    meta = st.session_state.get("model_meta") or {}
-    return {"model": info.get("store_name") or info.get("name") or meta.get("name") or t("sidebar.unsaved_model"),
+    meta = as_bundle_meta(st.session_state.get("model_meta"))
+    return {"model": info.get("store_name") or info.get("name") or meta.name or t("sidebar.unsaved_model"),
             "version": info.get("version"), "model_id": info.get("model_id")}
 
 
@@ -50,6 +53,35 @@ def activate_saved(path: Path) -> None:
     model = load_saved_bundle(path)
     meta = model.metadata_
     set_model(model, info_from_meta(meta, "store", path), meta)
+
+
+def show_store_error(exc: Exception) -> None:
+    """A store operation's failure as one line: ours as written, the system's (a full disk, no
+    permission) by its reason, never a traceback."""
+    if isinstance(exc, CoreError):
+        st.error(str(exc), icon=":material/error:")
+    else:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        st.error(t("train.store_error", reason=reason), icon=":material/error:")
+
+
+def save_and_activate(model, name: str, meta: BundleMeta | None) -> Path | None:
+    """Save ``model`` as a new version of ``name`` and make the saved version the session's model: its
+    metadata (as read back from the store, so verified) and name. When ``model`` already is the session's
+    model it stays (with its test results); else the saved bundle takes its place. Failures are shown
+    (st.error) and give None; the session is then unchanged."""
+    try:
+        path = save_to_store(model, name, meta=meta)
+        saved = load_saved_bundle(path)
+    except (CoreError, OSError) as exc:
+        show_store_error(exc)
+        return None
+    if st.session_state.get("model") is model:
+        st.session_state["model_info"] = info_from_meta(saved.metadata_, "store", path)
+        st.session_state["model_meta"] = saved.metadata_
+    else:
+        activate_saved(path)
+    return path
 
 
 def adopt_finished_job() -> None:

@@ -62,6 +62,28 @@ def set_cohort(cohort: Cohort) -> None:
     """Make ``cohort`` this session's cohort. The model stays: it may still fit the new cohort."""
     st.session_state["cohort"] = cohort
     st.session_state["explain_cache"] = {}
+    _drop_session_caches()
+
+
+_CACHE_PREFIX = "session_cache_"
+
+
+def session_cache(name: str, key, compute):
+    """``compute()``, kept in this session under ``name`` while ``key`` stays the same (one value per
+    name: a new key replaces the old value). Keys say what the value depends on, e.g. the model's token
+    and the cohort's fingerprint; a new model or cohort drops every cached value."""
+    slot = _CACHE_PREFIX + name
+    hit = st.session_state.get(slot)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = compute()
+    st.session_state[slot] = (key, value)
+    return value
+
+
+def _drop_session_caches() -> None:
+    for slot in [k for k in st.session_state if str(k).startswith(_CACHE_PREFIX)]:
+        del st.session_state[slot]
 
 
 def active_model():
@@ -69,8 +91,9 @@ def active_model():
     return st.session_state.get("model"), st.session_state.get("model_info")
 
 
-def set_model(model, info: dict, meta: dict, train_result=None) -> None:
-    """Make ``model`` this session's model; everything computed for the previous one is dropped."""
+def set_model(model, info: dict, meta, train_result=None) -> None:
+    """Make ``model`` this session's model (``meta``: its core.model.BundleMeta); everything computed for
+    the previous one is dropped."""
     token = uuid.uuid4().hex
     if info.get("source") != "store":  # trained or changed here: the audit trail still tells it apart
         info = {**info, "model_id": f"unsaved:{token}", "store_name": None, "version": None}
@@ -80,6 +103,7 @@ def set_model(model, info: dict, meta: dict, train_result=None) -> None:
     st.session_state["model_token"] = token
     st.session_state["train_result"] = train_result
     st.session_state["explain_cache"] = {}
+    _drop_session_caches()
     for key in [k for k in st.session_state if str(k).startswith("pt_")]:
         del st.session_state[key]  # the what-if form is rebuilt for the new model's features
 

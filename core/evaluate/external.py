@@ -29,6 +29,7 @@ from core.metrics.calibration import calibration_curve_ci, calibration_summary
 from core.metrics.decision import decision_curve
 from core.metrics.discrimination import binary_metrics
 from core.metrics.intervals import auc_interval
+from core.model.meta import as_bundle_meta
 from core.model.recalibration import Calibration
 
 PREVALENCE_GAP = 0.10  # absolute difference from the training prevalence worth a message
@@ -204,12 +205,13 @@ def update_summary(held_out: dict) -> dict:
             "ece": c["ece"], "mean_risk": c["mean_risk"], "observed_rate": c["observed_rate"]}
 
 
-def external_extra(meta: dict | None, result: ExternalResult, recalibrated: bool = False,
+def external_extra(meta, result: ExternalResult, recalibrated: bool = False,
                    held_out: dict | None = None) -> dict:
-    """save_bundle's ``extra`` with this external validation appended to ``external_validations``; with
-    ``held_out`` (held_out_update) also the updated model's held-out site performance (``after_update`` of
-    the entry, and ``site_update``: what the updated model's card reports as its metrics)."""
-    extra = copy.deepcopy((meta or {}).get("extra") or {})
+    """The ``extra`` of ``meta`` (a BundleMeta, or a dict of its shape) with this external validation
+    appended to ``external_validations`` (a new dict; ``meta`` is not changed); with ``held_out``
+    (held_out_update) also the updated model's held-out site performance (``after_update`` of the entry,
+    and ``site_update``: what the updated model's card reports as its metrics)."""
+    extra = copy.deepcopy(as_bundle_meta(meta).extra.model_dump(exclude_none=True))
     entry = result.summary()
     entry["recalibrated"] = bool(recalibrated)
     if held_out is not None:

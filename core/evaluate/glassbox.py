@@ -167,7 +167,8 @@ def compare_global(model, glass: GlassBox, df: pd.DataFrame, lang: str = "en") -
     sign of the coefficient for logistic regression."""
     pre = model.preprocessor_
     raw = pre.encode(df)
-    expl = explain(pre, model.networks_, raw, model.background_)
+    expl = explain(pre, model.networks_, raw, model.background_,
+                   background_weights=getattr(model, "background_weights_", None))
     mlp = np.abs(expl.shap_values).mean(axis=0)
     contrib = glass.contributions(df)
     names = pre.feature_names

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,13 +160,21 @@ class OODResult:
     share: list[float] = field(default_factory=list)   # their share of the distance
 
 
+_REBUILT_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _reference(model) -> dict:
+    """The model's out-of-distribution reference; for a bundle saved before it existed, rebuilt from the
+    stored training background and kept here (never written onto the model: a loaded bundle is shared
+    read-only between sessions)."""
     ref = getattr(model, "input_reference_", None)
     if ref is None or ref.get("method") != OOD_METHOD:
         # A bundle saved before the reference existed, or with the in-sample threshold (too low: it
         # flagged 2-3% of new patients, not 1%): rebuilt from the stored training background rows.
-        ref = input_reference(model.preprocessor_.transform_raw(model.background_))
-        model.input_reference_ = ref
+        ref = _REBUILT_REFERENCES.get(model)
+        if ref is None:
+            ref = input_reference(model.preprocessor_.transform_raw(model.background_))
+            _REBUILT_REFERENCES[model] = ref
     return ref
 
 

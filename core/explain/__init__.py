@@ -7,6 +7,7 @@ from core.explain.explanation import (
     global_importance,
     shap_frame,
 )
+from core.explain.background import REASON_TOLERANCE, summarise_background
 from core.explain.reasons import Reason, reasons, reasons_frame
 from core.explain.shapley import (
     MAX_AUTO_EXACT,
@@ -17,6 +18,8 @@ from core.explain.shapley import (
 )
 
 __all__ = [
+    "REASON_TOLERANCE",
+    "summarise_background",
     "MAX_BACKGROUND",
     "Explanation",
     "background_sample",

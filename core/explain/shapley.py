@@ -51,7 +51,8 @@ _BLOCK = 1 << 17
 
 def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], rows_raw: np.ndarray,
             background_raw: np.ndarray, method: str = "auto", n_permutations: int = 64,
-            seed: int = 0, n_threads: int | None = None, precision: str = "float64") -> Explanation:
+            seed: int = 0, n_threads: int | None = None, precision: str = "float64",
+            background_weights: np.ndarray | None = None) -> Explanation:
     """Interventional SHAP values of the predicted probability for each row of ``rows_raw``.
 
     preprocessor: the fitted Preprocessor of the model (raw matrix -> network inputs).
@@ -67,6 +68,9 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
         results are identical for any number of threads.
     precision: "float64" (default: additivity to ~1e-15, the numbers every page and command show) or
         "float32" for the exact method's coalition games (additivity to ~1e-7; measured in bench/_batch.py).
+    background_weights: (B,) positive weights of the background rows (e.g. cluster centres weighted by
+        their patients, core.model.privacy); None: equal. Interventional Shapley values are an average
+        over background rows, so the weighted average is exact for a weighted background.
 
     Values are on the probability scale and ``base_value + shap_values.sum(1) == output`` to 1e-9.
     """
@@ -78,6 +82,12 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
     background = _as_matrix(background_raw, p, "background_raw")
     if background.shape[0] == 0:
         raise ValueError("the background needs at least one row")
+    weights = None
+    if background_weights is not None:
+        weights = np.asarray(background_weights, dtype=np.float64).reshape(-1)
+        if weights.shape[0] != background.shape[0] or not np.all(weights > 0) or not np.all(np.isfinite(weights)):
+            raise ValueError("background_weights needs one positive weight per background row")
+        weights = weights / weights.sum()
     if method == "auto":
         method = "exact" if p <= MAX_AUTO_EXACT else "permutation"
     if method == "exact" and p > MAX_EXACT:
@@ -92,11 +102,11 @@ def explain(preprocessor: Preprocessor, networks: Network | Sequence[Network], r
         n_threads = _cpu_count() if rows.shape[0] >= 64 else 1
     with single_thread_blas():
         return _explain(preprocessor, nets, rows, background, method, perms, max(1, int(n_threads)),
-                        np.dtype(precision))
+                        np.dtype(precision), weights)
 
 
 def _explain(preprocessor, nets, rows, background, method, perms, n_threads,
-             dtype=np.dtype(np.float64)) -> Explanation:
+             dtype=np.dtype(np.float64), weights=None) -> Explanation:
     p = len(preprocessor.features)
     # Encoded once (network-independent), multiplied by each network's first layer below.
     enc_rows = [preprocessor.encode_feature_values(j, rows[:, j]) for j in range(p)]
@@ -113,8 +123,10 @@ def _explain(preprocessor, nets, rows, background, method, perms, n_threads,
         cb = _contributions(enc_back, W1, slices)  # (B, p, h1)
         start = b1 + cb.sum(axis=1)  # first-layer pre-activation of each background row
         output += net.proba_from_first(b1 + cx.sum(axis=1))
-        base += float(np.mean(net.proba_from_first(start)))
-        solve = partial(_exact, dtype=dtype) if method == "exact" else partial(_permutation, perms=perms)
+        back_out = net.proba_from_first(start)
+        base += float(np.mean(back_out) if weights is None else weights @ back_out)
+        solve = (partial(_exact, dtype=dtype, weights=weights) if method == "exact"
+                 else partial(_permutation, perms=perms, weights=weights))
         phi += _by_rows(solve, net, cx, cb, start, n_threads)
     k = len(nets)
     return Explanation(shap_values=phi / k, base_value=base / k, output=output / k,
@@ -165,7 +177,7 @@ def shapley_weights(q: int) -> np.ndarray:
 
 
 def _exact(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray,
-           dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
+           dtype: np.dtype = np.dtype(np.float64), weights: np.ndarray | None = None) -> np.ndarray:
     """Exact interventional Shapley values of one network, (n, p); the games in ``dtype``."""
     n, p, h1 = cx.shape
     B = cb.shape[0]
@@ -195,7 +207,9 @@ def _exact(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray,
                 z = _coalitions(start[pr % B], d, forward.first_buffer((1 << q) * pr.size))
                 v = forward.proba(z).reshape(pr.size, 1 << q)  # (pair, coalition)
                 phi_pairs[pr[:, None], pl] = v @ A
-        phi[r0:r1] = phi_pairs.reshape(r1 - r0, B, p).mean(axis=1)
+        per_background = phi_pairs.reshape(r1 - r0, B, p)
+        phi[r0:r1] = (per_background.mean(axis=1) if weights is None
+                      else np.einsum("rbp,b->rp", per_background, weights))
     return phi
 
 
@@ -233,7 +247,7 @@ def _antithetic_permutations(p: int, n_permutations: int, seed: int) -> np.ndarr
 
 
 def _permutation(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray,
-                 perms: np.ndarray) -> np.ndarray:
+                 perms: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Permutation-sampled Shapley values of one network, (n, p); each permutation telescopes exactly."""
     n, p, h1 = cx.shape
     B = cb.shape[0]
@@ -259,8 +273,9 @@ def _permutation(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray
             for t in range(p):
                 np.add(z[..., t, :], delta[..., perms[:, t]], out=z[..., t + 1, :])
             v = forward.proba(flat).reshape(r, b1 - b0, p + 1, P)
-            value_sum += v.sum(axis=1)
-        marginal = np.diff(value_sum / B, axis=1)  # (r, p, P): contribution of the feature added at step t
+            value_sum += (v.sum(axis=1) if weights is None
+                          else np.einsum("rbtk,b->rtk", v, weights[b0:b1]))
+        marginal = np.diff(value_sum / B if weights is None else value_sum, axis=1)  # (r, p, P): contribution of the feature added at step t
         by_feature = np.take_along_axis(marginal, np.broadcast_to(inverse.T, marginal.shape), axis=1)
         phi[r0:r1] = by_feature.mean(axis=2)
     return phi

@@ -1,7 +1,14 @@
 """The risk model: configuration, preprocessing, the Keras trainer, the numpy network, recalibration, bundles and the store."""
 
 from core.model.bands import DEFAULT_BANDS, BandCutoffs, band_summary, model_bands, risk_band
-from core.model.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_bundle, save_bundle
+from core.model.bundle import (
+    import_bundle_zip,
+    load_bundle,
+    model_meta,
+    save_bundle,
+    save_to_store,
+    verify_bundle,
+)
 from core.model.bundle_zip import (
     BUNDLE_MARKER,
     MAX_BYTES,
@@ -16,7 +23,16 @@ from core.model.estimator import (
     BACKGROUND_ROWS,
     RiskModel,
     add_members,
+    bootstrap_rows,
     input_reference,
+)
+from core.model.meta import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    SIGNING_KEY_ENV,
+    BundleExtra,
+    BundleMeta,
+    as_bundle_meta,
 )
 from core.model.network import ACTIVATIONS, Network
 from core.model.preprocess import Preprocessor
@@ -78,11 +94,20 @@ __all__ = [
     "BACKGROUND_ROWS",
     "RiskModel",
     "add_members",
+    "bootstrap_rows",
     "input_reference",
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
+    "SIGNING_KEY_ENV",
+    "BundleExtra",
+    "BundleMeta",
+    "as_bundle_meta",
+    "model_meta",
     "save_bundle",
     "load_bundle",
+    "verify_bundle",
+    "save_to_store",
+    "import_bundle_zip",
     "NAME",
     "configure_root",
     "store_root",

@@ -1,12 +1,13 @@
 """A bundle is one directory (``model.keras``, ``preprocess.json``, ``metadata.json``), written atomically,
 hashed, and loaded with Keras safe mode plus an allowlist of layer classes. Nothing is pickled.
 
-Save, verify and load bundles.
+Save, verify and load bundles. The metadata's shape and its integrity fields are core.model.meta's.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -18,18 +19,24 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from core.data.schema import Schema
 from core.errors import BundleError
 from core.model.bands import BandCutoffs, model_bands
+from core.model.bundle_zip import extract_bundle_zip
 from core.model.config import TrainConfig
 from core.model.estimator import RiskModel
+from core.model.meta import (BUNDLE_FORMAT, BUNDLE_VERSION, READABLE_VERSIONS, BundleMeta, metadata_digest,
+                             migrate, seal, sign, signing_key)
 from core.model.preprocess import Preprocessor
+from core.model.privacy import MIN_CLUSTER_ROWS, RANGE_PERCENTILES, cluster_background
 from core.model.recalibration import Calibration
+from core.model.store import check_name, save_model
 
-BUNDLE_FORMAT = "heart-risk-bundle"
-BUNDLE_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+FALLBACK_CENTRES = 30  # core.explain.background measured 30 centres within its tolerance on the demo model
+
+
 _ALLOWED_LAYERS = {"InputLayer", "Dense", "Dropout"}
 _MODEL_FILE, _PREPROCESS_FILE, _METADATA_FILE = "model.keras", "preprocess.json", "metadata.json"
 
@@ -100,11 +107,72 @@ def _is_bundle(directory: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT
 
 
-def save_bundle(model: RiskModel, directory, metrics: dict, data_fingerprint: str, name: str,
-                extra: dict | None = None) -> Path:
+def model_meta(model: RiskModel, *, name: str | None = None, metrics: dict | None = None,
+               data_fingerprint: str | None = None, extra: dict | None = None,
+               created_utc: str | None = None) -> BundleMeta:
+    """The metadata of ``model``: what it is (members, calibration, configuration, history, background...)
+    read from the model itself, and what it is called and how it scored from the arguments."""
+    calibration = getattr(model, "calibration_", None) or Calibration()
+    history = getattr(model, "history_", {}) or {}
+    background = getattr(model, "background_", None)
+    weights = getattr(model, "background_weights_", None)
+    disclosure = getattr(model, "disclosure_", None)
+    if background is not None and len(background) and weights is None:
+        # Raw training rows never leave in a bundle: summarised here when the model was fitted without
+        # core.explain.summarise_background (which also measures how much the reasons moved).
+        background, weights = cluster_background(np.asarray(background, dtype=np.float64),
+                                                 [f.kind for f in model.preprocessor_.features], FALLBACK_CENTRES)
+        disclosure = {"centres": len(background), "rows": len(getattr(model, "background_")),
+                      "min_weight_rows": int(round(float(weights.min()) * len(model.background_))),
+                      "tolerance": None, "max_reason_change": None, "min_cluster_rows": MIN_CLUSTER_ROWS,
+                      "range_low": f"{RANGE_PERCENTILES[0]:g}", "range_high": f"{RANGE_PERCENTILES[1]:g}"}
+    imputer = getattr(getattr(model, "preprocessor_", None), "imputer_", None)
+    donors = len(imputer.donors) if imputer is not None else 0
+    if disclosure is not None:  # the imputation donors are training rows kept in preprocess.json
+        disclosure = {**disclosure, "donor_rows": int(donors)}
+    return BundleMeta.model_validate(_jsonable({
+        "name": name,
+        "created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "members": ["model.keras" if k == 0 else _member_file(k + 1)
+                    for k in range(getattr(model, "n_members_", None) or 1)],
+        "members_requested": getattr(model, "members_requested_", None),
+        "calibration": calibration.to_dict(),
+        "input_reference": getattr(model, "input_reference_", None),
+        "schema": json.loads(model.schema.to_json()),
+        "config": model.config.model_dump(mode="json"),
+        "data_fingerprint": data_fingerprint,
+        "metrics": metrics or {},
+        "history": history,
+        "best_epoch": getattr(model, "best_epoch_", None),
+        "epochs_run": getattr(model, "epochs_run_", None) or len(history.get("loss", [])) or None,
+        "n_train": getattr(model, "n_train_", None),
+        "n_val": getattr(model, "n_val_", None),
+        "prevalence": getattr(model, "prevalence_", None),
+        "bands": model_bands(model).to_dict(),  # the risk bands the clinician chose (or the defaults)
+        "stopped_by_user": bool(getattr(model, "stopped_by_user_", False)),
+        "background": background if background is not None else [],
+        "background_weights": weights,
+        "disclosure": disclosure,
+        "libraries": _library_versions(),
+        "extra": extra or {},
+    }))
+
+
+def save_bundle(model: RiskModel, directory, metrics: dict | None = None, data_fingerprint: str | None = None,
+                name: str | None = None, extra: dict | None = None, *, meta: BundleMeta | None = None) -> Path:
     """Save a trained model as one bundle directory, atomically: a reader sees the old bundle or the new
-    one, never a half-written one. An existing directory is replaced only if it is one of our bundles."""
+    one, never a half-written one. An existing directory is replaced only if it is one of our bundles.
+
+    ``meta``: the session's metadata of the model (its name, test metrics, fingerprint and extras are
+    saved; what the model itself is — members, calibration, background... — is read from ``model``).
+    Without it, ``metrics``, ``data_fingerprint``, ``name`` and ``extra`` say the same."""
     model._check_fitted()
+    if meta is not None:
+        name = name if name is not None else meta.name
+        metrics = metrics if metrics is not None else meta.metrics
+        data_fingerprint = data_fingerprint if data_fingerprint is not None else meta.fingerprint
+        extra = extra if extra is not None else meta.extra.model_dump(exclude_none=True)
+    description = model_meta(model, name=name, metrics=metrics, data_fingerprint=data_fingerprint, extra=extra)
     target = Path(directory)
     if target.exists() and not (target.is_dir() and _is_bundle(target)):
         raise BundleError(f"{target} exists and is not a model bundle; choose another directory")
@@ -122,31 +190,10 @@ def save_bundle(model: RiskModel, directory, metrics: dict, data_fingerprint: st
             "schema": json.loads(model.schema.to_json()),
         })
         files = {f: _sha256(tmp / f) for f in (*member_files, _PREPROCESS_FILE)}
-        calibration = getattr(model, "calibration_", None) or Calibration()
-        # Version 1 when nothing new is in it, so that older readers still open single, uncalibrated models.
-        version = 2 if len(member_files) > 1 or calibration.method != "none" else 1
-        _write_json(tmp / _METADATA_FILE, {
-            "format": BUNDLE_FORMAT, "version": version,
-            "members": member_files,
-            "calibration": calibration.to_dict(),
-            "input_reference": getattr(model, "input_reference_", None),
-            "name": name,
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "schema": json.loads(model.schema.to_json()),
-            "config": model.config.model_dump(mode="json"),
-            "data_fingerprint": data_fingerprint,
-            "metrics": metrics or {},
-            "history": getattr(model, "history_", {}),
-            "best_epoch": getattr(model, "best_epoch_", None),
-            "n_train": getattr(model, "n_train_", None),
-            "n_val": getattr(model, "n_val_", None),
-            "prevalence": getattr(model, "prevalence_", None),
-            "bands": model_bands(model).to_dict(),  # the risk bands the clinician chose (or the defaults)
-            "background": model.background_,
-            "libraries": _library_versions(),
-            "files": files,
-            "extra": extra or {},
-        })
+        data = description.to_json_dict()
+        data.update(version=BUNDLE_VERSION, members=member_files, files=files)
+        # Hashed as it will be read back: through JSON (NaN -> None, tuples -> lists).
+        _write_json(tmp / _METADATA_FILE, seal(json.loads(json.dumps(_jsonable(data), allow_nan=False))))
         _fsync(tmp)
         if target.exists():
             # Move the old bundle aside first (rename is atomic), then put the new one in its place.
@@ -161,6 +208,13 @@ def save_bundle(model: RiskModel, directory, metrics: dict, data_fingerprint: st
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _label(directory: Path) -> str:
+    """How a bundle is named in messages: its folder and the one above (a store's "name/v3"), never
+    the server's absolute path."""
+    directory = Path(directory)
+    return f"{directory.parent.name}/{directory.name}" if directory.parent.name else directory.name
 
 
 def _member_file(k: int) -> str:
@@ -213,47 +267,89 @@ def _check_keras_config(path: Path) -> None:
                               f"(only {sorted(_ALLOWED_LAYERS)})")
 
 
-def load_bundle(directory) -> RiskModel:
-    """Load a bundle saved by :func:`save_bundle`, refusing anything that is not ours, tampered with,
-    incomplete, or holds layers that could run code. (The hashes catch corruption and edits of one file;
-    safe mode and the layer allowlist are what keep a hostile bundle from executing anything.)"""
+def verify_bundle(directory) -> BundleMeta:
+    """Check a bundle's integrity before anything of it is used; its metadata, migrated to this version.
+
+    Refused, with the file named: a metadata file that is not ours or of an unknown version; (version 3)
+    a metadata whose canonical JSON does not match its ``metadata_sha256``; with a signing key set, a
+    missing or wrong signature; any file whose SHA-256 differs from the manifest (``files``); a listed
+    file that is missing; any file in the folder that the manifest does not list."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise BundleError(f"{directory} is not a directory")
+        raise BundleError(f"{_label(directory)} is not a directory")
     meta_path = directory / _METADATA_FILE
     if not meta_path.is_file():
-        raise BundleError(f"{directory} is not a model bundle: {_METADATA_FILE} is missing")
+        raise BundleError(f"{_label(directory)} is not a model bundle: {_METADATA_FILE} is missing")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise BundleError(f"{directory}: {_METADATA_FILE} is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{directory} is not a heart-risk model bundle (format marker missing)")
-    if meta.get("version") not in _READABLE_VERSIONS:
-        raise BundleError(f"{directory}: bundle version {meta.get('version')!r} is not supported "
-                          f"(this program reads versions {', '.join(map(str, _READABLE_VERSIONS))})")
-    files = meta.get("files") or {}
-    member_files = meta.get("members") or [_MODEL_FILE]
+        raise BundleError(f"{_label(directory)}: {_METADATA_FILE} is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{_label(directory)} is not a heart-risk model bundle (format marker missing)")
+    version = data.get("version")
+    if version not in READABLE_VERSIONS:
+        raise BundleError(f"{_label(directory)}: bundle version {version!r} is not supported "
+                          f"(this program reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+    legacy = version < 3
+    if not legacy:
+        try:
+            digest = metadata_digest(data)
+        except ValueError:
+            digest = None
+        if not isinstance(data.get("metadata_sha256"), str) or digest != data["metadata_sha256"]:
+            raise BundleError(f"{_label(directory)}: {_METADATA_FILE} does not match its recorded SHA-256 "
+                              "(the bundle was modified or corrupted); refused")
+    key = signing_key()
+    if key is not None:
+        signature = data.get("signature")
+        if legacy or not isinstance(signature, str) or not hmac.compare_digest(signature, sign(data, key)):
+            raise BundleError(f"{_label(directory)}: {_METADATA_FILE} is not signed with this installation's "
+                              "signing key (HEART_RISK_SIGNING_KEY); refused")
+    files = data.get("files") or {}
+    member_files = data.get("members") or [_MODEL_FILE]
     if (not isinstance(member_files, list) or member_files[0] != _MODEL_FILE or len(member_files) > 20
             or len(set(member_files)) != len(member_files)
             or not all(isinstance(f, str) and _MEMBER_NAME.match(f) for f in member_files)):
-        raise BundleError(f"{directory}: {_METADATA_FILE} lists ensemble member files that are not allowed")
+        raise BundleError(f"{_label(directory)}: {_METADATA_FILE} lists ensemble member files that are not allowed")
+    if not isinstance(files, dict) or set(files) != {*member_files, _PREPROCESS_FILE}:
+        raise BundleError(f"{_label(directory)}: {_METADATA_FILE} must list exactly the model files and "
+                          f"{_PREPROCESS_FILE} in its manifest")
+    unlisted = sorted(p.name for p in directory.iterdir() if p.name != _METADATA_FILE and p.name not in files)
+    if unlisted:
+        raise BundleError(f"{_label(directory)}: {', '.join(unlisted[:5])} "
+                          f"{'is' if len(unlisted) == 1 else 'are'} not in the bundle's manifest; refused")
     for fname in (*member_files, _PREPROCESS_FILE):
-        if fname not in files:
-            raise BundleError(f"{directory}: {_METADATA_FILE} does not list {fname}")
-        if not (directory / fname).is_file():
-            raise BundleError(f"{directory}: {fname} is missing")
-        if _sha256(directory / fname) != files[fname]:
-            raise BundleError(f"{directory}: {fname} does not match its recorded SHA-256 "
-                              "(the bundle was modified or corrupted)")
+        path = directory / fname
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"{_label(directory)}: {fname} is missing")
+        if _sha256(path) != files[fname]:
+            raise BundleError(f"{_label(directory)}: {fname} does not match its recorded SHA-256 "
+                              "(the bundle was modified or corrupted); refused")
+    try:
+        meta = BundleMeta.model_validate(migrate(data))
+    except ValidationError as exc:
+        where = ".".join(str(x) for x in exc.errors()[0]["loc"]) if exc.errors() else "?"
+        raise BundleError(f"{_label(directory)}: {_METADATA_FILE} has a field that is not allowed or not "
+                          f"readable ({where})") from None
+    meta.legacy_unverified = legacy
+    return meta
+
+
+def load_bundle(directory) -> RiskModel:
+    """Load a bundle saved by :func:`save_bundle`, refusing anything that is not ours, tampered with,
+    incomplete, or holds layers that could run code. (The hashes catch corruption and edits of any file;
+    safe mode and the layer allowlist are what keep a hostile bundle from executing anything.)"""
+    directory = Path(directory)
+    meta = verify_bundle(directory)
+    member_files = meta.members
     try:
         pre_data = json.loads((directory / _PREPROCESS_FILE).read_text(encoding="utf-8"))
         schema = Schema.model_validate(pre_data["schema"])
         preprocessor = Preprocessor.from_dict(schema, pre_data["preprocessor"])
-        config = TrainConfig.model_validate(meta["config"])
-        calibration = Calibration.from_dict(meta.get("calibration"))
+        config = TrainConfig.model_validate(meta.config)
+        calibration = Calibration.from_dict(meta.calibration)
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{directory}: the preprocessing or configuration cannot be read ({exc})") from None
+        raise BundleError(f"{_label(directory)}: the preprocessing or configuration cannot be read ({exc})") from None
 
     import keras
     members = []
@@ -269,20 +365,30 @@ def load_bundle(directory) -> RiskModel:
     model.calibration_ = calibration
     model._set_networks()
     model._keras_model = keras_model
-    model.input_reference_ = _read_reference(meta.get("input_reference"), preprocessor.n_outputs_)
+    model.input_reference_ = _read_reference(meta.input_reference, preprocessor.n_outputs_)
     model.history_ = {k: [float("nan") if v is None else float(v) for v in vals]
-                      for k, vals in (meta.get("history") or {}).items()}
-    model.best_epoch_ = meta.get("best_epoch")
+                      for k, vals in meta.history.items()}
+    model.best_epoch_ = meta.best_epoch
     model.epochs_run_ = len(model.history_.get("loss", []))
-    model.n_train_ = meta.get("n_train")
-    model.n_val_ = meta.get("n_val")
-    model.prevalence_ = meta.get("prevalence")
-    model.bands_ = BandCutoffs.from_dict(meta.get("bands"))
-    model.background_ = np.array([[np.nan if v is None else v for v in row] for row in meta.get("background", [])],
-                                 dtype=np.float64).reshape(-1, len(preprocessor.features))
+    model.n_train_ = meta.n_train
+    model.n_val_ = meta.n_val
+    model.prevalence_ = meta.prevalence
+    try:
+        model.background_ = np.array([[np.nan if v is None else v for v in row] for row in meta.background],
+                                     dtype=np.float64).reshape(-1, len(preprocessor.features))
+    except ValueError:
+        raise BundleError(f"{_label(directory)}: the explanation background does not fit the model's "
+                          "features") from None
+    weights = meta.background_weights
+    if weights is not None and (len(weights) != len(model.background_) or min(weights, default=0) <= 0):
+        raise BundleError(f"{_label(directory)}: the explanation background's weights do not fit its rows")
+    model.background_weights_ = None if weights is None else np.asarray(weights, dtype=np.float64)
+    model.bands_ = BandCutoffs.from_dict(meta.bands)
     model.train_range_ = {name: (lo, hi) for name, lo, hi in zip(
         preprocessor.feature_names, preprocessor.raw_min_, preprocessor.raw_max_)}
-    model.stopped_by_user_ = False
+    model.stopped_by_user_ = meta.stopped_by_user
+    model.members_requested_ = meta.members_requested
+    model.disclosure_ = meta.disclosure
     model.metadata_ = meta
     return model
 
@@ -293,10 +399,12 @@ def _load_member(directory: Path, fname: str, preprocessor: Preprocessor, config
     try:
         keras_model = keras.saving.load_model(directory / fname, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; the user needs one message
-        raise BundleError(f"{directory}: the Keras model {fname} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
+        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise BundleError(f"{_label(directory)}: the Keras model {fname} cannot be loaded "
+                          f"({type(exc).__name__}: {first_line})") from None
     bad = [type(layer).__name__ for layer in keras_model.layers if type(layer).__name__ not in _ALLOWED_LAYERS]
     if bad:
-        raise BundleError(f"{directory}: layer classes {bad} are not allowed in a bundle")
+        raise BundleError(f"{_label(directory)}: layer classes {bad} are not allowed in a bundle")
     dense = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Dense)]
     activations = [keras.activations.serialize(layer.activation) for layer in dense]
     activations = [a if isinstance(a, str) else a.get("config", a) for a in activations]
@@ -304,7 +412,8 @@ def _load_member(directory: Path, fname: str, preprocessor: Preprocessor, config
     if (not dense or dense[0].kernel.shape[0] != expected_in or dense[-1].units != 1
             or activations[-1] != "sigmoid" or any(a != config.activation for a in activations[:-1])
             or [layer.units for layer in dense[:-1]] != list(config.hidden)):
-        raise BundleError(f"{directory}: the Keras model {fname} does not match its preprocessing and configuration")
+        raise BundleError(f"{_label(directory)}: the Keras model {fname} does not match its preprocessing "
+                          "and configuration")
     weights = []
     for layer in dense:
         weights += [np.array(layer.kernel.numpy()), np.array(layer.bias.numpy())]
@@ -323,3 +432,23 @@ def _read_reference(data, n_inputs: int) -> dict | None:
         return None
     return {"mean": mean.tolist(), "precision": precision.tolist(), "d2_99": threshold, "n": data.get("n"),
             "method": str(data.get("method") or "")}
+
+
+def save_to_store(model: RiskModel, name: str, meta: BundleMeta | None = None, root: Path | None = None,
+                  **fields) -> Path:
+    """Save ``model`` as a new version of ``name`` in the store (atomically; see core.model.store): the
+    one save path of the dashboard and the CLI. ``meta`` and ``fields`` as for :func:`save_bundle`; the
+    saved name is the store's."""
+    name = check_name(name)
+    return save_model(lambda directory: save_bundle(model, directory, name=name, meta=meta, **fields), name, root)
+
+
+def import_bundle_zip(data, name: str | None = None, root: Path | None = None) -> Path:
+    """A zipped bundle into the store: unpacked safely, verified by loading it (every file's hash, the
+    metadata's, safe mode, the layer allowlist; a file the manifest does not list is refused, named),
+    then copied in as a new version of ``name`` (default: the name in its metadata)."""
+    with tempfile.TemporaryDirectory(prefix="bundle-import-") as tmp:
+        bundle_dir = extract_bundle_zip(data, Path(tmp) / "unpacked")
+        model = load_bundle(bundle_dir)
+        name = (name or "").strip() or str(model.metadata_.name or "imported-model")
+        return save_model(lambda target: shutil.copytree(bundle_dir, target), name, root)

@@ -54,6 +54,12 @@ class RiskModel:
     ``n_train_``, ``n_val_``, ``prevalence_``, ``stopped_by_user_``, ``fit_seconds_``.
     """
 
+    # A raw background until summarised (core.explain.summarise_background): then cluster centres, their
+    # weights, and what the model reveals about its training patients.
+    background_weights_ = None
+    disclosure_ = None
+    members_requested_ = None
+
     def __init__(self, schema: Schema, config: TrainConfig | None = None):
         self.schema = schema
         self.config = config or TrainConfig()
@@ -116,15 +122,22 @@ class RiskModel:
 
         final, history, best_epoch = self._train_network(trainer, X_train, y_train, X_val, y_val, X_metric,
                                                          y_metric, cfg.seed, first_progress, should_stop)
-        self.stopped_by_user_ = bool(self._stopped)
+        stopped = bool(self._stopped)
         member_weights = [final]
-        # Uncertainty ensemble: bootstrap resamples of the training split, a weight seed each.
-        for k in range(1, cfg.members):
-            if should_stop is not None and should_stop():
+        # Uncertainty ensemble: bootstrap resamples of the training split, a weight seed each. A stop ends it
+        # with the members trained in full; the one it interrupted is dropped (it did not finish its epochs).
+        for k in range(1, cfg.members if not stopped else 1):
+            weights = self._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop,
+                                             network_progress)
+            if weights is None:
+                stopped = True
                 break
-            member_weights.append(self._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop,
-                                                         network_progress))
+            member_weights.append(weights)
         del X_train
+        self.stopped_by_user_ = stopped
+        self.members_requested_ = int(cfg.members)
+        # What the model is, not what was asked for: the card and the bundle read config.members.
+        self.config = cfg.model_copy(update={"members": len(member_weights)})
         self._weights = final
         self.member_weights_ = member_weights
         self.calibration_ = Calibration()
@@ -200,21 +213,20 @@ class RiskModel:
 
     def _bootstrap_member(self, trainer, X_train, y_train, X_val, y_val, k: int, should_stop=None,
                           network_progress=None):
-        """Member k (1-based extra): a bootstrap resample of the training rows, weight seed seed + 1000k."""
+        """Member k (1-based extra): a bootstrap resample of the training rows, weight seed seed + 1000k.
+        None when a stop came before or during its training (a half-trained member is not kept)."""
+        if should_stop is not None and should_stop():
+            return None
         seed = self.config.seed + 1000 * k
-        rng = np.random.default_rng(seed)
-        for _ in range(100):  # a resample needs both outcomes
-            rows = rng.integers(0, len(y_train), len(y_train))
-            if 0 < y_train[rows].sum() < len(rows):
-                break
+        rows = bootstrap_rows(y_train, np.random.default_rng(seed))
         Xb, yb = X_train[rows], y_train[rows]
         X_metric, y_metric = (Xb, yb) if len(yb) <= _METRIC_ROWS else (Xb[:_METRIC_ROWS], yb[:_METRIC_ROWS])
         members = self.config.members
         progress = None if network_progress is None else (lambda epoch, _: network_progress(k + 1, members, epoch))
         weights, _, _ = self._train_network(trainer, Xb, yb, X_val, y_val, X_metric, y_metric, seed,
                                             progress=progress, should_stop=should_stop)
-        self._stopped = False
-        return weights
+        interrupted, self._stopped = self._stopped, False
+        return None if interrupted else weights
 
     # ---- prediction (numpy) ----------------------------------------------------------------------
     def _check_fitted(self):
@@ -327,9 +339,12 @@ def add_members(model: RiskModel, df_train: pd.DataFrame, y_train, df_val: pd.Da
     trainer = cached_trainer(X_train.shape[1], model.config)
     weights = list(getattr(model, "member_weights_", None) or [model._weights])[:int(members)]
     for k in range(len(weights), int(members)):
-        if should_stop is not None and should_stop():
+        member = model._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop)
+        if member is None:
+            model.stopped_by_user_ = True
             break
-        weights.append(model._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop))
+        weights.append(member)
+    model.members_requested_ = int(members)
     model.member_weights_ = weights
     model.config = model.config.model_copy(update={"members": len(weights)})
     model._set_networks()
@@ -362,6 +377,21 @@ def leave_one_out_d2(d2: np.ndarray, n: int) -> np.ndarray:
     rest = 1 - n * a / (n - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(rest > 1e-12, (n / (n - 1)) ** 2 * (n - 2) * a / rest, np.inf)
+
+
+def bootstrap_rows(y: np.ndarray, rng: np.random.Generator, tries: int = 100) -> np.ndarray:
+    """Row positions of a bootstrap resample that holds both outcomes: a plain resample (redrawn while
+    it has one class), else a stratified one (each outcome resampled within itself, its count kept)."""
+    y = np.asarray(y)
+    n = len(y)
+    for _ in range(tries):
+        rows = rng.integers(0, n, n)
+        if 0 < y[rows].sum() < n:
+            return rows
+    positive, negative = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
+    if len(positive) == 0 or len(negative) == 0:
+        raise CohortError("the training patients all have the same outcome; an ensemble member needs both")
+    return np.sort(np.concatenate([rng.choice(positive, len(positive)), rng.choice(negative, len(negative))]))
 
 
 def input_reference(X: np.ndarray) -> dict:

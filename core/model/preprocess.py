@@ -23,6 +23,7 @@ import pandas as pd
 from core.data.schema import Feature, Schema, same_value
 from core.errors import PatientError
 from core.model.imputation import ConditionalImputer
+from core.model.privacy import training_range
 
 
 class Preprocessor:
@@ -58,8 +59,13 @@ class Preprocessor:
             self.fill_.append(fill)
             self.center_.append(center)
             self.scale_.append(scale)
-            self.raw_min_.append(float(seen.min()) if seen.size else float("nan"))
-            self.raw_max_.append(float(seen.max()) if seen.size else float("nan"))
+            if f.kind == "numeric" and seen.size:
+                # Rounded percentiles, not the extremes: a saved model must not give away one patient's value.
+                lo, hi = training_range(seen)
+            else:
+                lo, hi = (float(seen.min()), float(seen.max())) if seen.size else (float("nan"), float("nan"))
+            self.raw_min_.append(lo)
+            self.raw_max_.append(hi)
         self._build_slices()
         self.imputer_: ConditionalImputer | None = ConditionalImputer.fit(raw)
         return self

@@ -1,7 +1,7 @@
 """The model card: what a model is for, what it learned from, how good it is and where it stops.
 
-Built from one dict — a bundle's ``metadata.json`` (``RiskModel.metadata_`` after ``load_bundle``) or the
-same shape for a model trained in this session (:func:`training_metadata`) — into Markdown and HTML.
+Built from one :class:`core.model.meta.BundleMeta` — a bundle's (``RiskModel.metadata_`` after
+``load_bundle``) or a model's trained in this session (:func:`training_metadata`) — into Markdown and HTML.
 Headings and fixed sentences come from the one translation table (``core.i18n``, keys
 ``card.*``), so the card reads in English or Simplified Chinese like the rest of the interface. Every value
 that reaches the HTML is escaped (a model or cohort name is user input).
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -20,6 +19,8 @@ from core.evaluate.trust import WIDE_INTERVAL
 from core.i18n import tr
 from core.metrics.bootstrap import N_BOOT
 from core.model.bands import BandCutoffs
+from core.model.bundle import model_meta
+from core.model.meta import BundleMeta, as_bundle_meta
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
                "calibration_slope", "calibration_intercept")
@@ -52,25 +53,11 @@ def cohort_summary(cohort) -> dict:
             "synthetic": bool(cohort.synthetic)}
 
 
-def training_metadata(model, metrics: dict, *, name: str, cohort: dict, sizes: dict | None = None,
-                      created_utc: str | None = None) -> dict:
-    """The bundle-metadata shape for a model that is not saved yet (and the ``extra`` saved with it)."""
-    created = created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return {
-        "name": name,
-        "created_utc": created,
-        "schema": json.loads(model.schema.to_json()),
-        "config": model.config.model_dump(mode="json"),
-        "data_fingerprint": cohort.get("fingerprint"),
-        "metrics": dict(metrics or {}),
-        "best_epoch": getattr(model, "best_epoch_", None),
-        "epochs_run": getattr(model, "epochs_run_", None),
-        "n_train": getattr(model, "n_train_", None),
-        "n_val": getattr(model, "n_val_", None),
-        "prevalence": getattr(model, "prevalence_", None),
-        "stopped_by_user": bool(getattr(model, "stopped_by_user_", False)),
-        "extra": card_extra(cohort, sizes),
-    }
+def training_metadata(model, metrics: dict, *, name: str | None, cohort: dict, sizes: dict | None = None,
+                      created_utc: str | None = None) -> BundleMeta:
+    """The metadata of a model that is not saved yet: what save_bundle would write for it."""
+    return model_meta(model, name=name, metrics=metrics, data_fingerprint=cohort.get("fingerprint"),
+                      extra=card_extra(cohort, sizes), created_utc=created_utc)
 
 
 def card_extra(cohort: dict, sizes: dict | None = None, cv: dict | None = None) -> dict:
@@ -132,13 +119,11 @@ def _outcome_name(schema: dict, lang: str) -> str | None:
         return None
 
 
-def card_sections(meta: dict, lang: str = "en") -> list[Section]:
-    extra = meta.get("extra") or {}
-    cohort = extra.get("cohort") or {}
-    sizes = extra.get("sizes") or {}
-    schema = meta.get("schema") or {}
-    config = meta.get("config") or {}
-    metrics = meta.get("metrics") or {}
+def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
+    meta = as_bundle_meta(meta)
+    extra = meta.extra.model_dump()  # a dict: the dashboard's keys and those of older bundles alike
+    cohort, sizes = meta.extra.cohort, meta.extra.sizes
+    schema, config, metrics = meta.feature_schema, meta.config, meta.metrics
     na = tr("card.not_recorded", lang)
     sections = []
 
@@ -146,7 +131,7 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
     intended = (tr("card.intended_use_other", lang, outcome=outcome, cohort=str(cohort.get("name") or na))
                 if outcome else tr("card.intended_use_text", lang))
     sections.append(Section(tr("card.intended_use", lang), paragraphs=[
-        intended, bands_sentence(BandCutoffs.from_dict(meta.get("bands")), lang)]))
+        intended, bands_sentence(BandCutoffs.from_dict(meta.bands), lang)]))
 
     rows = [[tr("card.item", lang), tr("card.value", lang)],
             [tr("card.source", lang), str(cohort.get("name") or na)],
@@ -155,8 +140,8 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
             [tr("card.prevalence", lang), _pct(cohort.get("prevalence"), lang)],
             [tr("card.outcome", lang), _outcome_text(schema, lang)],
             [tr("card.split", lang), " / ".join(_num(sizes.get(k), lang=lang) for k in ("train", "validation", "test"))
-             if sizes else f"{_num(meta.get('n_train'), lang=lang)} / {_num(meta.get('n_val'), lang=lang)} / {na}"],
-            [tr("card.fingerprint", lang), str(meta.get("data_fingerprint") or cohort.get("fingerprint") or na)]]
+             if sizes else f"{_num(meta.n_train, lang=lang)} / {_num(meta.n_val, lang=lang)} / {na}"],
+            [tr("card.fingerprint", lang), str(meta.fingerprint or na)]]
     sections.append(Section(tr("card.training_data", lang), table=rows))
 
     features = [f for f in schema.get("features", []) if f.get("role", "feature") == "feature"]
@@ -195,12 +180,9 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
             value = config[key]
             arch.append([names.get(key, key), choices.get(value, _num(value, 4, lang)) if isinstance(value, str)
                          else _num(value, 4, lang)])
-    arch.append([tr("card.best_epoch", lang), _num(meta.get("best_epoch"), lang=lang)])
-    epochs_run = meta.get("epochs_run")
-    if epochs_run is None and meta.get("history"):
-        epochs_run = len(meta["history"].get("loss", []))
-    arch.append([tr("card.epochs_run", lang), _num(epochs_run, lang=lang)])
-    libraries = meta.get("libraries") or {}
+    arch.append([tr("card.best_epoch", lang), _num(meta.best_epoch, lang=lang)])
+    arch.append([tr("card.epochs_run", lang), _num(meta.epochs_run, lang=lang)])
+    libraries = meta.libraries
     if libraries:
         arch.append([tr("card.libraries", lang), ", ".join(f"{k} {v}" for k, v in libraries.items())])
     sections.append(Section(tr("card.architecture", lang), table=arch))
@@ -222,7 +204,7 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
         title = tr("card.test_metrics", lang)
     sections.append(Section(title, paragraphs=paragraphs, table=table if len(table) > 1 else None))
 
-    cv = extra.get("cv") or meta.get("cv")
+    cv = meta.extra.cv
     if cv and cv.get("summary"):
         cv_table = [[tr("card.model", lang), tr("card.metric", lang), tr("card.mean", lang), tr("card.sd", lang),
                      tr("card.interval", lang)]]
@@ -238,6 +220,7 @@ def card_sections(meta: dict, lang: str = "en") -> list[Section]:
         tr("card.calibration_text", lang, slope=_num(slope, 2, lang), intercept=_num(intercept, 2, lang))]))
 
     sections += trust_sections(meta, lang)
+    sections += disclosure_sections(meta, lang)
     sections.append(Section(tr("card.limits", lang), bullets=known_limits(meta, lang)))
     return sections
 
@@ -283,15 +266,14 @@ def _pct0(value, lang: str) -> str:
     return f"{float(value):.0%}"
 
 
-def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
+def trust_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
     """Recalibration, the uncertainty ensemble, the Trust page's checks (calibration, decision curve,
     subgroups), external validations, and the TRIPOD+AI items these answer."""
-    extra = meta.get("extra") or {}
-    trust = extra.get("trust") or {}
-    external = extra.get("external_validations") or []
-    calibration = meta.get("calibration") or {}
-    members = meta.get("members")
-    n_members = len(members) if isinstance(members, list) and members else (meta.get("config") or {}).get("members", 1)
+    meta = as_bundle_meta(meta)
+    trust = meta.extra.trust or {}
+    external = meta.extra.external_validations
+    calibration = meta.calibration
+    n_members = meta.n_members
     sections = []
     answered = []
 
@@ -375,7 +357,7 @@ def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
         # Item 24 asks for the updated model's performance: claimed only with a held-out measurement of it.
         if any(e.get("after_update") for e in external):
             answered.append(tr("card.tripod_24", lang))
-    if (extra.get("cv") or meta.get("cv")) and (extra.get("cv") or meta.get("cv")).get("summary"):
+    if meta.extra.cv and meta.extra.cv.get("summary"):
         answered.insert(0, tr("card.tripod_12c", lang))
     if answered:
         sections.append(Section(tr("card.tripod", lang), paragraphs=[tr("card.tripod_note", lang)],
@@ -383,29 +365,53 @@ def trust_sections(meta: dict, lang: str = "en") -> list[Section]:
     return sections
 
 
-def known_limits(meta: dict, lang: str = "en") -> list[str]:
+def known_limits(meta: BundleMeta | dict, lang: str = "en") -> list[str]:
     """The fixed limits of this kind of model, then those this model's own numbers show."""
-    extra = meta.get("extra") or {}
-    cohort = extra.get("cohort") or {}
-    metrics = meta.get("metrics") or {}
+    meta = as_bundle_meta(meta)
+    cohort, metrics = meta.extra.cohort, meta.metrics
     limits = [tr("card.limit_not_diagnosis", lang), tr("card.limit_population", lang),
               tr("card.limit_extrapolation", lang), tr("card.limit_association", lang)]
     if cohort.get("synthetic"):
         limits.insert(0, tr("card.limit_synthetic", lang))
-    n_train = meta.get("n_train")
+    n_train = meta.n_train
     if isinstance(n_train, (int, float)) and n_train < 1000:
         limits.append(tr("card.limit_small", lang, n=int(n_train)))
     slope = metrics.get("calibration_slope")
     if isinstance(slope, (int, float)) and math.isfinite(slope) and abs(slope - 1) > 0.2:
         limits.append(tr("card.limit_calibration", lang, slope=f"{slope:.2f}"))
-    if meta.get("stopped_by_user"):
-        limits.append(tr("card.limit_stopped", lang))
+    if meta.stopped_by_user:
+        requested = meta.members_requested
+        if requested and requested > meta.n_members:
+            limits.append(tr("card.limit_stopped_members", lang, n=meta.n_members, requested=requested))
+        else:
+            limits.append(tr("card.limit_stopped", lang))
     return limits
 
 
-def _title(meta: dict, lang: str) -> tuple[str, str]:
-    name = str(meta.get("name") or tr("card.unnamed", lang))
-    created = str(meta.get("created_utc") or tr("card.not_recorded", lang))
+def disclosure_sections(meta: BundleMeta, lang: str = "en") -> list[Section]:
+    """What the bundle's files reveal about the training patients (written by save_bundle)."""
+    d = meta.disclosure
+    if not d:
+        return [Section(tr("card.disclosure", lang), paragraphs=[tr("card.disclosure_legacy", lang)])]
+    numbers = dict(centres=d.get("centres", "?"), rows=d.get("rows", "?"), minimum=d.get("min_weight_rows", "?"),
+                   tolerance=_num(d.get("tolerance"), 3, lang), change=_num(d.get("max_reason_change"), 4, lang))
+    if d.get("max_reason_change") is not None:
+        background = tr("card.disclosure_background", lang, **numbers)
+    else:  # summarised on saving, without the measurement (a model fitted outside train_on_cohort)
+        background = tr("card.disclosure_background_unmeasured", lang, **numbers)
+    bullets = [background,
+               tr("card.disclosure_ranges", lang, low=d.get("range_low", "?"), high=d.get("range_high", "?")),
+               tr("card.disclosure_aggregates", lang)]
+    if d.get("donor_rows"):  # core.model.imputation keeps complete training rows as donors
+        intro = tr("card.disclosure_text_donors", lang, n=d["donor_rows"])
+    else:
+        intro = tr("card.disclosure_text", lang)
+    return [Section(tr("card.disclosure", lang), paragraphs=[intro], bullets=bullets)]
+
+
+def _title(meta: BundleMeta, lang: str) -> tuple[str, str]:
+    name = str(meta.name or tr("card.unnamed", lang))
+    created = str(meta.created_utc or tr("card.not_recorded", lang))
     return tr("card.title", lang, name=name), tr("card.created", lang, created=created)
 
 
@@ -413,7 +419,8 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def card_markdown(meta: dict, lang: str = "en") -> str:
+def card_markdown(meta: BundleMeta | dict, lang: str = "en") -> str:
+    meta = as_bundle_meta(meta)
     title, created = _title(meta, lang)
     lines = [f"# {title}", "", f"*{created}*", "", f"> {tr('notice.decision_support', lang)}", ""]
     for s in card_sections(meta, lang):
@@ -440,7 +447,8 @@ _CSS = ("body{font-family:system-ui,-apple-system,'Segoe UI','PingFang SC','Micr
         "padding:.4rem .8rem;background:#fdf2f2}")
 
 
-def card_html(meta: dict, lang: str = "en") -> str:
+def card_html(meta: BundleMeta | dict, lang: str = "en") -> str:
+    meta = as_bundle_meta(meta)
     esc = html.escape
     title, created = _title(meta, lang)
     out = ["<!DOCTYPE html>", f'<html lang="{"zh-CN" if lang == "zh" else "en"}">', "<head>",

@@ -9,6 +9,7 @@ from core.data.cohort import Cohort
 from core.metrics.decision import proposed_threshold
 from core.metrics.discrimination import binary_metrics
 from core.model.config import TrainConfig, split
+from core.explain.background import summarise_background
 from core.model.estimator import RiskModel
 
 
@@ -34,6 +35,7 @@ def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=
     model = RiskModel(cohort.schema, config).fit(
         df.iloc[train_idx], y[train_idx], df.iloc[val_idx], y[val_idx],
         progress=progress, should_stop=should_stop, network_progress=network_progress)
+    summarise_background(model)  # cluster centres, not patients' rows, from here on (and in its bundle)
     test_risk = model.predict_risk(df.iloc[test_idx])
     # 0.5 flags nobody for a 15% outcome: a rare outcome gets a threshold chosen on the training split.
     threshold, rule, _ = proposed_threshold(y[train_idx], model.predict_risk(df.iloc[train_idx]))

@@ -33,6 +33,7 @@ from core.i18n import tr
 from core.model.bands import BandCutoffs, model_bands
 from core.workflow.counterfactual import direction_conflicts, meaning as whatif_meaning
 from core.workflow.model_card import bands_sentence
+from core.model.meta import as_bundle_meta
 from core.workflow.risk import patient_risk, pooled_member_risks
 
 FONT_ENV = "HEART_RISK_PDF_FONT"
@@ -168,7 +169,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
     note = None
     if for_pdf and lang == "zh" and cjk_font_path() is None:
         lang, note, whatifs = "en", tr("patient_report.no_cjk", "en"), None
-    meta = meta or getattr(model, "metadata_", None) or {}
+    meta = as_bundle_meta(meta or getattr(model, "metadata_", None))
     pre, schema = model.preprocessor_, model.schema
     cutoffs = cutoffs or model_bands(model)
     result = patient_risk(model, values, lang=lang, cutoffs=cutoffs, top=len(pre.features))
@@ -182,16 +183,15 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
     # the inputs not measured last, as "not measured" (never reasons); with them the bars add up to the risk
     contributions = [(r.subject, float(r.shap)) for r in result.reasons] + \
         [(tr("patient_report.not_measured", lang, label=n.label), float(n.shap)) for n in result.not_measured]
-    metrics = meta.get("metrics") or {}
-    auc = metrics.get("roc_auc")
+    auc = meta.test_auc
     return PatientReport(
         lang=lang, created=(now or _dt.datetime.now(_dt.timezone.utc)).astimezone(_dt.timezone.utc),
         inputs=inputs, missing=missing, risk=float(result.risk), band=result.risk_band, interval=interval,
         base_value=float(result.explanation.base_value), contributions=contributions,
         explained_risk=None if result.explained_risk == result.risk else result.explained_risk,
         reasons=[r.text for r in result.reasons[:3]], whatifs=list(whatifs or []),
-        model_name=str(model_name or meta.get("name") or "—"), model_version=model_version,
-        data_fingerprint=meta.get("data_fingerprint"),
+        model_name=str(model_name or meta.name or "—"), model_version=model_version,
+        data_fingerprint=meta.fingerprint,
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
         note=note, outcome=schema.outcome_name(lang),
         whatif_notes=[whatif_meaning(lang, short=True)] + [c.sentence(schema, lang) for c in direction_conflicts(model)],

@@ -149,7 +149,8 @@ def patient_risk(model, values: dict, *, with_reasons: bool = True, lang: str = 
     if np.isnan(raw).any() and imputer is not None:
         return _patient_risk_missing(model, raw, imputer, check, with_reasons, lang, cutoffs, top)
     if with_reasons:
-        expl = explain(pre, model.networks_, raw, model.background_)
+        expl = explain(pre, model.networks_, raw, model.background_,
+                   background_weights=getattr(model, "background_weights_", None))
         risk = float(_reported_risk(model, raw, expl.output)[0])
         why = reasons(expl, 0, schema, pre, top=top, lang=lang)
     else:
@@ -164,7 +165,8 @@ def _patient_risk_missing(model, raw, imputer, check, with_reasons, lang, cutoff
     imp = _collapse(imputer.impute(pre, raw))
     expl, why, not_measured = None, [], []
     if with_reasons:
-        per = explain(pre, model.networks_, imp.raw, model.background_)
+        per = explain(pre, model.networks_, imp.raw, model.background_,
+                      background_weights=getattr(model, "background_weights_", None))
         risks = _reported_risk(model, imp.raw, per.output)
         expl = Explanation(shap_values=(imp.weight @ per.shap_values)[None, :], base_value=per.base_value,
                            output=np.array([imp.weight @ per.output]), feature_names=per.feature_names,
@@ -331,7 +333,8 @@ def _risk_of_rows(model, raw: np.ndarray, with_reasons: bool, n_threads: int | N
         risk[holes] = pooled[holes]
         return risk, None
     both = whole if imp is None else np.vstack([whole, imp.raw])
-    per = explain(pre, model.networks_, both, model.background_, n_threads=n_threads, precision=precision)
+    per = explain(pre, model.networks_, both, model.background_, n_threads=n_threads, precision=precision,
+                  background_weights=getattr(model, "background_weights_", None))
     reported = _reported_risk(model, both, per.output)
     if imp is None:
         return reported, per

@@ -173,7 +173,7 @@ def test_eight_sessions_upload_train_and_score_at_once_without_seeing_each_other
         name, data = ward_cohort(i)
         cohort, model, meta = results[i]["cohort"], results[i]["model"], results[i]["meta"]
         assert cohort.name == name and cohort.n == 150 + 10 * i  # its own cohort, nobody else's
-        assert meta["extra"]["cohort"]["fingerprint"] == cohort.fingerprint  # trained on its own cohort
+        assert meta.extra.cohort["fingerprint"] == cohort.fingerprint  # trained on its own cohort
         assert model.n_train_ + model.n_val_ < cohort.n and model.config.seed == i
         others = [ward_cohort(j)[0] for j in range(SESSIONS) if j != i]
         assert name in results[i]["texts"] and not [o for o in others if o in results[i]["texts"]]

@@ -448,10 +448,8 @@ def test_any_csv_like_text_gives_a_cohort_or_a_cohort_error(text, target, rule, 
 
 # ---- model files ------------------------------------------------------------------------------------
 def _rehash(bundle: Path) -> None:
-    meta = json.loads((bundle / "metadata.json").read_text())
-    for name in meta["files"]:
-        meta["files"][name] = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
-    (bundle / "metadata.json").write_text(json.dumps(meta))
+    from bundle_edit import read_meta, write_meta
+    write_meta(bundle, read_meta(bundle), rehash_files=True)
 
 
 def _with_keras_config(bundle: Path, target: Path, mutate) -> Path:
@@ -566,8 +564,9 @@ def test_every_bundle_file_is_hashed_and_any_edit_is_refused(runs, tmp_path):
     unlisted = tmp_path / "unlisted"
     shutil.copytree(bundle, unlisted)
     meta_unlisted = dict(meta, files={k: v for k, v in meta["files"].items() if k != "model.keras"})
-    (unlisted / "metadata.json").write_text(json.dumps(meta_unlisted))
-    with pytest.raises(BundleError, match="does not list model.keras"):
+    from bundle_edit import write_meta
+    write_meta(unlisted, meta_unlisted)
+    with pytest.raises(BundleError, match="must list exactly the model files"):
         load_bundle(unlisted)
     garbage = tmp_path / "garbage"
     shutil.copytree(bundle, garbage)
@@ -643,13 +642,13 @@ def test_a_zip_uploaded_to_the_dashboard_that_hides_foreign_code_is_refused(runs
 
 
 def test_a_model_card_from_metadata_of_another_shape_says_so_instead_of_failing(model_store, loaded):
-    """metadata.json is not covered by the hashes: a bundle of an older CLI wrote the cohort as a bare name."""
+    """Metadata of an older program's shape in the session: the cohort as a bare name."""
     at = app_with_model(loaded)
-    meta = dict(loaded.metadata_, extra={"cohort": "old-export.csv", "sizes": "?"})
+    meta = dict(loaded.metadata_.to_json_dict(), extra={"cohort": "old-export.csv", "sizes": "?"})
     at.session_state["model_meta"] = meta
     at.switch_page("pages/model_card.py").run()
     assert [e.value for e in at.exception] == []
-    assert any(e.startswith(tr("card_page.unreadable", kind="AttributeError")[:40]) for e in errors(at)), errors(at)
+    assert any(e.startswith(tr("card_page.unreadable", kind="ValidationError")[:40]) for e in errors(at)), errors(at)
 
 
 def test_mixed_chinese_encodings_are_refused_but_a_gb18030_file_is_not_mistaken_for_a_mix():

@@ -79,7 +79,7 @@ def test_the_sections_under_the_result_are_computed_only_when_chosen():
     assert choice.options == [tr(k, "zh") for k in SECTIONS.values()]  # as shown, translated
     # the waterfall alone: nothing of the four sections until one is chosen
     assert len(at.get("plotly_chart")) == 1
-    assert "pt_cf_cache" not in at.session_state and not at.get("download_button") and not at.dataframe
+    assert "session_cache_pt_cf" not in at.session_state and not at.get("download_button") and not at.dataframe
 
     open_section(at, "sensitivity")
     no_exceptions(at)
@@ -90,10 +90,10 @@ def test_the_sections_under_the_result_are_computed_only_when_chosen():
     assert len(at.get("plotly_chart")) == 1
     # PDF and HTML, built when clicked (core.report is tested in tests/test_report.py)
     assert [d.proto.label for d in at.get("download_button")] == [tr("report_dl.pdf", "zh"), tr("report_dl.html", "zh")]
-    assert "pt_cf_cache" not in at.session_state  # the report's what-ifs are searched when it is built
+    assert "session_cache_pt_cf" not in at.session_state  # the report's what-ifs are searched when it is built
 
     open_section(at, "whatif")
-    assert not at.get("download_button") and "pt_cf_cache" in at.session_state
+    assert not at.get("download_button") and "session_cache_pt_cf" in at.session_state
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -106,7 +106,7 @@ def test_whatif_suggestions_apply_to_the_form(lang):
     risk = percent(metric(at, tr("patient.risk", lang)).value)
     at.slider(key="pt_cf_target").set_value(max(5, int(risk) - 5)).run()
     no_exceptions(at)
-    found = at.session_state["pt_cf_cache"][1]
+    found = at.session_state["session_cache_pt_cf"][1]
     assert found.alternatives, found.reason  # the typical demo patient can get 5 points lower
     sentences = [m for m in texts(at.markdown) if m.startswith("1. ")]
     assert sentences and ("If " in sentences[0] if lang == "en" else "如果" in sentences[0])
@@ -136,14 +136,14 @@ def test_whatif_offers_only_modifiable_features_and_marks_research(lang):
     for conflict in direction_conflicts(model):  # e.g. higher blood sugar lowering the estimate
         assert markdown_text(conflict_sentence(conflict, model.schema, lang)) in texts(at.warning)
     at.slider(key="pt_cf_target").set_value(5).run()
-    assert not at.session_state["pt_cf_cache"][1].research
+    assert not at.session_state["session_cache_pt_cf"][1].research
 
     at.toggle(key="pt_cf_research").set_value(True).run()
     no_exceptions(at)
     research = at.multiselect(key=f"pt_cf_features_research@{lang}")
     assert len(research.options) == len(model.preprocessor_.feature_names)
     assert tr("whatif.research_warning", lang) in texts(at.warning)
-    found = at.session_state["pt_cf_cache"][1]
+    found = at.session_state["session_cache_pt_cf"][1]
     assert found.research and found.alternatives
     shown = [m for m in texts(at.markdown) if m.startswith("1. ")]
     assert shown and shown[0].startswith("1. " + markdown_text(tr("whatif.research_mark", lang)))
@@ -154,7 +154,7 @@ def test_an_unreachable_target_is_said_in_words():
     at.multiselect(key="pt_cf_features@zh").set_value(["fbs"]).run()
     at.slider(key="pt_cf_target").set_value(5).run()
     no_exceptions(at)
-    found = at.session_state["pt_cf_cache"][1]
+    found = at.session_state["session_cache_pt_cf"][1]
     assert found.reason == "unreachable" and found.message("zh") in texts(at.info)
 
 

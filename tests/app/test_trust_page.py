@@ -50,7 +50,7 @@ def test_trust_page_with_a_trained_model(model_store):
     assert any(tr("trust.or_fig") in s for s in titles)
     assert widget(at.metric, tr("metric.sensitivity")).value.endswith("%")
     assert any("true positives" in m for m in texts(at.markdown))
-    assert at.session_state["model_meta"]["extra"]["trust"]["n_test"] == test_n
+    assert at.session_state["model_meta"].extra.trust["n_test"] == test_n
     at.switch_page("pages/model_card.py").run()
     card = " ".join(texts(at.markdown))
     assert tr("card.decision") in card and tr("card.subgroups") in card and tr("card.tripod") in card
@@ -71,7 +71,7 @@ def test_trust_page_with_a_trained_model(model_store):
     warnings = texts(at.warning)
     assert any("less common here" in w for w in warnings), warnings
     assert widget(at.metric, tr("trust.ext_patients")).value == str(len(_other_site_csv().splitlines()) - 1)
-    assert at.session_state["model_meta"]["extra"]["external_validations"][0]["name"] == "site_b.csv"
+    assert at.session_state["model_meta"].extra.external_validations[0]["name"] == "site_b.csv"
     at.form(key="trust_ext_recalibrate").text_input[0].set_value("site-b-model")
     submit = [b for b in at.get("form_submit_button") if b.label == tr("trust.ext_recalibrate")]
     submit[0].click().run()

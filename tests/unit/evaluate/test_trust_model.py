@@ -21,6 +21,7 @@ from core.model import TrainConfig, add_members, load_bundle, save_bundle
 from core.workflow import train_on_cohort
 from core.data import cleveland_schema
 from core.evaluate import trust
+from bundle_edit import write_meta
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST = TrainConfig(epochs=30, patience=5)
@@ -101,7 +102,7 @@ def test_ensemble_bundle_round_trip_with_calibration(ensemble, cohort, tmp_path)
     calibrated = trust.recalibrate(model, cohort, sp, method="platt")
     path = save_bundle(calibrated, tmp_path / "b", metrics={}, data_fingerprint=cohort.fingerprint, name="ens")
     meta = json.loads((path / "metadata.json").read_text())
-    assert meta["version"] == 2 and meta["members"] == ["model.keras", "member_2.keras", "member_3.keras"]
+    assert meta["version"] == 3 and meta["members"] == ["model.keras", "member_2.keras", "member_3.keras"]
     assert set(meta["files"]) >= set(meta["members"])
     loaded = load_bundle(path)
     raw = model.preprocessor_.encode(cohort.df.iloc[:30])
@@ -118,14 +119,15 @@ def test_ensemble_bundle_round_trip_with_calibration(ensemble, cohort, tmp_path)
 def test_bundle_member_names_are_an_allow_list(single, tmp_path):
     path = save_bundle(single.model, tmp_path / "b", metrics={}, data_fingerprint="x", name="one")
     meta = json.loads((path / "metadata.json").read_text())
-    assert meta["version"] == 1 and meta["members"] == ["model.keras"]  # older readers still open it
+    assert meta["version"] == 3 and meta["members"] == ["model.keras"]
     for bad in (["model.keras", "../model.keras"], ["member_2.keras"], ["model.keras", "model.keras"]):
         meta["members"] = bad
-        (path / "metadata.json").write_text(json.dumps(meta))
+        write_meta(path, meta)  # a forger who recomputes the metadata's hash
         with pytest.raises(BundleError, match="member files"):
             load_bundle(path)
-    # A bundle without the members key (written before ensembles) loads as one network.
-    del meta["members"], meta["calibration"], meta["input_reference"]
+    # A version-1 bundle (written before ensembles: no members key) loads as one network.
+    del meta["members"], meta["calibration"], meta["input_reference"], meta["metadata_sha256"]
+    meta["version"] = 1
     (path / "metadata.json").write_text(json.dumps(meta))
     old = load_bundle(path)
     assert old.n_members_ == 1 and old.calibration_.method == "none" and old.input_reference_ is None

@@ -32,7 +32,8 @@ def cohort_dict(**overrides):
 
 def meta(**overrides):
     m = training_metadata(fake_model(), METRICS, name="heart-mlp", cohort=cohort_dict(),
-                          sizes={"train": 211, "validation": 46, "test": 46}, created_utc="2025-01-02T03:04:05+00:00")
+                          sizes={"train": 211, "validation": 46, "test": 46},
+                          created_utc="2025-01-02T03:04:05+00:00").to_json_dict()
     m.update(overrides)
     return m
 
@@ -41,7 +42,8 @@ def test_the_training_metadata_has_the_bundle_shape():
     m = meta()
     assert m["config"]["hidden"] == [10, 5]
     assert m["data_fingerprint"] == "ab" * 32
-    assert m["extra"] == card_extra(cohort_dict(), {"train": 211, "validation": 46, "test": 46})
+    sizes = {"train": 211, "validation": 46, "test": 46}
+    assert {k: m["extra"][k] for k in ("cohort", "sizes")} == card_extra(cohort_dict(), sizes)
     assert json.loads(json.dumps(m)) == m  # plain JSON, like metadata.json
 
 
