@@ -86,6 +86,7 @@ EDITS = {
     "history": (("history", "val_loss", 0), 0.0),
     "best_epoch": (("best_epoch",), 1),
     "prevalence": (("prevalence",), 0.9),
+    "bands": (("bands",), {"low": 0.5, "high": 0.9}),
     "n_train": (("n_train",), 10_000),
     "members": (("members",), ["model.keras"]),
     "stopped_by_user": (("stopped_by_user",), True),
