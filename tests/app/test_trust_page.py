@@ -83,7 +83,7 @@ def test_trust_page_with_a_trained_model(model_store):
     # The update's figures come from site patients it was not fitted on, and the saved bundle says so.
     site_n = len(_other_site_csv().splitlines()) - 1
     assert any("held-out site patients" in n for n in texts(at.success))
-    saved_meta = at.session_state["model_meta"]
+    saved_meta = at.session_state["model_meta"].to_json_dict()
     assert saved_meta["metrics"]["n"] == site_n
     assert saved_meta["extra"]["site_update"]["evaluated_on"].startswith("held-out site patients")
 
@@ -135,7 +135,7 @@ def test_the_clinician_chooses_the_risk_bands_and_they_are_saved_with_the_model(
     no_exceptions(at)
     bands = model_bands(at.session_state["model"])
     assert (bands.low, bands.high, bands.set_by) == (0.10, 0.50, "Dr Wang, cardiology") and bands.set_utc
-    assert at.session_state["model_meta"]["bands"]["set_by"] == "Dr Wang, cardiology"
+    assert at.session_state["model_meta"].bands["set_by"] == "Dr Wang, cardiology"
     assert any("Dr Wang, cardiology" in s for s in texts(at.success))
     at.switch_page("pages/patient.py").run()
     assert bands_sentence(bands, "en") in texts(at.caption)

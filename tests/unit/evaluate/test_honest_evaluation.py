@@ -197,7 +197,7 @@ def test_site_update_is_measured_on_held_out_site_patients_and_saved_as_such(tra
     path = save_bundle(recalibrate_intercept(model, result), tmp_path / "b", metrics=held["metrics"],
                        data_fingerprint=cohort.fingerprint, name="site", extra=extra)
     meta = load_bundle(path).metadata_
-    assert meta["metrics"]["n"] == result.n and meta["metrics"]["roc_auc"] != trained.metrics["roc_auc"]
+    assert meta.metrics["n"] == result.n and meta.metrics["roc_auc"] != trained.metrics["roc_auc"]
     card = card_markdown(meta, "en")
     assert f"## {tr('card.site_metrics')}" in card and f"## {tr('card.test_metrics')}" not in card
     assert tr("card.tripod_24") in card and "after the intercept update (held-out site patients" in card

@@ -225,8 +225,8 @@ def test_cli_validate(single, cohort, tmp_path):
     assert abs(after["calibration_intercept"]) < 0.3 < abs(report["calibration_intercept"])
     saved = load_bundle(after["bundle"])
     assert saved.calibration_.method == "platt"
-    assert saved.metadata_["metrics"]["n"] == report["n"]  # the site's held-out metrics, not the training test split
-    assert saved.metadata_["extra"]["site_update"]["evaluated_on"] == after["evaluated_on"]
+    assert saved.metadata_.metrics["n"] == report["n"]  # the site's held-out metrics, not the training test split
+    assert saved.metadata_.extra.site_update["evaluated_on"] == after["evaluated_on"]
     missing = tmp_path / "missing.csv"
     _other_site().drop(columns=["ca"]).to_csv(missing, index=False)
     bad = _cli("validate", "--model", str(bundle), "--data", str(missing))
