@@ -151,20 +151,23 @@ shown = view.copy()
 shown["risk_band"] = shown["risk_band"].map(band_name)
 if (full["missing"] == "").all():  # nothing was left unmeasured: no empty range columns on screen
     shown = shown.drop(columns=["risk_low", "risk_high", "missing"])
-else:  # the inputs not measured by their clinical names (the download keeps the column names)
+else:  # the inputs not measured by their clinical names, the range as one text: a complete row shows blanks,
+    # not "None" (the download keeps the names and the two numbers)
     names = {f.name: feature_label(f) for f in pre.features}
     shown["missing"] = [", ".join(names.get(n, n) for n in m.split(", ")) if m else "" for m in shown["missing"]]
-for col in ("risk", "risk_low", "risk_high", "ensemble_low", "ensemble_high"):
+    shown.insert(shown.columns.get_loc("risk_low"), "risk_range",
+                 ["" if np.isnan(lo) else f"{lo:.1%}–{hi:.1%}" for lo, hi in zip(shown["risk_low"], shown["risk_high"])])
+    shown = shown.drop(columns=["risk_low", "risk_high"])
+for col in ("risk", "ensemble_low", "ensemble_high"):
     if col in shown:
         shown[col] = shown[col] * 100
 labels = {"row": t("scoring.row"), "risk": t("scoring.risk"), "risk_band": t("scoring.band"),
-          "risk_low": t("scoring.risk_low"), "risk_high": t("scoring.risk_high"), "missing": t("scoring.missing"),
+          "risk_range": t("scoring.risk_range"), "missing": t("scoring.missing"),
           "ensemble_low": t("scoring.ensemble_low"), "ensemble_high": t("scoring.ensemble_high"),
           **{f"reason_{k}": t("scoring.reason", k=k) for k in (1, 2, 3)}}
 percent = st.column_config.NumberColumn(format="%.1f%%")
 st.dataframe(shown.rename(columns=labels), hide_index=True, height=420,
-             column_config={labels[c]: percent for c in ("risk", "risk_low", "risk_high", "ensemble_low",
-                                                         "ensemble_high")})
+             column_config={labels[c]: percent for c in ("risk", "ensemble_low", "ensemble_high")})
 st.caption(t("scoring.shown", n=len(view), total=len(full)))
 
 if len(view):

@@ -247,6 +247,10 @@ def test_scoring_page_scores_the_active_cohort_and_filters(lang):
     assert metric(at, tr("band.high", lang)).value == f"{counts['high']:,}"
     shown = at.dataframe[0].value
     assert len(shown) == cohort.n and tr("scoring.reason", lang, k=1) in shown.columns
+    # the demo cohort's 5 patients with an input not measured: its name and the range as text, blanks elsewhere
+    unmeasured = shown[shown[tr("scoring.missing", lang)] != ""]
+    assert len(unmeasured) == 5 and (unmeasured[tr("scoring.risk_range", lang)].str.contains("–")).all()
+    assert (shown[shown[tr("scoring.missing", lang)] == ""][tr("scoring.risk_range", lang)] == "").all()
     assert len(at.get("plotly_chart")) == 1
     assert len(at.get("download_button")) == 2
     # only the high band, at least 70%
