@@ -221,10 +221,15 @@ def distribution_by_outcome(values: pd.Series, outcome: pd.Series, label: str, c
         part = values[outcome == flag].dropna()
         if categorical:
             counts = part.astype(str).value_counts().sort_index()
-            fig.add_trace(go.Bar(x=counts.index, y=counts.values, name=name, marker_color=colour))
+            # A code's name on short lines under its bars: rotated, "asymptomatic" ran out of the figure
+            # and into the legend (issue 16.10)
+            fig.add_trace(go.Bar(x=[wrap_label(c, 12) for c in counts.index], y=counts.values, name=name,
+                                 marker_color=colour))
         else:
             fig.add_trace(go.Histogram(x=part, name=name, marker_color=colour, opacity=0.6, nbinsx=30))
     fig.update_layout(title=label, barmode="group" if categorical else "overlay", height=260, **_LAYOUT)
+    if categorical:
+        fig.update_xaxes(tickangle=0, automargin=True, tickfont=dict(size=10))
     return fig
 
 

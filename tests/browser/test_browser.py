@@ -269,6 +269,8 @@ def test_patient_report_pdf_and_scored_cohort_csv_download(server, page, tmp_pat
     expect(csv_button).to_be_visible(timeout=60_000)
     with page.expect_download(timeout=60_000) as csv_download:
         csv_button.click()
+    # named once after the cohort (a cohort from heart.csv gave risk-heart.csv.csv)
+    assert csv_download.value.suggested_filename == "risk-Synthetic-demo-cohort-Cleveland-like.csv"
     scored = pd.read_csv(io.BytesIO(csv_download.value.path().read_bytes()), encoding="utf-8-sig")
     assert len(scored) == 303  # the active demo cohort, every patient
     assert scored["risk"].between(0, 1).all()

@@ -100,11 +100,35 @@ CUT_JS = """() => {
     return {checked, cut}; }"""
 
 
+# A chart's tick label outside its figure or under its legend.
+LEGEND_JS = """() => {
+    const bad = []; const plots = [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')];
+    for (const plot of plots) {
+        const box = plot.getBoundingClientRect();
+        const legend = plot.querySelector('.legend'); const lr = legend && legend.getBoundingClientRect();
+        for (const t of plot.querySelectorAll('.xtick text, .ytick text')) {
+            const r = t.getBoundingClientRect();
+            if (r.left < box.left - 1 || r.right > box.right + 1 || r.bottom > box.bottom + 1) bad.push(t.textContent);
+            if (lr && r.left < lr.right && r.right > lr.left && r.top < lr.bottom && r.bottom > lr.top)
+                bad.push('under the legend: ' + t.textContent);
+        }
+    }
+    return {charts: plots.length, bad}; }"""
+
+
 def test_typed_values_are_the_values_used_and_nothing_is_cut(server, browser):
     context, page = new_page(browser)
     try:
         page.set_viewport_size({"width": 1280, "height": 900})
         open_dashboard(page, server)
+        # 16.10: the cohort's distribution charts: the codes' names inside the figure, none under the legend
+        page.get_by_test_id("stExpander").filter(has_text=tr("cohort.distributions_open", n=13)).locator(
+            "summary").click()
+        expect(page.get_by_test_id("stPlotlyChart").nth(12).locator(".main-svg").first).to_be_visible()
+        wait_idle(page)
+        page.wait_for_timeout(500)
+        overlaps = page.evaluate(LEGEND_JS)
+        assert overlaps["charts"] == 13 and overlaps["bad"] == [], overlaps
         train(page, epochs=15)
         go_to(page, "nav.patient")
         metric = risk_metric(page).get_by_test_id("stMetricValue")

@@ -81,3 +81,22 @@ def test_a_long_waterfall_label_wraps_instead_of_running_off_the_figure():
     assert "荧光透视着色的主要血管数（0<br>支）" in y
     assert fig.layout.yaxis.automargin is True
     assert plots.wrap_label("x" * 70).split("<br>") == ["x" * 28, "x" * 28, "x" * 14]
+
+
+def test_a_coded_distribution_keeps_its_code_names_whole_and_apart_from_the_legend():
+    values = pd.Series(["asymptomatic", "non-anginal pain", "typical angina", "asymptomatic"])
+    fig = plots.distribution_by_outcome(values, pd.Series([1.0, 0.0, 0.0, 1.0]), "Chest pain type", True)
+    assert fig.layout.xaxis.tickangle == 0 and fig.layout.xaxis.automargin is True  # not rotated out of the figure
+    assert "non-anginal<br>pain" in list(fig.data[0].x)
+
+
+def test_the_page_s_distribution_puts_its_legend_above_the_plot(monkeypatch):
+    import ui.figures as figures
+    from core.data import cleveland_schema
+    from types import SimpleNamespace
+    monkeypatch.setattr(figures, "lang", lambda: "en")
+    monkeypatch.setattr(figures, "t", lambda key, **kw: key)
+    schema = cleveland_schema()
+    cohort = SimpleNamespace(df=pd.DataFrame({"cp": [1.0, 4.0, 4.0]}), y=np.array([0.0, 1.0, 1.0]))
+    fig = figures.distribution(cohort, schema["cp"])
+    assert fig.layout.legend.yanchor == "bottom" and fig.layout.legend.y >= 1  # not over the codes' names
