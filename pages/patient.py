@@ -33,6 +33,7 @@ from ui.common import markdown_text, need_model
 from ui.models import audit_identity
 from ui.i18n import feature_label, feature_value, lang, lang_key, t
 from ui.numbers import NotANumber, parse_number
+from ui.resume import keep
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_fits_model, cohort_title, session_cache
 
@@ -518,6 +519,7 @@ def patient_view() -> None:
     left, right = st.columns([6, 5], gap="large")
     with left:
         values, problems = patient_form(model, cohort, fits)
+    keep()  # a form change reruns only this fragment: keep what is typed for a reload now
     key = patient_key(values)
     with right:
         if problems:  # a refused field: no risk at all rather than one for values no longer on screen

@@ -19,6 +19,7 @@ from ui.auth import read_secrets, require_login
 from ui.i18n import LANGUAGES, t
 from ui.jobs import progress_text
 from ui.models import adopt_finished_job
+from ui.resume import keep, resume_or_start
 from ui.state import active_cohort, active_model, cohort_title, configure_store, init_session
 
 _run = threading.local()  # each script run has its own thread
@@ -52,6 +53,7 @@ def draw_shell(pages=None) -> None:
     secrets = read_secrets()
     configure_store(secrets)
     require_login(secrets, pages)  # stops the run until the user is in: nothing of a cohort or model is drawn before
+    resume_or_start()  # a reload gets the session's cohort, model, running job and patient form back
     adopt_finished_job()  # a run that ended while the user was on another page
     with st.sidebar:
         cohort = active_cohort()
@@ -94,6 +96,8 @@ def training_status() -> None:
 
 
 def end_run() -> None:
+    if getattr(_run, "drawn", False):
+        keep()
     _run.drawn = False
 
 

@@ -228,3 +228,43 @@ def test_progress_covers_every_network_in_the_page_and_the_sidebar(server, brows
         assert any(any(k in s for k in beyond_first) for s in side), side[-5:]
     finally:
         context.close()
+
+
+def test_a_reload_keeps_the_cohort_the_running_training_and_the_patient(server, browser, tmp_path):
+    """Issue 16.4: a reload (or the address opened again) showed the demo cohort and 'No model yet' while
+    the server went on training for nobody."""
+    from browser_util import upload_cohort, write_cohort_csv
+    context, page = new_page(browser)
+    try:
+        open_dashboard(page, server)
+        assert "session=" in page.url
+        upload_cohort(page, write_cohort_csv(tmp_path / "ward.csv", n=250))
+        expect(sidebar(page).get_by_test_id("stText")).to_have_text("ward.csv")
+        go_to(page, "nav.train")
+        page.get_by_test_id("stNumberInput").filter(has_text=tr("train.epochs")).locator("input").fill("150")
+        page.get_by_test_id("stCheckbox").filter(has_text=tr("train.early_stopping")).locator("label").click()
+        page.get_by_test_id("stFormSubmitButton").get_by_role("button").click()
+        expect(page.get_by_test_id("stMain").get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
+        page.reload()  # mid-training
+        expect(sidebar(page).get_by_test_id("stText").first).to_have_text("ward.csv")
+        expect(page.get_by_role("heading", name=tr("train.results"))).to_be_visible(timeout=180_000)
+        expect(sidebar(page).get_by_text(tr("sidebar.unsaved_model"))).to_be_visible()
+
+        go_to(page, "nav.patient")
+        expect(risk_metric(page).get_by_test_id("stMetricValue")).to_have_text(PERCENT)
+        type_into(page, "age", "61.5")
+        risk = risk_metric(page).get_by_test_id("stMetricValue").inner_text()
+        page.reload()
+        expect(page.get_by_role("heading", name=tr("patient.title"), level=1)).to_be_visible()
+        expect(text_input(page, label("age"))).to_have_value("61.5")
+        expect(risk_metric(page).get_by_test_id("stMetricValue")).to_have_text(risk)
+        expect(sidebar(page).get_by_test_id("stText").first).to_have_text("ward.csv")
+
+        other, other_page = new_page(browser)  # another browser without the address: a session of its own
+        try:
+            open_dashboard(other_page, server)
+            expect(sidebar(other_page).locator(".stMarkdownBadge")).to_contain_text(tr("sidebar.synthetic"))
+        finally:
+            other.close()
+    finally:
+        context.close()
