@@ -19,12 +19,9 @@ from core.data.schema import Schema
 from core.errors import CohortError
 from core.i18n import tr
 from core.metrics.discrimination import logistic_fit, logit
-from core.metrics.intervals import auc_interval, delong_auc
+from core.metrics.intervals import MIN_PER_CLASS, auc_interval, delong_auc
 
 SMALL_GROUP = 30
-# Fewer patients than this with, or without, the outcome: "too few patients" instead of an AUC. At 5 and
-# 5 the widest possible AUC interval still excludes nothing, but the number is no longer a single pair.
-MIN_PER_CLASS = 5
 AGE_BANDS = (45, 55, 65)  # <45, 45-54, 55-64, >=65 years
 
 

@@ -27,11 +27,21 @@ from core.metrics.discrimination import (
     rank_auc,
     roc_frame,
 )
-from core.metrics.intervals import Z95, auc_interval, delong_auc, wilson_interval
+from core.metrics.intervals import (
+    MIN_PER_CLASS,
+    Z95,
+    auc_interval,
+    delong_auc,
+    interval_fields,
+    metric_intervals,
+    proportion_intervals,
+    wilson_interval,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "EPS",
+    "MIN_PER_CLASS",
     "N_BOOT",
     "Z95",
     "as_outcome",
@@ -46,10 +56,13 @@ __all__ = [
     "delong_auc",
     "expected_calibration_error",
     "grid_ends",
+    "interval_fields",
     "logistic_fit",
     "logit",
+    "metric_intervals",
     "net_benefit",
     "pr_frame",
+    "proportion_intervals",
     "proposed_threshold",
     "rank_auc",
     "roc_frame",

@@ -79,3 +79,81 @@ def newcombe_auc_interval(auc: float, m: int, n: int, z: float = Z95) -> tuple[f
     low = 0.0 if auc <= 0 or gap(0.0) <= 0 else brentq(gap, 0.0, inner_low, xtol=1e-12)
     high = 1.0 if auc >= 1 or gap(1.0) <= 0 else brentq(gap, inner_high, 1.0, xtol=1e-12)
     return float(low), float(high)
+
+
+# Fewer patients than this in a measure's denominator (for the test set as a whole: with, or without, the
+# outcome): "too few patients" instead of a number. Shared by the subgroup table (core.evaluate.subgroups)
+# and the test metrics. At 5 and 5 the widest possible AUC interval still excludes nothing.
+MIN_PER_CLASS = 5
+
+# measure -> which counts of the confusion matrix are its numerator and denominator
+_PROPORTIONS = {
+    "accuracy": (("tp", "tn"), ("tp", "tn", "fp", "fn")),
+    "sensitivity": (("tp",), ("tp", "fn")),
+    "specificity": (("tn",), ("tn", "fp")),
+    "ppv": (("tp",), ("tp", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+}
+
+
+def _interval(value, low, high, too_few: bool, method: str) -> dict:
+    value, low, high = (float(v) for v in (value, low, high))
+    if too_few or not (math.isfinite(low) and math.isfinite(high)):
+        return {"value": value, "low": float("nan"), "high": float("nan"), "too_few": True, "method": method}
+    return {"value": value, "low": low, "high": high, "too_few": False, "method": method}
+
+
+def _class_sizes(y) -> tuple[np.ndarray, int, int]:
+    y = np.asarray(y, dtype=np.float64).ravel()
+    events = int(np.sum(y == 1))
+    return y, events, int(y.size - events)
+
+
+def proportion_intervals(y, p, threshold: float = 0.5) -> dict:
+    """Wilson 95% intervals of accuracy, sensitivity, specificity, PPV and NPV at ``threshold`` (risk >=
+    threshold = positive): ``{measure: {"value", "low", "high", "too_few", "method"}}``. ``too_few`` (and
+    NaN bounds) where the measure's denominator, or the patients with or without the outcome, number
+    fewer than MIN_PER_CLASS."""
+    y, events, non_events = _class_sizes(y)
+    pred = np.asarray(p, dtype=np.float64).ravel() >= threshold
+    pos = y == 1
+    counts = {"tp": int(np.sum(pred & pos)), "fp": int(np.sum(pred & ~pos)),
+              "fn": int(np.sum(~pred & pos)), "tn": int(np.sum(~pred & ~pos))}
+    few_classes = min(events, non_events) < MIN_PER_CLASS
+    out = {}
+    for name, (num, den) in _PROPORTIONS.items():
+        k, n = sum(counts[c] for c in num), sum(counts[c] for c in den)
+        low, high = wilson_interval(k, n)
+        out[name] = _interval(k / n if n else float("nan"), low, high, few_classes or n < MIN_PER_CLASS, "wilson")
+    return out
+
+
+def metric_intervals(y, p, threshold: float = 0.5, n_boot: int | None = None, seed: int = 0) -> dict:
+    """95% intervals of the test metrics, each valid at small n and never of zero width:
+    Wilson for the proportions (proportion_intervals), DeLong on the logit scale for the ROC AUC
+    (auc_interval), and a seeded percentile bootstrap (core.metrics.bootstrap, N_BOOT resamples) for the
+    Brier score. ``{measure: {"value", "low", "high", "too_few", "method"}}``; ``too_few`` with fewer than
+    MIN_PER_CLASS patients with, or without, the outcome."""
+    from core.metrics.bootstrap import N_BOOT, bootstrap_intervals  # bootstrap imports discrimination
+
+    out = proportion_intervals(y, p, threshold)
+    y, events, non_events = _class_sizes(y)
+    few_classes = min(events, non_events) < MIN_PER_CLASS
+    auc, low, high = auc_interval(y, p)
+    out["roc_auc"] = _interval(auc, low, high, few_classes, "delong_logit")
+    brier = bootstrap_intervals(y, p, thresholds=(), n_boot=N_BOOT if n_boot is None else n_boot,
+                                seed=seed)["brier"]
+    out["brier"] = _interval(brier["value"], brier["low"], brier["high"],
+                             few_classes or not brier["high"] > brier["low"], "bootstrap")
+    return out
+
+
+def interval_fields(intervals: dict) -> dict:
+    """The intervals as flat metric fields to store with a model's metrics: ``<measure>_low`` and
+    ``<measure>_high`` (None where too few patients), ``<measure>_too_few``."""
+    out = {}
+    for name, iv in intervals.items():
+        out[f"{name}_low"] = None if iv["too_few"] else iv["low"]
+        out[f"{name}_high"] = None if iv["too_few"] else iv["high"]
+        out[f"{name}_too_few"] = bool(iv["too_few"])
+    return out

@@ -8,6 +8,7 @@ import numpy as np
 from core.data.cohort import Cohort
 from core.metrics.decision import proposed_threshold
 from core.metrics.discrimination import binary_metrics
+from core.metrics.intervals import interval_fields, metric_intervals
 from core.model.config import TrainConfig, split
 from core.explain.background import summarise_background
 from core.model.estimator import RiskModel
@@ -40,5 +41,7 @@ def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=
     # 0.5 flags nobody for a 15% outcome: a rare outcome gets a threshold chosen on the training split.
     threshold, rule, _ = proposed_threshold(y[train_idx], model.predict_risk(df.iloc[train_idx]))
     metrics = binary_metrics(y[test_idx], test_risk, threshold)
+    # Stored with the bundle: its model card and reports give each test metric with its 95% interval.
+    metrics.update(interval_fields(metric_intervals(y[test_idx], test_risk, threshold)))
     sizes = {"train": len(train_idx), "validation": len(val_idx), "test": len(test_idx)}
     return TrainResult(model, metrics, np.asarray(test_idx), y[test_idx], test_risk, sizes, threshold, rule)
