@@ -32,7 +32,7 @@ from core.model.meta import (BUNDLE_FORMAT, BUNDLE_VERSION, READABLE_VERSIONS, B
 from core.model.preprocess import Preprocessor
 from core.model.privacy import MIN_CLUSTER_ROWS, RANGE_PERCENTILES, cluster_background
 from core.model.recalibration import Calibration
-from core.model.store import check_name, save_model
+from core.model.store import check_name, save_model, version_label
 
 FALLBACK_CENTRES = 30  # core.explain.background measured 30 centres within its tolerance on the demo model
 
@@ -211,10 +211,9 @@ def save_bundle(model: RiskModel, directory, metrics: dict | None = None, data_f
 
 
 def _label(directory: Path) -> str:
-    """How a bundle is named in messages: its folder and the one above (a store's "name/v3"), never
-    the server's absolute path."""
-    directory = Path(directory)
-    return f"{directory.parent.name}/{directory.name}" if directory.parent.name else directory.name
+    """How a bundle is named in messages: a store's version as people name it ("heart-mlp (v3)"), another
+    folder by its own name; never the server's absolute path."""
+    return version_label(directory)
 
 
 def _member_file(k: int) -> str:

@@ -57,6 +57,37 @@ def _copy_bundle(src, dst):
     return dst
 
 
+# ---- messages and imports (issue 18.8) -------------------------------------------------------------
+def test_a_refusal_names_the_model_and_version_never_the_server_path(bundle_dir, tmp_path):
+    (tmp_path / "store" / "heart-mlp").mkdir(parents=True)
+    bad = _copy_bundle(bundle_dir, tmp_path / "store" / "heart-mlp" / "v3")
+    (bad / "preprocess.json").write_text((bad / "preprocess.json").read_text() + " ")
+    with pytest.raises(BundleError) as refused:
+        load_bundle(bad)
+    assert "heart-mlp (v3)" in str(refused.value) and str(tmp_path) not in str(refused.value)
+    (bad / "metadata.json").unlink()
+    with pytest.raises(BundleError) as refused:
+        load_bundle(bad)
+    assert "heart-mlp (v3)" in str(refused.value) and str(tmp_path) not in str(refused.value)
+
+
+def test_a_zip_with_a_file_the_bundle_does_not_list_is_refused_and_named(bundle_dir, tmp_path):
+    import io
+    import zipfile
+
+    from core.model import bundle_to_zip, import_bundle_zip, list_models
+    buffer = io.BytesIO(bundle_to_zip(bundle_dir))
+    with zipfile.ZipFile(buffer, "a") as zf:
+        zf.writestr("notes.txt", "not part of the model")
+    store = tmp_path / "store"
+    store.mkdir()
+    with pytest.raises(BundleError, match="notes.txt") as refused:
+        import_bundle_zip(buffer.getvalue(), "imported", root=store)
+    assert str(tmp_path) not in str(refused.value) and "/tmp" not in str(refused.value)
+    assert list_models(store) == []  # nothing copied into the store
+    assert import_bundle_zip(bundle_to_zip(bundle_dir), "imported", root=store).name == "v1"  # the bundle alone
+
+
 # ---- splitting ------------------------------------------------------------------------------------
 def test_split_is_stratified_disjoint_and_seeded(cleveland):
     _, _, y = cleveland
