@@ -34,5 +34,7 @@ c2.download_button(t("card_page.download_html"), html.encode("utf-8"), file_name
                    mime="text/html", icon=":material/download:", on_click="ignore")
 if info.get("source") == "trained":
     st.info(t("card_page.unsaved"), icon=":material/info:")
+if meta.legacy_unverified:  # a version 1/2 bundle: its metadata.json carried no hash of its own
+    st.warning(t("card_page.legacy_unverified"), icon=":material/warning:")
 with st.container(border=True):
     st.markdown(markdown)

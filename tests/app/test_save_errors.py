@@ -69,3 +69,23 @@ def test_a_saved_model_whose_metadata_was_edited_is_refused_by_name(model_store)
     widget(at.button, tr("train.load")).click().run()
     assert [e.value for e in at.exception] == []
     assert any("metadata.json does not match its recorded SHA-256" in e for e in texts(at.error)), texts(at.error)
+
+
+def test_a_model_saved_before_metadata_was_hashed_loads_with_a_warning_on_its_card(model_store):
+    at = new_app()
+    train(at, epochs=5)
+    widget(at.button, tr("train.save")).click().run()
+    no_exceptions(at)
+    meta_path = model_store / "heart-mlp" / "v1" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["metadata_sha256"]
+    meta["version"] = 2  # as an older program wrote it
+    meta_path.write_text(json.dumps(meta))
+    from ui.state import forget_saved_bundles
+    forget_saved_bundles()
+    at.switch_page("pages/train.py").run()
+    widget(at.button, tr("train.load")).click().run()
+    no_exceptions(at)
+    at.switch_page("pages/model_card.py").run()
+    no_exceptions(at)
+    assert tr("card_page.legacy_unverified") in texts(at.warning)
