@@ -141,6 +141,51 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[\s_\-.:/]+", "", text)
 
 
+# A unit written into a column's name ('age_days', 'totChol_mmol', 'chol (mmol/L)', 'age in days'), keyed
+# by the unit with separators removed, to the vocabulary's unit name. Hand-written: no library maps an
+# export's ad-hoc unit abbreviations to UCUM-like names.
+NAME_UNITS = {
+    "days": "days", "day": "days", "years": "years", "year": "years", "yrs": "years", "yr": "years",
+    "months": "months", "mmol": "mmol/L", "mmoll": "mmol/L", "mgdl": "mg/dl",
+    "umoll": "µmol/L", "µmoll": "µmol/L", "umol": "µmol/L", "kg": "kg", "lb": "lb", "lbs": "lb",
+    "cm": "cm", "m": "m", "in": "in", "inch": "in", "inches": "in", "bpm": "bpm", "mmhg": "mmHg",
+    "pct": "%", "percent": "%", "%": "%", "mmolmol": "mmol/mol"}
+_SEPARATORS = re.compile(r"[\s_\-.]+")
+
+
+def _unit_key(text: str) -> str:
+    return re.sub(r"[\s_\-./]+", "", text)
+
+
+def split_unit(name: str) -> tuple[str, str | None]:
+    """(stem, unit) of a column name whose end says its unit: 'age_days' -> ('age', 'days'),
+    'totChol_mmol' -> ('totchol', 'mmol/L'), 'Chol [mg/dL]' -> ('chol', 'mg/dl'), 'age in days' ->
+    ('age', 'days'); (name, None) when it names no unit."""
+    text = unicodedata.normalize("NFKC", str(name)).strip().lower()
+    bracket = re.fullmatch(r"(.*?)\s*[(（\[]([^)）\]]*)[)）\]]\s*", text)
+    if bracket and bracket.group(1).strip():
+        unit = NAME_UNITS.get(_unit_key(bracket.group(2)))
+        return (bracket.group(1).strip(), unit) if unit else (text, None)
+    # every separator from the right: 'ldl_mg_dl' is ('ldl', 'mg_dl'), not ('ldl_mg', 'dl')
+    for sep in reversed(list(_SEPARATORS.finditer(text))):
+        stem, tail = text[:sep.start()], _unit_key(text[sep.end():])
+        if not stem.strip():
+            continue
+        if tail in NAME_UNITS:
+            return re.sub(r"[\s_\-.]+in$", "", stem), NAME_UNITS[tail]  # 'age in days': stem 'age'
+        if tail.startswith("in") and tail[2:] in NAME_UNITS:  # 'age in days'
+            return stem, NAME_UNITS[tail[2:]]
+    return text, None
+
+
+def _name_unit(concept: Concept, unit: str | None) -> str | None:
+    """The concept's own spelling of a unit read from a column name (mg/dl vs mg/dL), None if not its."""
+    for u in concept.unit_names:
+        if unit is not None and u.lower() == unit.lower():
+            return u
+    return None
+
+
 # ---- mapping -----------------------------------------------------------------------------------
 class ColumnMapping(BaseModel):
     """What one column is proposed (or confirmed) to be, and why."""
@@ -203,16 +248,38 @@ def _codes_fit(concept: Concept, series: pd.Series) -> tuple[bool, str]:
 
 def propose_column(column: str, series: pd.Series, vocab: Vocabulary | None = None) -> ColumnMapping:
     vocab = vocab or vocabulary()
-    key = normalise_name(column)
-    concept = vocab.by_synonym.get(key)
+    stem, named_unit = split_unit(column)
+    concept = vocab.by_synonym.get(normalise_name(column))
+    if concept is None or (named_unit and vocab.by_synonym.get(normalise_name(stem)) is not concept):
+        named_unit = None  # a unit only counts when the rest of the name is the same concept ('height_cm')
+    if concept is None and stem != column:
+        concept = vocab.by_synonym.get(normalise_name(stem))  # 'age_days' -> 'age', its unit 'days'
+        named_unit = split_unit(column)[1] if concept is not None else None
     if concept is None:
         return ColumnMapping(column=column, evidence=["name matches no concept: inferred from the values"])
     evidence = [f"name {column!r}: {concept.label}" + (f" ({concept.code.text})" if concept.code else "")]
     if concept.kind == "numeric":
         unit, verdict, why = detect_unit(concept, series)
         evidence.append(why)
+        name_unit = _name_unit(concept, named_unit)
+        if named_unit is not None and name_unit is None:
+            evidence.append(f"the name says {named_unit}, which is not a unit of {concept.label} "
+                            f"({', '.join(concept.unit_names)})")
+            return ColumnMapping(column=column, evidence=evidence + ["not mapped: inferred from the values"])
         if verdict != "ok":
             return ColumnMapping(column=column, evidence=evidence + ["not mapped: inferred from the values"])
+        if name_unit is not None:
+            if not _measured(concept, _numbers(series)).size:
+                unit = name_unit  # no values to judge: the name is the only evidence
+                evidence.append(f"the name says {name_unit}")
+            elif name_unit == unit:
+                evidence.append(f"the name says {name_unit}: agrees with the values")
+            else:
+                # The values win: they are what the model converts, and a header copied from another
+                # export's template says the wrong unit more often than 200 patients' values fit the wrong
+                # unit's range; converting by the name would turn 240 mg/dl into 9,281. Both are shown.
+                evidence.append(f"the name says {name_unit} but the values fit {unit}: read as {unit} "
+                                "(check the export)")
         return ColumnMapping(column=column, concept=concept.id, unit=None if unit == concept.unit else unit,
                              evidence=evidence)
     fits, why = _codes_fit(concept, series)

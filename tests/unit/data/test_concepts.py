@@ -255,3 +255,41 @@ def test_distinct_measurements_are_not_taken_for_record_numbers():
     assert "platelets" in cohort.schema.feature_names
     assert cohort.schema["record"].excluded.startswith("identifier")
     assert cohort.schema["mrn_text"].excluded.startswith("identifier")
+
+
+# ---- QA: units written into the column name ------------------------------------------------------
+@pytest.mark.parametrize("name, stem, unit", [
+    ("age_days", "age", "days"), ("totChol_mmol", "totchol", "mmol/L"), ("glucose_mmol", "glucose", "mmol/L"),
+    ("ldl_mg_dl", "ldl", "mg/dl"), ("Chol [mg/dL]", "chol", "mg/dl"), ("age in days", "age", "days"),
+    ("Age_YRS", "age", "years"), ("weight-lb", "weight", "lb"), ("sysBP.mmHg", "sysbp", "mmHg"),
+    ("chol (mmol/L)", "chol", "mmol/L"), ("hdl_mmoll", "hdl", "mmol/L"), ("resting_bp", "resting_bp", None)])
+def test_a_unit_in_the_column_name_is_split_off(name, stem, unit):
+    from core.data.concepts import split_unit
+    assert split_unit(name) == (stem, unit)
+
+
+def test_columns_with_unit_suffixes_map_to_their_concept_and_unit():
+    from core.data.concepts import infer_clinical_schema
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"age_days": rng.uniform(14000, 25000, 60).round(), "totChol_mmol": rng.uniform(3.5, 7, 60),
+                       "glucose_mmol": rng.uniform(4, 7, 60), "heart_rate_bpm": rng.uniform(55, 95, 60).round(),
+                       "TenYearCHD": rng.integers(0, 2, 60)})
+    proposals = {m.column: m for m in propose_mapping(df)}
+    assert (proposals["age_days"].concept, proposals["age_days"].unit) == ("age", "days")
+    assert (proposals["totChol_mmol"].concept, proposals["totChol_mmol"].unit) == ("total_cholesterol", "mmol/L")
+    assert (proposals["glucose_mmol"].concept, proposals["glucose_mmol"].unit) == ("fasting_glucose", "mmol/L")
+    assert proposals["heart_rate_bpm"].concept == "heart_rate"
+    assert any("the name says days: agrees with the values" in e for e in proposals["age_days"].evidence)
+    schema = infer_clinical_schema(df, target="TenYearCHD")
+    assert schema["age_days"].label == "Age" and schema["age_days"].source_unit == "days"
+    assert schema["totChol_mmol"].label == "Total cholesterol" and schema["totChol_mmol"].source_unit == "mmol/L"
+
+
+def test_a_unit_in_the_name_that_the_values_contradict_is_shown_and_the_values_win():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"chol_mmol": rng.uniform(150, 300, 60).round()})  # mg/dl values under an mmol header
+    (m,) = propose_mapping(df)
+    assert (m.concept, m.unit) == ("total_cholesterol", None)
+    assert any("the name says mmol/L but the values fit mg/dl" in e for e in m.evidence)
+    (m,) = propose_mapping(pd.DataFrame({"chol_kg": rng.uniform(150, 300, 60)}))  # not a unit of cholesterol
+    assert m.concept is None and any("not a unit of Total cholesterol" in e for e in m.evidence)
