@@ -14,7 +14,15 @@ import streamlit as st
 from pydantic import ValidationError
 
 from core.errors import CoreError
-from core.metrics import binary_metrics, calibration_table, roc_frame
+from core.metrics import (
+    MIN_PER_CLASS,
+    N_BOOT,
+    binary_metrics,
+    calibration_table,
+    metric_intervals,
+    proportion_intervals,
+    roc_frame,
+)
 from core.model import TrainConfig, as_bundle_meta, bundle_to_zip, delete_model, import_bundle_zip, list_models
 from core.workflow import cohort_summary, option_names, training_metadata
 from ui import figures
@@ -26,8 +34,8 @@ from ui.state import active_cohort, cohort_title, forget_saved_bundles
 
 DEFAULT = TrainConfig()
 DASHBOARD_MEMBERS = 5  # networks in the uncertainty ensemble: ~3x one fit's time, gives every risk a range
-METRICS = ("accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc", "brier", "calibration_slope",
-           "calibration_intercept")
+METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
+           "calibration_slope", "calibration_intercept")
 
 
 def metric_name(key: str) -> str:
@@ -188,7 +196,7 @@ def results_panel() -> None:
     show_proposed_threshold(result, proposed)
     threshold = st.slider(t("train.threshold"), 0.05, 0.95, step=0.01, key="threshold", help=t("train.threshold_help"))
     metrics = binary_metrics(result.test_y, result.test_risk, threshold)
-    metric_grid(metrics)
+    metric_grid(metrics, test_intervals(result, threshold))
     c1, c2, c3 = st.columns(3)
     auc = metrics["roc_auc"]
     c1.plotly_chart(figures.roc(roc_frame(result.test_y, result.test_risk), auc), key="roc")
@@ -214,13 +222,43 @@ def show_proposed_threshold(result, proposed: float) -> None:
               sensitivity=ratio(s["sensitivity"]), specificity=ratio(s["specificity"])), icon=":material/tune:")
 
 
-def metric_grid(metrics: dict) -> None:
+def test_intervals(result, threshold: float) -> dict:
+    """95% intervals of the test metrics at ``threshold``. The AUC's and Brier's (a 1000-resample bootstrap)
+    do not depend on the threshold: computed once per training run, not on every move of the slider."""
+    key = ("test_intervals", id(result))
+    if st.session_state.get("test_intervals_for") != key:
+        st.session_state["test_intervals"] = metric_intervals(result.test_y, result.test_risk, threshold)
+        st.session_state["test_intervals_for"] = key
+    return {**st.session_state["test_intervals"], **proportion_intervals(result.test_y, result.test_risk, threshold)}
+
+
+def stored_intervals(metrics: dict) -> dict:
+    """The intervals a bundle stored with its metrics (``<measure>_low``/``_high``/``_too_few``)."""
+    out = {}
+    for key in METRICS:
+        if metrics.get(f"{key}_too_few"):
+            out[key] = {"too_few": True}
+        elif metrics.get(f"{key}_low") is not None and metrics.get(f"{key}_high") is not None:
+            out[key] = {"too_few": False, "low": metrics[f"{key}_low"], "high": metrics[f"{key}_high"]}
+    return out
+
+
+def metric_grid(metrics: dict, intervals: dict | None = None) -> None:
+    """Each test metric with its 95% interval under it, or "too few patients" instead of a number."""
+    intervals = stored_intervals(metrics) if intervals is None else intervals
     shown = [k for k in METRICS if k in metrics]
     for start in range(0, len(shown), 4):
         cols = st.columns(4)
         for col, key in zip(cols, shown[start:start + 4]):
-            value = metrics.get(key)
+            value, iv = metrics.get(key), intervals.get(key)
+            if iv and iv["too_few"]:
+                col.metric(metric_name(key), t("metric.too_few"), help=t("metric.too_few_help", n=MIN_PER_CLASS))
+                continue
             col.metric(metric_name(key), "—" if value is None or value != value else f"{value:.3f}")
+            if iv:
+                col.caption(t("metric.interval", low=f"{iv['low']:.3f}", high=f"{iv['high']:.3f}"))
+    if intervals:
+        st.caption(t("metric.interval_note", boot=N_BOOT, n=MIN_PER_CLASS))
 
 
 # ---- the model store ---------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
     table = [[tr("card.metric", lang), tr("card.value", lang)]]
     for key in METRIC_KEYS:
         if key in metrics:
-            table.append([tr(f"metric.{key}", lang), _num(metrics.get(key), 3, lang)])
+            table.append([tr(f"metric.{key}", lang), _metric_cell(metrics, key, lang)])
     site = extra.get("site_update") or {}
     if site:
         # A site-updated model: its metrics were measured on held-out site patients, not the training split.
@@ -201,6 +201,8 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
         paragraphs = ([tr("card.test_note", lang, n=_num(metrics.get("n"), lang=lang),
                           threshold=_num(metrics.get("threshold"), 2, lang))]
                       if metrics else [tr("card.no_metrics", lang)])
+        if any(f"{key}_too_few" in metrics for key in METRIC_KEYS):
+            paragraphs.append(tr("metric.interval_note", lang, boot=N_BOOT, n=MIN_PER_CLASS))
         title = tr("card.test_metrics", lang)
     sections.append(Section(title, paragraphs=paragraphs, table=table if len(table) > 1 else None))
 
@@ -223,6 +225,14 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
     sections += disclosure_sections(meta, lang)
     sections.append(Section(tr("card.limits", lang), bullets=known_limits(meta, lang)))
     return sections
+
+
+def _metric_cell(metrics: dict, key: str, lang: str) -> str:
+    """A stored test metric with the 95% interval stored beside it at training time (``<key>_low``,
+    ``<key>_high``; core.metrics.metric_intervals), or "too few patients" instead of a number."""
+    if metrics.get(f"{key}_too_few"):
+        return tr("metric.too_few", lang)
+    return _interval(metrics.get(key), metrics.get(f"{key}_low"), metrics.get(f"{key}_high"), lang)
 
 
 def _interval(value, low, high, lang: str, digits: int = 3) -> str:

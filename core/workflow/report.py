@@ -133,6 +133,10 @@ class PatientReport:
     # What the waterfall adds up to when it is not the risk: under isotonic recalibration the reasons explain
     # the networks' uncalibrated output (core.workflow.PatientRisk.explained_risk). None: it is the risk.
     explained_risk: float | None = None
+    # the test AUC's 95% interval stored with the model's metrics (core.metrics.metric_intervals); None when
+    # not stored. ``test_auc_too_few``: fewer than MIN_PER_CLASS test patients with, or without, disease.
+    test_auc_interval: tuple[float, float] | None = None
+    test_auc_too_few: bool = False
     outcome: str | None = None  # what the risk is a risk of, when the cohort is not the UCI one
 
     @property
@@ -184,6 +188,9 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
     contributions = [(r.subject, float(r.shap)) for r in result.reasons] + \
         [(tr("patient_report.not_measured", lang, label=n.label), float(n.shap)) for n in result.not_measured]
     auc = meta.test_auc
+    auc_low, auc_high = meta.metrics.get("roc_auc_low"), meta.metrics.get("roc_auc_high")
+    auc_interval = ((float(auc_low), float(auc_high)) if all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                            for v in (auc_low, auc_high)) else None)
     return PatientReport(
         lang=lang, created=(now or _dt.datetime.now(_dt.timezone.utc)).astimezone(_dt.timezone.utc),
         inputs=inputs, missing=missing, risk=float(result.risk), band=result.risk_band, interval=interval,
@@ -193,6 +200,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         model_name=str(model_name or meta.name or "—"), model_version=model_version,
         data_fingerprint=meta.fingerprint,
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
+        test_auc_interval=auc_interval, test_auc_too_few=bool(meta.metrics.get("roc_auc_too_few")),
         note=note, outcome=schema.outcome_name(lang),
         whatif_notes=[whatif_meaning(lang, short=True)] + [c.sentence(schema, lang) for c in direction_conflicts(model)],
         missing_range=None if result.missing is None else (result.missing.low, result.missing.high),
@@ -221,7 +229,15 @@ def _header_lines(report: PatientReport) -> list[str]:
     lang = report.lang
     when = report.created.strftime("%Y-%m-%d %H:%M UTC")
     version = f" ({tr('patient_report.version', lang)} {report.model_version})" if report.model_version else ""
-    auc = f"{report.test_auc:.3f}" if report.test_auc is not None else tr("patient_report.not_recorded", lang)
+    if report.test_auc_too_few:  # too few test patients with, or without, disease for a number
+        auc = tr("metric.too_few", lang)
+    elif report.test_auc is None:
+        auc = tr("patient_report.not_recorded", lang)
+    elif report.test_auc_interval is not None:
+        low, high = report.test_auc_interval
+        auc = f"{report.test_auc:.3f} ({tr('metric.interval', lang, low=f'{low:.3f}', high=f'{high:.3f}')})"
+    else:
+        auc = f"{report.test_auc:.3f}"
     model = f"{report.model_name}{version} · {tr('patient_report.auc', lang)} {auc}"
     fingerprint = report.data_fingerprint or tr("patient_report.not_recorded", lang)
     return [tr("patient_report.created", lang, when=when),

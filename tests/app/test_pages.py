@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import json
 import os
 import socket
 import subprocess
@@ -275,6 +276,12 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
     auc = float(metric_value(at, tr("metric.roc_auc")))
     assert 0.5 < auc <= 1.0
     assert len(plotly_charts(at)) == 6  # three training curves, ROC, calibration, confusion matrix
+    # every test metric with its 95% interval (Wilson, DeLong on the log-odds scale, bootstrap for Brier)
+    ivs = at.session_state["test_intervals"]
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "brier"):
+        assert ivs[key]["low"] < ivs[key]["high"]
+        assert tr("metric.interval", low=f"{ivs[key]['low']:.3f}", high=f"{ivs[key]['high']:.3f}") in texts(at.caption)
+    assert ivs["roc_auc"]["low"] < auc < ivs["roc_auc"]["high"]
 
     # the threshold moves sensitivity against specificity
     sens_half = float(metric_value(at, tr("metric.sensitivity")))
@@ -288,6 +295,8 @@ def test_demo_to_training_to_patient_to_explanation_to_card(model_store):
     no_exceptions(at)
     assert tr("train.saved_note", name="flow-test", version="v1") in texts(at.success)
     assert (model_store / "flow-test" / "v1" / "metadata.json").is_file()
+    stored = json.loads((model_store / "flow-test" / "v1" / "metadata.json").read_text())["metrics"]
+    assert stored["roc_auc_low"] < stored["roc_auc"] < stored["roc_auc_high"]  # for the card and the report
     assert "flow-test (v1)" in texts(at.sidebar.text)
 
     # the patient page: a risk, a band, reasons, a waterfall; the sensitivity strip when asked for

@@ -163,3 +163,30 @@ def test_cohort_summary_reads_a_cohort():
     summary = cohort_summary(cohort)
     assert summary == {"name": "demo", "rows": cohort.n, "rows_in": 50, "prevalence": pytest.approx(cohort.prevalence),
                        "fingerprint": cohort.fingerprint, "synthetic": True}
+
+
+def _metrics_with_intervals(n=46, seed=3):
+    import numpy as np
+    from core.metrics import binary_metrics, interval_fields, metric_intervals
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.45).astype(float)
+    p = np.clip(0.25 * y + 0.75 * rng.random(n), 0, 1)
+    return {**binary_metrics(y, p), **interval_fields(metric_intervals(y, p, n_boot=200))}
+
+
+def test_test_metrics_show_their_stored_95_percent_intervals():
+    metrics = _metrics_with_intervals()
+    md = card_markdown(meta(metrics=metrics))
+    for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "brier"):
+        low, high = metrics[f"{key}_low"], metrics[f"{key}_high"]
+        assert low < metrics[key] < high  # holds the estimate, has a width
+        assert f"| {tr(f'metric.{key}')} | {metrics[key]:.3f} ({low:.3f}–{high:.3f}) |" in md
+    assert "Wilson" in md and "DeLong" in md
+
+
+def test_too_few_test_patients_with_disease_says_so_instead_of_a_number():
+    metrics = _metrics_with_intervals()
+    metrics.update(roc_auc_too_few=True, roc_auc_low=None, roc_auc_high=None)
+    md = card_markdown(meta(metrics=metrics))
+    assert f"| {tr('metric.roc_auc')} | {tr('metric.too_few')} |" in md
+    assert f"{metrics['roc_auc']:.3f}" not in md.split(tr("metric.roc_auc"))[1].split("\n")[0]

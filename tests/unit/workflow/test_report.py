@@ -192,3 +192,18 @@ def test_the_report_names_the_outcome_as_the_patient_page_does(model, patient, l
     assert report.risk_heading == tr("patient.risk", lang)  # "coronary artery disease" on both, not "heart disease"
     html = report_html(report)
     assert tr("patient.risk", lang) in html and "heart disease" not in html.lower()
+
+
+def test_the_test_auc_carries_its_stored_95_percent_interval(model, patient):
+    meta = {**META, "metrics": {"roc_auc": 0.821, "roc_auc_low": 0.687, "roc_auc_high": 0.905,
+                                "roc_auc_too_few": False}}
+    report = build_report(model, patient, meta=meta, lang="en", now=NOW)
+    assert report.test_auc_interval == (0.687, 0.905)
+    _, text = pdf_text(report_pdf(report))
+    assert squash("Test ROC AUC 0.821 (95% CI 0.687–0.905)") in squash(text)
+    assert "0.821 (95% CI 0.687–0.905)" in report_html(report)
+    few = build_report(model, patient, meta={**META, "metrics": {"roc_auc": 1.0, "roc_auc_low": None,
+                                                               "roc_auc_high": None, "roc_auc_too_few": True}},
+                       lang="en", now=NOW)
+    html_text = report_html(few)
+    assert "Test ROC AUC too few patients" in html_text and "1.000" not in html_text
