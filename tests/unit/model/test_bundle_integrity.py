@@ -186,3 +186,24 @@ def test_signed_bundles_need_the_installation_key(bundle, tmp_path, monkeypatch)
 def load_bundle_unsigned(path, monkeypatch):
     monkeypatch.delenv("HEART_RISK_SIGNING_KEY", raising=False)
     return load_bundle(path)
+
+
+def test_the_cli_refuses_an_edited_bundle_in_one_line_naming_the_file(bundle, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    edited = _copy(bundle, tmp_path, "edited")
+    meta = read_meta(edited)
+    meta["calibration"]["b"] = 3.0  # the edit of issue 18: row 1 went from 0.057 to 0.547
+    (edited / "metadata.json").write_text(json.dumps(meta))
+    patients = tmp_path / "patients.csv"
+    demo_cohort(n=5, seed=2).to_csv(patients, index=False)
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-m", "core", "predict", "--model", str(edited), "--input", str(patients),
+                           "--output", str(tmp_path / "out.csv")], cwd=root, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and "metadata.json does not match its recorded SHA-256" in lines[0]
+    assert not (tmp_path / "out.csv").exists()
