@@ -354,9 +354,9 @@ def report_pdf(report: PatientReport) -> bytes:
         x = pdf.l_margin + col * half
         pdf.set_xy(x, start_y + row * 4.8)
         font(8.5, colour=_GREY)
-        pdf.cell(half * 0.58, 4.8, clean(_fit(pdf, label, half * 0.58 - 1)))
+        _whole_cell(pdf, half * 0.58, 4.8, clean(label), family, "", 8.5)
         font(8.5, True)
-        pdf.cell(half * 0.42, 4.8, clean(_fit(pdf, value, half * 0.42 - 1)))
+        _whole_cell(pdf, half * 0.42, 4.8, clean(value), family, "B", 8.5)
     pdf.set_y(start_y + rows * 4.8 + 0.5)
     if report.missing:
         line(_missing_note(report), 7.5, colour=_GREY, height=3.8)
@@ -386,18 +386,40 @@ def report_pdf(report: PatientReport) -> bytes:
     return bytes(pdf.output())
 
 
-def _fit(pdf, text: str, width: float) -> str:
-    """Shorten a cell's text with an ellipsis so it never runs into the next column."""
-    if pdf.get_string_width(text) <= width:
-        return text
-    try:
-        dots = "…"
-        pdf.get_string_width(dots)
-    except Exception:  # fpdf2's built-in Latin-1 font has no ellipsis character
-        dots = "..."
-    while text and pdf.get_string_width(text + dots) > width:
-        text = text[:-1]
-    return text + dots
+def _whole_cell(pdf, width: float, height: float, text: str, family: str, style: str, size: float,
+                align: str = "L", min_size: float = 6.5) -> None:
+    """A cell's text in full, never cut (issue 16.7: "Major vessels coloured by fluor…"): a smaller font
+    (down to ``min_size``) where it is too wide, then two lines in the same height. The cursor ends right
+    of the cell, as after ``pdf.cell``."""
+    x, y, room = pdf.get_x(), pdf.get_y(), width - 1
+    s = size
+    pdf.set_font(family, style, s)
+    while pdf.get_string_width(text) > room and s > min_size:
+        s = max(s - 0.25, min_size)
+        pdf.set_font(family, style, s)
+    if pdf.get_string_width(text) <= room:
+        pdf.cell(width, height, text, align=align)
+        pdf.set_font(family, style, size)
+        return
+    lines = _two_lines(text)
+    s = min(size, height / 2 / 0.3528 * 0.95)  # two lines of s points in the cell's height (1 pt = 0.3528 mm)
+    pdf.set_font(family, style, s)
+    while max(pdf.get_string_width(line) for line in lines) > room and s > 3.5:
+        s -= 0.25
+        pdf.set_font(family, style, s)
+    for k, line in enumerate(lines):
+        pdf.set_xy(x, y + k * height / 2)
+        pdf.cell(width, height / 2, line, align=align)
+    pdf.set_xy(x + width, y)
+    pdf.set_font(family, style, size)
+
+
+def _two_lines(text: str) -> list[str]:
+    """Split at the space nearest the middle (between characters where there is none: Chinese)."""
+    middle = len(text) / 2
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - middle)) if spaces else int(middle)
+    return [text[:cut].strip(), text[cut:].strip()]
 
 
 def _latin1(text: str) -> str:
@@ -436,7 +458,7 @@ def _waterfall(pdf, report: PatientReport, clean, family: str, width: float) -> 
         pdf.set_xy(pdf.l_margin, y)
         pdf.set_font(family, "B" if shap is None else "", 7.8)
         pdf.set_text_color(*_INK)
-        pdf.cell(label_w - 1, row_h, clean(_fit(pdf, label, label_w - 2)), align="R")
+        _whole_cell(pdf, label_w - 1, row_h, clean(label), family, "B" if shap is None else "", 7.8, align="R")
         if shap is None:
             value = report.base_value if k == 0 else report.waterfall_end
             pdf.set_fill_color(*_GREY)

@@ -207,3 +207,17 @@ def test_the_test_auc_carries_its_stored_95_percent_interval(model, patient):
                        lang="en", now=NOW)
     html_text = report_html(few)
     assert "Test ROC AUC too few patients" in html_text and "1.000" not in html_text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_pdf_shows_every_input_and_waterfall_label_whole(model, patient, lang):
+    """Issue 16.7: 'Major vessels coloured by fluor…' — a label is made smaller or put on two lines, never cut."""
+    report = build_report(model, patient, meta=META, lang=lang, now=NOW, for_pdf=True)
+    reader = pypdf.PdfReader(io.BytesIO(report_pdf(report)))
+    assert len(reader.pages) == 1
+    text = "".join(reader.pages[0].extract_text().split())  # a label on two lines reads as one
+    assert "…" not in text and "..." not in text
+    for label, value in report.inputs:
+        assert "".join(label.split()) in text and "".join(str(value).split()) in text, label
+    for label, _ in report.contributions:
+        assert "".join(label.split()) in text, label
