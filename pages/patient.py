@@ -19,6 +19,7 @@ import streamlit as st
 
 from core.errors import CoreError
 from core.model import as_bundle_meta
+from core.metrics import MIN_PER_CLASS
 from core.workflow import bands_sentence, patient_from_row, patient_risk, sensitivity, typical_patient
 from core.workflow import conditional_imputer, pooled_member_risks
 from core.workflow import conflict_sentence, counterfactuals, default_modifiable, direction_conflicts, sentence
@@ -438,7 +439,12 @@ def similar_panel(model, values: dict, cohort, fits: bool) -> None:
         return
     st.caption(t("similar.source", name=markdown_text(cohort_title(cohort)), n=cohort.n))
     m1, m2, m3 = st.columns(3)
-    m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True)
+    rate_help = t("similar.outcome_rate_help", k=similar.k, n=MIN_PER_CLASS)
+    if similar.outcome_too_few:
+        m1.metric(t("similar.outcome_rate", k=similar.k), t("metric.too_few"), border=True, help=rate_help)
+    else:
+        m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True, help=rate_help)
+        m1.caption(t("metric.interval", low=f"{similar.outcome_low:.0%}", high=f"{similar.outcome_high:.0%}"))
     m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)
     m3.metric(t("patient.risk"), f"{similar.patient_risk:.1%}", border=True)
     shown = similar.table.copy()

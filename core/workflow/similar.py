@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import PatientError
+from core.metrics.intervals import MIN_PER_CLASS, wilson_interval
 from core.workflow.risk import check_patient, risk_of_rows
 
 
@@ -25,6 +26,11 @@ class SimilarPatients:
     mean_risk: float  # the model's mean risk over the neighbours
     patient_risk: float  # the model's risk for the patient
     k: int
+    # Wilson 95% interval of outcome_rate; NaN (and ``outcome_too_few``) with fewer than MIN_PER_CLASS
+    # neighbours whose outcome is known: "too few patients" instead of a rate.
+    outcome_low: float = float("nan")
+    outcome_high: float = float("nan")
+    outcome_too_few: bool = True
 
 
 def similar_patients(model, values: dict, cohort_df: pd.DataFrame, outcome=None, k: int = 10) -> SimilarPatients:
@@ -58,9 +64,13 @@ def similar_patients(model, values: dict, cohort_df: pd.DataFrame, outcome=None,
         if len(y) != len(cohort_df):
             raise PatientError(f"the outcome has {len(y)} values but the cohort has {len(cohort_df)} rows")
         table["outcome"] = y[nearest]
-        rate = float(np.nanmean(y[nearest])) if np.isfinite(y[nearest]).any() else float("nan")
+        known = y[nearest][np.isfinite(y[nearest])]
+        rate = float(known.mean()) if known.size else float("nan")
     else:
-        rate = float("nan")
+        known, rate = np.array([]), float("nan")
+    too_few = known.size < MIN_PER_CLASS
+    low, high = (float("nan"), float("nan")) if too_few else (float(v) for v in wilson_interval(known.sum(), known.size))
     table["risk"] = risks
     return SimilarPatients(table=table, outcome_rate=rate, mean_risk=float(np.mean(risks)),
-                           patient_risk=float(risk_of_rows(model, raw_patient)[0]), k=k)
+                           patient_risk=float(risk_of_rows(model, raw_patient)[0]), k=k,
+                           outcome_low=low, outcome_high=high, outcome_too_few=too_few)

@@ -73,3 +73,24 @@ def test_refusals(model_and_cohort):
         similar_patients(model, values, df, y, k=0)
     with pytest.raises(PatientError, match="trestbps: outside the plausible range"):
         similar_patients(model, dict(values, trestbps=999.0), df, y)
+
+
+def test_the_disease_rate_has_a_wilson_interval_or_too_few(model_and_cohort):
+    import math
+    from core.metrics import MIN_PER_CLASS, Z95
+    model, df, y = model_and_cohort
+    values = patient_from_row(model, df, 41)
+    found = similar_patients(model, values, df, y, k=10)
+    k_ill, n, z = found.table["outcome"].sum(), 10, Z95
+    phat = k_ill / n  # Wilson by its formula
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
+    assert not found.outcome_too_few
+    assert (found.outcome_low, found.outcome_high) == pytest.approx((centre - half, centre + half))
+    assert found.outcome_low <= found.outcome_rate <= found.outcome_high and found.outcome_high - found.outcome_low > 0.2
+    few = similar_patients(model, values, df, y, k=MIN_PER_CLASS - 1)
+    assert few.outcome_too_few and math.isnan(few.outcome_low)
+    # every neighbour ill still has an interval of width (Wilson's upper bound 1, lower below it)
+    all_ill = similar_patients(model, values, df, np.ones(len(df)), k=10)
+    assert all_ill.outcome_rate == 1.0 and all_ill.outcome_low < 0.75
+    assert all_ill.outcome_high == pytest.approx(1.0)
