@@ -69,6 +69,7 @@ class Concept(BaseModel):
     negative_not_measured: bool = False
     codes: list[ConceptCode] = Field(default_factory=list)
     direction: Literal["decrease", "increase"] | None = None  # what a treatment aims for (Feature.direction)
+    risk_direction: Literal["increases", "decreases"] | None = None  # clinical direction of risk (Feature's)
     synonyms: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -320,6 +321,7 @@ def concept_feature(column: str, concept: Concept, unit: str | None = None, base
         "not_measured": list(concept.not_measured), "negative_not_measured": concept.negative_not_measured}
     # the counterfactual search's field: a number (or codes, in their order) goes down or up
     fields["direction"] = concept.direction
+    fields["risk_direction"] = concept.risk_direction
     return Feature(**fields)
 
 

@@ -38,6 +38,10 @@ Kind = Literal["numeric", "ordinal", "binary", "categorical"]
 # The clinically sensible way to change a modifiable feature: a measurement down or up; codes toward the
 # start or the end of the feature's ``codes`` list (fasting blood sugar "yes" -> "no" is "decrease").
 Direction = Literal["decrease", "increase"]
+# Which way clinical knowledge says a feature moves the probability of disease: "increases" means higher values
+# (or, for codes, a code later in ``codes``; "yes" after "no") raise it. Checked against the model's own average
+# direction (core.evaluate.directions) so a contradiction is said, never advised.
+RiskDirection = Literal["increases", "decreases"]
 Role = Literal["feature", "target", "ignored"]
 CodeValue = Union[float, str]
 
@@ -64,6 +68,7 @@ class Feature(BaseModel):
     # unset unless the clinical vocabulary knows the concept.
     modifiable: bool = False
     direction: Direction | None = None
+    risk_direction: RiskDirection | None = None  # clinical direction of risk (None: not clearly ordered)
     step: float | None = None  # input step in the form (1 for bpm, 0.1 for mm)
     # What the column means in the clinic (assets/concepts.json) and how the file records it. The model
     # works in ``unit``; a file holding another unit (age in days, cholesterol in mmol/L) is converted on
@@ -249,6 +254,12 @@ class Schema(BaseModel):
             for f in self.features:
                 if f.modifiable and f.direction is None and f.name in shipped:
                     f.modifiable, f.direction = shipped[f.name].modifiable, shipped[f.name].direction
+        # Bundles saved before features had a risk direction: the shipped schema knows the Cleveland ones.
+        if self.source == "uci-cleveland" and all(f.risk_direction is None for f in self.features):
+            shipped = {f.name: f for f in cleveland_schema().features}
+            for f in self.features:
+                if f.name in shipped and f.kind == shipped[f.name].kind:
+                    f.risk_direction = shipped[f.name].risk_direction
         return self
 
     @property

@@ -11,6 +11,13 @@ from core.evaluate.cv import (
     grid_search,
     nested_cross_validate,
 )
+from core.evaluate.directions import (
+    DIRECTION_MARGIN,
+    ModelDirection,
+    contradiction_sentence,
+    direction_contradictions,
+    model_directions,
+)
 from core.evaluate.external import (
     ExternalResult,
     external_cohort,
@@ -57,6 +64,11 @@ from core.evaluate.trust import (
 )
 
 __all__ = [
+    "DIRECTION_MARGIN",
+    "ModelDirection",
+    "contradiction_sentence",
+    "direction_contradictions",
+    "model_directions",
     "AGE_BANDS",
     "INTERVAL",
     "MIN_PER_CLASS",

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.data.schema import same_value
 from core.errors import PatientError
+from core.evaluate.directions import code_rank, model_directions
 from core.i18n import tr
 from core.workflow.risk import check_patient, conditional_imputer
 
@@ -116,17 +116,6 @@ def _decimals(step: float) -> int:
     return max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
 
 
-def _code_order(pre, j: int, index: float) -> int | None:
-    """Where the code at ``index`` of the preprocessor's categories stands in the schema's ``codes`` list."""
-    f = pre.features[j]
-    cats = pre.categories_[f.name]
-    k = int(index)
-    if not 0 <= k < len(cats):
-        return None
-    order = f.code_values() or cats
-    return next((i for i, c in enumerate(order) if same_value(c, cats[k])), None)
-
-
 def _feature_grid(pre, j: int, current: float, within_training: bool, direction: str | None) -> _Grid | None:
     """The candidate values of feature ``j``; with a ``direction`` only those on its side of ``current``."""
     f = pre.features[j]
@@ -134,8 +123,8 @@ def _feature_grid(pre, j: int, current: float, within_training: bool, direction:
         codes = np.arange(len(pre.categories_[f.name]), dtype=float)
         keep = codes != current
         if direction is not None:
-            now = _code_order(pre, j, current)
-            ranks = [_code_order(pre, j, c) for c in codes]
+            now = code_rank(pre, j, current)
+            ranks = [code_rank(pre, j, c) for c in codes]
             keep &= np.array([now is not None and r is not None and (r < now if direction == "decrease" else r > now)
                               for r in ranks])
         if not keep.any():
@@ -343,50 +332,26 @@ class DirectionConflict:
         return conflict_sentence(self, schema, lang)
 
 
-_CONFLICT_MARGIN = 0.001  # a difference of mean estimates below 0.1 point is no direction at all
-
-
 def direction_conflicts(model) -> list[DirectionConflict]:
     """The actionable features for which this model, on average over its training patients, raises the
-    estimate when the feature moves the clinically sensible way (a partial-dependence contrast over the
-    saved training background: the feature's two ends (codes) or its quartiles (measurements), all else as
-    each patient had it). The what-if search never offers such a move (it moves features only in their
-    clinical direction); the page says why the model would have liked the other one."""
-    pre, schema = model.preprocessor_, model.schema
-    background = np.asarray(getattr(model, "background_", None) if getattr(model, "background_", None) is not None
-                            else np.empty((0, len(pre.features))), dtype=float)
-    if background.size == 0:
-        return []
-    background = pre.impute_raw(background)
-    n_train = int(getattr(model, "n_train_", None) or len(background))
+    estimate when the feature moves the clinically sensible way (the partial-dependence contrast of
+    :func:`core.evaluate.directions.model_directions`, with the clinical direction read from the treatment's:
+    lowering a feature is sensible when higher values raise the risk). The what-if search never offers such a
+    move (it moves features only in their clinical direction); the page says why the model would have liked
+    the other one."""
+    schema = model.schema
+    actionable = [f.name for f in schema.model_features if f.actionable]
+    expected = {n: "increases" if schema[n].direction == "decrease" else "decreases" for n in actionable}
     conflicts = []
-    for j, f in enumerate(pre.features):
-        sf = schema[f.name] if f.name in schema else f
-        if not sf.actionable:
+    for d in model_directions(model, actionable, expected):
+        if not d.contradicts:
             continue
-        if f.is_categorical:
-            cats = pre.categories_[f.name]
-            ranked = sorted((r, k) for k in range(len(cats)) if (r := _code_order(pre, j, k)) is not None)
-            if len(ranked) < 2:
-                continue
-            low_raw, high_raw = float(ranked[0][1]), float(ranked[-1][1])
+        if schema[d.feature].direction == "decrease":
+            better, worse, risk_better, risk_worse = d.low, d.high, d.risk_low, d.risk_high
         else:
-            seen = background[:, j]
-            low_raw, high_raw = (float(q) for q in np.quantile(seen, [0.25, 0.75]))
-            if high_raw <= low_raw:
-                low_raw, high_raw = float(seen.min()), float(seen.max())
-            if high_raw <= low_raw:
-                continue
-        better_raw, worse_raw = (low_raw, high_raw) if sf.direction == "decrease" else (high_raw, low_raw)
-        mean = []
-        for value in (better_raw, worse_raw):
-            rows = background.copy()
-            rows[:, j] = value
-            mean.append(float(np.mean(model.predict_risk_raw(rows))))
-        if mean[0] > mean[1] + _CONFLICT_MARGIN:
-            conflicts.append(DirectionConflict(
-                feature=f.name, better=pre.decode_value(j, better_raw), worse=pre.decode_value(j, worse_raw),
-                risk_better=mean[0], risk_worse=mean[1], n_train=n_train))
+            better, worse, risk_better, risk_worse = d.high, d.low, d.risk_high, d.risk_low
+        conflicts.append(DirectionConflict(feature=d.feature, better=better, worse=worse, risk_better=risk_better,
+                                           risk_worse=risk_worse, n_train=d.n_train))
     return conflicts
 
 

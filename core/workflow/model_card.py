@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from core.data.schema import Schema
+from core.evaluate.directions import contradiction_sentence, directions_from_json, directions_to_json, model_directions
 from core.evaluate.subgroups import MIN_PER_CLASS
 from core.evaluate.trust import WIDE_INTERVAL
 from core.i18n import tr
@@ -56,8 +57,11 @@ def cohort_summary(cohort) -> dict:
 def training_metadata(model, metrics: dict, *, name: str | None, cohort: dict, sizes: dict | None = None,
                       created_utc: str | None = None) -> BundleMeta:
     """The metadata of a model that is not saved yet: what save_bundle would write for it."""
+    extra = card_extra(cohort, sizes)
+    # The model's average direction per input with a clinical one: the card names the contradictions.
+    extra["directions"] = directions_to_json(model_directions(model))
     return model_meta(model, name=name, metrics=metrics, data_fingerprint=cohort.get("fingerprint"),
-                      extra=card_extra(cohort, sizes), created_utc=created_utc)
+                      extra=extra, created_utc=created_utc)
 
 
 def card_extra(cohort: dict, sizes: dict | None = None, cv: dict | None = None) -> dict:
@@ -383,6 +387,7 @@ def known_limits(meta: BundleMeta | dict, lang: str = "en") -> list[str]:
               tr("card.limit_extrapolation", lang), tr("card.limit_association", lang)]
     if cohort.get("synthetic"):
         limits.insert(0, tr("card.limit_synthetic", lang))
+    limits += direction_limits(meta, lang)
     n_train = meta.n_train
     if isinstance(n_train, (int, float)) and n_train < 1000:
         limits.append(tr("card.limit_small", lang, n=int(n_train)))
@@ -396,6 +401,17 @@ def known_limits(meta: BundleMeta | dict, lang: str = "en") -> list[str]:
         else:
             limits.append(tr("card.limit_stopped", lang))
     return limits
+
+
+def direction_limits(meta: BundleMeta | dict, lang: str = "en") -> list[str]:
+    """Where the model's average direction contradicts clinical knowledge (stored at training; a bundle
+    saved before then says nothing)."""
+    meta = as_bundle_meta(meta)
+    contradictions = [d for d in directions_from_json(getattr(meta.extra, "directions", None)) if d.contradicts]
+    if not contradictions or not meta.feature_schema:
+        return []
+    schema = Schema.model_validate(meta.feature_schema)
+    return [contradiction_sentence(d, schema, lang) for d in contradictions if d.feature in schema]
 
 
 def disclosure_sections(meta: BundleMeta, lang: str = "en") -> list[Section]:
