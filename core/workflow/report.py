@@ -138,6 +138,8 @@ class PatientReport:
     test_auc_interval: tuple[float, float] | None = None
     test_auc_too_few: bool = False
     outcome: str | None = None  # what the risk is a risk of, when the cohort is not the UCI one
+    # Trained on a synthetic cohort (the demo): said at the top, so a printout is never read as a result.
+    synthetic: bool = False
 
     @property
     def risk_heading(self) -> str:
@@ -201,7 +203,7 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         data_fingerprint=meta.fingerprint,
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
         test_auc_interval=auc_interval, test_auc_too_few=bool(meta.metrics.get("roc_auc_too_few")),
-        note=note, outcome=schema.outcome_name(lang),
+        note=note, outcome=schema.outcome_name(lang), synthetic=bool(meta.extra.cohort.get("synthetic")),
         whatif_notes=[whatif_meaning(lang, short=True)] + [c.sentence(schema, lang) for c in direction_conflicts(model)],
         missing_range=None if result.missing is None else (result.missing.low, result.missing.high),
         settles=None if result.missing is None else schema[result.missing.settles_most].display_label(lang))
@@ -306,6 +308,8 @@ def report_pdf(report: PatientReport) -> bytes:
         pdf.ln(1.2)
 
     line(tr("patient_report.title", lang), 17, True, height=8)
+    if report.synthetic:
+        line(tr("patient_report.synthetic", lang), 10, True, colour=_RED, height=5)
     for note in notes:
         line(note, 8.5, colour=_RED)
     for text in _header_lines(report):
@@ -533,11 +537,13 @@ def report_html(report: PatientReport) -> str:
     whatifs = ("".join(f"<li>{e(text)}</li>" for text in report.whatifs) if report.whatifs
                else f"<li>{e(tr('patient_report.no_whatifs', lang))}</li>")
     whatif_notes = "".join(f'<div class="small">{e(text)}</div>' for text in report.whatif_notes)
+    synthetic = (f'<div class="notice synthetic"><b>{e(tr("patient_report.synthetic", lang))}</b></div>'
+                 if report.synthetic else "")
     return f"""<!DOCTYPE html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
 <title>{e(tr("patient_report.title", lang))}</title><style>{_CSS}</style></head>
 <body style="--band:{_BAND_HEX[report.band]}">
-<h1>{e(tr("patient_report.title", lang))}</h1><div class="meta">{meta}</div>
+<h1>{e(tr("patient_report.title", lang))}</h1>{synthetic}<div class="meta">{meta}</div>
 <div class="risk"><div class="small">{e(report.risk_heading)}</div>
 <span class="value">{_pct(report.risk)}</span><span class="band">{e(band)}</span>
 {interval}</div>

@@ -221,3 +221,23 @@ def test_the_pdf_shows_every_input_and_waterfall_label_whole(model, patient, lan
         assert "".join(label.split()) in text and "".join(str(value).split()) in text, label
     for label, _ in report.contributions:
         assert "".join(label.split()) in text, label
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_demo_trained_model_s_report_says_it_was_trained_on_synthetic_data(model, patient, lang):
+    from core.data import cleveland_schema, cohort_from_frame
+    from core.i18n import tr
+    from core.workflow import cohort_summary, training_metadata
+    demo = cohort_from_frame(demo_cohort(), cleveland_schema(), name="demo", synthetic=True)
+    meta = training_metadata(model, {"roc_auc": 0.8}, name="demo-mlp", cohort=cohort_summary(demo))
+    statement = tr("patient_report.synthetic", lang)
+    assert ("SYNTHETIC DATA" in statement) if lang == "en" else ("合成数据" in statement)
+    report = build_report(model, patient, meta=meta, lang=lang, now=NOW, for_pdf=True)
+    assert report.synthetic
+    pages, text = pdf_text(report_pdf(report))
+    assert pages == 1 and squash(statement) in squash(text)
+    assert statement in report_html(report)
+    # a model trained on real patients says nothing of the kind
+    real = build_report(model, patient, meta=META, lang=lang, now=NOW, for_pdf=True)
+    assert not real.synthetic and squash(statement) not in squash(pdf_text(report_pdf(real))[1])
+    assert statement not in report_html(real)
