@@ -10,12 +10,13 @@ import numpy as np
 import streamlit as st
 
 from core.errors import CoreError
+from core.evaluate import contradiction_sentence, model_directions
 from core.explain import explain, global_importance
 from ui import figures
-from ui.common import need_fitting_cohort, need_model
-from ui.i18n import feature_label, lang_key, t
+from ui.common import markdown_text, need_fitting_cohort, need_model
+from ui.i18n import feature_label, lang, lang_key, t
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_title
+from ui.state import active_cohort, cohort_title, session_cache
 
 SAMPLE_SEED = 0
 MAX_SAMPLE = 1000
@@ -64,6 +65,18 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(figures.importance(expl, pre, importance), key="importance", config={"displayModeBar": False})
 c2.plotly_chart(figures.beeswarm(expl, pre, order), key="beeswarm", config={"displayModeBar": False})
 st.caption(t("explain.reading"))
+
+# Where the model's average direction contradicts medicine: said as an artefact, never advised.
+directions = session_cache("explain_directions", st.session_state.get("model_token"), lambda: model_directions(model))
+contradictions = [d for d in directions if d.contradicts]
+if contradictions:
+    st.subheader(t("direction.title"))
+    for d in contradictions:
+        st.warning(markdown_text(contradiction_sentence(d, model.schema, lang())), icon=":material/warning:")
+elif directions:
+    st.caption(t("direction.consistent", k=len(directions)))
+if directions:
+    st.caption(t("direction.method"))
 
 st.subheader(t("explain.dependence"))
 labels = {f.name: feature_label(f) for f in pre.features}

@@ -26,7 +26,8 @@ from core.workflow import conflict_sentence, counterfactuals, default_modifiable
 from core.workflow import similar_patients
 from core.workflow import build_report, report_html, report_pdf
 from core.workflow import audit_path, log_prediction
-from core.evaluate import WIDE_INTERVAL, ood_check, patient_uncertainty
+from core.evaluate import WIDE_INTERVAL, contradiction_sentence, direction_contradictions, ood_check
+from core.evaluate import patient_uncertainty
 from core.model import model_bands
 from core.data import from_model, input_range, number_text, to_model, unit_options
 from ui import figures
@@ -292,6 +293,12 @@ def result_panel(model, values: dict, key: tuple):
     st.markdown(f"**{t('patient.reasons')}**")
     for reason in result.reasons[:3]:
         st.markdown(f"- {reason.text}")
+    # A reason whose direction in this model is the opposite of medicine's is said to be an artefact.
+    shown = {reason.feature for reason in result.reasons[:3]}
+    for direction in model_contradictions(model):
+        if direction.feature in shown:
+            st.warning(markdown_text(contradiction_sentence(direction, model.schema, lang())),
+                       icon=":material/warning:")
     # The bars add up to what SHAP explains (the uncalibrated output under isotonic recalibration; the note says
     # so); inputs not measured are bars apart from the reasons.
     st.plotly_chart(figures.waterfall(result.reasons, result.explanation.base_value, result.explained_risk,
@@ -388,6 +395,12 @@ def whatif_search(model, values: dict, key: tuple, target_pct: int, features: li
 def model_conflicts(model) -> list:
     """Where this model's average direction contradicts the clinical one (once per model and session)."""
     return session_cache("pt_cf_conflicts", st.session_state.get("model_token"), lambda: direction_conflicts(model))
+
+
+def model_contradictions(model) -> list:
+    """Where this model's average direction contradicts clinical knowledge (once per model and session)."""
+    return session_cache("pt_contradictions", st.session_state.get("model_token"),
+                         lambda: direction_contradictions(model))
 
 
 def whatif_panel(model, values: dict, key: tuple) -> None:
