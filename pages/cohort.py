@@ -11,7 +11,7 @@ import streamlit as st
 from core.data import cohort_from_frame, load_cohort, read_table
 from core.errors import CoreError
 from core.data import Code, Schema, concept_feature, default_rule, infer_clinical_schema, is_cleveland
-from core.data import propose_mapping, vocabulary
+from core.data import propose_mapping, propose_target, vocabulary
 from core.data import cleveland_url, fetch_cleveland
 from ui.common import key_figure, missing_values_frame, show_problems, show_table
 from ui.i18n import lang, lang_key, t
@@ -151,6 +151,11 @@ def schema_editor(read) -> None:
     if len(columns) < 2:
         st.error(t("schema.one_column"), icon=":material/error:")
         return
+    if st.session_state.get("target_proposed_for") != id(read):  # once per file: the user's choice then stays
+        st.session_state["target_proposed_for"] = id(read)
+        proposal = propose_target(df)
+        if proposal is not None:
+            st.session_state["schema_target"], st.session_state["schema_rule"] = proposal
     target = st.selectbox(t("schema.target"), columns, index=None, key="schema_target", on_change=_suggest_rule,
                           placeholder=t("schema.target_placeholder"))
     if target is None:

@@ -9,6 +9,7 @@ from core.data.concepts import (
     concept_feature,
     infer_clinical_schema,
     propose_mapping,
+    propose_target,
     vocabulary,
 )
 from core.data.demo import (
@@ -111,6 +112,7 @@ __all__ = [
     "concept_feature",
     "infer_clinical_schema",
     "propose_mapping",
+    "propose_target",
     "vocabulary",
     "CHOLESTEROL_MG_DL_PER_MMOL_L",
     "Conversion",

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, model_validator
 
-from core.data.schema import ASSETS, Code, Feature, Kind, Schema, infer_schema
+from core.data.schema import ASSETS, Code, Feature, Kind, Schema, default_rule, infer_schema
 
 VOCABULARY_PATH = ASSETS / "concepts.json"
 ClinicalRole = Literal["demographic", "history", "symptom", "test", "treatable"]
@@ -304,6 +304,38 @@ def propose_mapping(df: pd.DataFrame, vocab: Vocabulary | None = None) -> list[C
             taken.add(m.concept)
         out.append(m)
     return out
+
+
+# Outcome columns of well-known cohorts (Framingham TenYearCHD, UCI num/class/target, Kaggle cardio and
+# HeartDisease, heart-failure DEATH_EVENT), normalised as normalise_name does.
+OUTCOME_NAMES = ("tenyearchd", "target", "num", "class", "cardio", "heartdisease", "outcome", "deathevent",
+                 "output", "chd", "cvd", "label", "diagnosis", "结局", "结果", "是否患病")
+
+
+def propose_target(df: pd.DataFrame) -> tuple[str, str] | None:
+    """(column, positive rule) of the column whose name is a well-known outcome and whose values are binary
+    (0/1, yes/no, Statlog's 1 = absent / 2 = present) or UCI's num 0-4 (> 0 = disease); None when no
+    column is both, so that the user chooses."""
+    by_key = {normalise_name(c): c for c in df.columns}
+    for key in OUTCOME_NAMES:
+        column = by_key.get(key)
+        if column is None:
+            continue
+        values = df[column].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        if len(values) == 0:
+            continue
+        if numbers.notna().all():
+            distinct = set(np.unique(numbers.to_numpy(dtype=float)).tolist())
+            if distinct == {0.0, 1.0} or (key == "num" and {0.0, 1.0} <= distinct <= {0.0, 1.0, 2.0, 3.0, 4.0}):
+                return column, "> 0"
+            if distinct == {1.0, 2.0}:
+                return column, "== 2"
+            continue
+        rule = default_rule(values)
+        if rule is not None:
+            return column, rule
+    return None
 
 
 def concept_feature(column: str, concept: Concept, unit: str | None = None, base: Feature | None = None) -> Feature:

@@ -226,3 +226,16 @@ def test_a_uci_site_file_without_any_cholesterol_trains_and_every_page_renders()
         no_exceptions(at)
     at.switch_page("pages/patient.py").run()
     assert not any("cholesterol" in w.label.lower() for w in at.number_input)
+
+
+def test_a_well_known_outcome_column_is_proposed_with_its_rule_and_unit_suffixes_are_mapped():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"age_days": rng.uniform(14000, 25000, 80).round(), "totChol_mmol": rng.uniform(3.5, 7, 80).round(2),
+                       "sysBP": rng.uniform(100, 180, 80).round(), "TenYearCHD": rng.integers(0, 2, 80)})
+    at = upload(new_app(), "framingham_export.csv", tf.csv_bytes(df))
+    no_exceptions(at)
+    assert at.selectbox(key="schema_target").value == "TenYearCHD"
+    assert at.text_input(key="schema_rule").value == "> 0"
+    table = editor_frame(at).set_index("name")
+    assert table.loc["age_days", "concept"] == "Age" and table.loc["age_days", "file_unit"] == "days"
+    assert table.loc["totChol_mmol", "concept"] == "Total cholesterol"

@@ -293,3 +293,19 @@ def test_a_unit_in_the_name_that_the_values_contradict_is_shown_and_the_values_w
     assert any("the name says mmol/L but the values fit mg/dl" in e for e in m.evidence)
     (m,) = propose_mapping(pd.DataFrame({"chol_kg": rng.uniform(150, 300, 60)}))  # not a unit of cholesterol
     assert m.concept is None and any("not a unit of Total cholesterol" in e for e in m.evidence)
+
+
+@pytest.mark.parametrize("column, values, rule", [
+    ("TenYearCHD", [0, 1], "> 0"), ("num", [0, 1, 2, 3, 4], "> 0"), ("class", [1, 2], "== 2"),
+    ("cardio", [0, 1], "> 0"), ("HeartDisease", [1, 0], "> 0"), ("DEATH_EVENT", [0, 1], "> 0"),
+    ("outcome", ["yes", "no"], "== yes"), ("target", [0, 1], "> 0")])
+def test_a_well_known_outcome_column_is_proposed_as_the_target(column, values, rule):
+    from core.data import propose_target
+    df = pd.DataFrame({"age": np.arange(20) + 40, column: (values * 20)[:20]})
+    assert propose_target(df) == (column, rule)
+
+
+def test_no_target_is_proposed_when_the_outcome_name_holds_no_binary_values():
+    from core.data import propose_target
+    df = pd.DataFrame({"age": np.arange(20) + 40, "class": np.arange(20) % 7, "chol": np.arange(20) + 200})
+    assert propose_target(df) is None
