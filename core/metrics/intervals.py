@@ -132,8 +132,8 @@ def metric_intervals(y, p, threshold: float = 0.5, n_boot: int | None = None, se
     """95% intervals of the test metrics, each valid at small n and never of zero width:
     Wilson for the proportions (proportion_intervals), DeLong on the logit scale for the ROC AUC
     (auc_interval), and a seeded percentile bootstrap (core.metrics.bootstrap, N_BOOT resamples) for the
-    Brier score. ``{measure: {"value", "low", "high", "too_few", "method"}}``; ``too_few`` with fewer than
-    MIN_PER_CLASS patients with, or without, the outcome."""
+    Brier score and the calibration slope and intercept. ``{measure: {"value", "low", "high", "too_few",
+    "method"}}``; ``too_few`` with fewer than MIN_PER_CLASS patients with, or without, the outcome."""
     from core.metrics.bootstrap import N_BOOT, bootstrap_intervals  # bootstrap imports discrimination
 
     out = proportion_intervals(y, p, threshold)
@@ -141,10 +141,11 @@ def metric_intervals(y, p, threshold: float = 0.5, n_boot: int | None = None, se
     few_classes = min(events, non_events) < MIN_PER_CLASS
     auc, low, high = auc_interval(y, p)
     out["roc_auc"] = _interval(auc, low, high, few_classes, "delong_logit")
-    brier = bootstrap_intervals(y, p, thresholds=(), n_boot=N_BOOT if n_boot is None else n_boot,
-                                seed=seed)["brier"]
-    out["brier"] = _interval(brier["value"], brier["low"], brier["high"],
-                             few_classes or not brier["high"] > brier["low"], "bootstrap")
+    boot = bootstrap_intervals(y, p, thresholds=(), n_boot=N_BOOT if n_boot is None else n_boot, seed=seed)
+    # the same resamples give the calibration slope and intercept theirs (the model card's TRIPOD 23a ones)
+    for name in ("brier", "calibration_slope", "calibration_intercept"):
+        b = boot[name]
+        out[name] = _interval(b["value"], b["low"], b["high"], few_classes or not b["high"] > b["low"], "bootstrap")
     return out
 
 

@@ -177,7 +177,8 @@ def _metrics_with_intervals(n=46, seed=3):
 def test_test_metrics_show_their_stored_95_percent_intervals():
     metrics = _metrics_with_intervals()
     md = card_markdown(meta(metrics=metrics))
-    for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "brier"):
+    for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "brier",
+                "calibration_slope", "calibration_intercept"):
         low, high = metrics[f"{key}_low"], metrics[f"{key}_high"]
         assert low < metrics[key] < high  # holds the estimate, has a width
         assert f"| {tr(f'metric.{key}')} | {metrics[key]:.3f} ({low:.3f}–{high:.3f}) |" in md
