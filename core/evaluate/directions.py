@@ -78,6 +78,21 @@ def training_background(model) -> tuple[np.ndarray, np.ndarray | None]:
     return pre.impute_raw(np.asarray(background, dtype=float)), weights
 
 
+def _quantiles(values: np.ndarray, weights: np.ndarray | None, qs) -> list[float]:
+    """Weighted quantiles (the lower one at each q): a saved bundle's background rows are cluster centres,
+    each standing for its share of the training patients."""
+    order = np.argsort(values)
+    v = values[order]
+    w = np.ones(len(v)) if weights is None else weights[order]
+    cum = np.cumsum(w) / w.sum()
+    return [float(v[min(int(np.searchsorted(cum, q)), len(v) - 1)]) for q in qs]
+
+
+def _on_step(value: float, step: float | None) -> float:
+    # a centre's mean age (52.75) is no patient's value: the contrast uses values on the input's step grid
+    return float(np.round(value / step) * step) if step else float(value)
+
+
 def model_directions(model, features: list[str] | None = None,
                      expected: dict[str, str | None] | None = None) -> list[ModelDirection]:
     """The model's average direction for ``features`` (default: every input with a clinical
@@ -105,7 +120,7 @@ def model_directions(model, features: list[str] | None = None,
             low_raw, high_raw = float(ranked[0][1]), float(ranked[-1][1])
         else:
             seen = background[:, j]
-            low_raw, high_raw = (float(q) for q in np.quantile(seen, [0.25, 0.75]))
+            low_raw, high_raw = (_on_step(q, f.step) for q in _quantiles(seen, weights, (0.25, 0.75)))
             if high_raw <= low_raw:
                 low_raw, high_raw = float(seen.min()), float(seen.max())
             if high_raw <= low_raw:
