@@ -50,6 +50,14 @@ class ConceptCode(BaseModel):
     value: float
     label: str
     label_zh: str
+    synonyms: list[str] = Field(default_factory=list)  # text an export writes for it: 男, M, Male; 是, Y, yes
+
+    def spellings(self) -> set[str]:
+        return {_code_key(s) for s in (self.label, self.label_zh, *self.synonyms)}
+
+
+def _code_key(text) -> str:
+    return unicodedata.normalize("NFKC", str(text)).strip().lower()
 
 
 class Concept(BaseModel):
@@ -194,6 +202,7 @@ class ColumnMapping(BaseModel):
     concept: str | None = None
     unit: str | None = None  # the unit the file holds; None = the concept's canonical unit
     evidence: list[str] = Field(default_factory=list)
+    text_codes: dict[str, float] | None = None  # a text-coded column: the file's text -> the concept's code
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
@@ -233,18 +242,38 @@ def detect_unit(concept: Concept, series: pd.Series) -> tuple[str | None, str | 
     return None, "none", f"{spread}: fits none of {', '.join(u for u, _ in candidates)}"
 
 
-def _codes_fit(concept: Concept, series: pd.Series) -> tuple[bool, str]:
+def _text_codes(concept: Concept, texts: list[str]) -> dict[str, float] | None:
+    """The file's text codes -> the concept's codes when every one is a spelling of one of them (男/女,
+    M/F, Male/Female, 是/否, Y/N, yes/no), else None."""
+    out = {}
+    for text in texts:
+        matches = [c.value for c in concept.codes if _code_key(text) in c.spellings()]
+        if len(matches) != 1:
+            return None
+        out[text] = matches[0]
+    return out
+
+
+def _codes_fit(concept: Concept, series: pd.Series) -> tuple[bool, str, dict[str, float] | None]:
     values = series.dropna()
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any():
-        distinct = sorted(values.astype(str).str.strip().unique())[:6]
-        return False, f"text codes ({', '.join(distinct)}): their meaning is not the vocabulary's"
+        distinct = sorted(values.astype(str).str.strip().unique())
+        text_codes = _text_codes(concept, distinct)
+        if text_codes is not None:
+            meant = ", ".join(f"{k} = {concept_code_label(concept, v)}" for k, v in text_codes.items())
+            return True, f"text codes {meant}: {concept.label}'s codes", text_codes
+        return False, f"text codes ({', '.join(distinct[:6])}): their meaning is not the vocabulary's", None
     distinct = set(np.unique(numbers.to_numpy(dtype=float)).tolist()) - set(concept.not_measured)
     known = {c.value for c in concept.codes}
     if distinct <= known:
-        return True, f"codes {', '.join(_fmt(v) for v in sorted(distinct))} are {concept.label}'s codes"
+        return True, f"codes {', '.join(_fmt(v) for v in sorted(distinct))} are {concept.label}'s codes", None
     found = ", ".join(_fmt(v) for v in sorted(distinct)[:6])
-    return False, f"codes {found} are not {concept.label}'s ({', '.join(_fmt(v) for v in sorted(known))})"
+    return False, f"codes {found} are not {concept.label}'s ({', '.join(_fmt(v) for v in sorted(known))})", None
+
+
+def concept_code_label(concept: Concept, value: float) -> str:
+    return next(c.label for c in concept.codes if c.value == value)
 
 
 def propose_column(column: str, series: pd.Series, vocab: Vocabulary | None = None) -> ColumnMapping:
@@ -283,11 +312,11 @@ def propose_column(column: str, series: pd.Series, vocab: Vocabulary | None = No
                                 "(check the export)")
         return ColumnMapping(column=column, concept=concept.id, unit=None if unit == concept.unit else unit,
                              evidence=evidence)
-    fits, why = _codes_fit(concept, series)
+    fits, why, text_codes = _codes_fit(concept, series)
     evidence.append(why)
     if not fits:
         return ColumnMapping(column=column, evidence=evidence + ["not mapped: inferred from the values"])
-    return ColumnMapping(column=column, concept=concept.id, evidence=evidence)
+    return ColumnMapping(column=column, concept=concept.id, evidence=evidence, text_codes=text_codes)
 
 
 def propose_mapping(df: pd.DataFrame, vocab: Vocabulary | None = None) -> list[ColumnMapping]:
@@ -338,14 +367,21 @@ def propose_target(df: pd.DataFrame) -> tuple[str, str] | None:
     return None
 
 
-def concept_feature(column: str, concept: Concept, unit: str | None = None, base: Feature | None = None) -> Feature:
-    """The schema feature of a column that holds ``concept`` in ``unit`` (None: the canonical unit)."""
+def concept_feature(column: str, concept: Concept, unit: str | None = None, base: Feature | None = None,
+                    text_codes: dict[str, float] | None = None) -> Feature:
+    """The schema feature of a column that holds ``concept`` in ``unit`` (None: the canonical unit); with
+    ``text_codes`` (file text -> concept code) the codes are the file's text with the concept's meaning, in
+    the concept's order (female before male, no before yes)."""
     conv = concept.unit_conversion(unit)
+    codes = [Code(value=float(c.value), label=c.label, label_zh=c.label_zh) for c in concept.codes]
+    if text_codes:
+        codes = [Code(value=text, label=c.label, label_zh=c.label_zh) for c in concept.codes
+                 for text, v in text_codes.items() if v == c.value]
     fields = {
         "name": column, "role": base.role if base is not None else "feature", "kind": concept.kind,
         "label": concept.label, "label_zh": concept.label_zh, "unit": concept.unit,
         "min": concept.min, "max": concept.max,
-        "codes": [Code(value=float(c.value), label=c.label, label_zh=c.label_zh) for c in concept.codes],
+        "codes": codes,
         "modifiable": concept.modifiable, "step": concept.step, "concept": concept.id,
         "standard_code": concept.code.text if concept.code else None,
         "source_unit": None if conv.factor == 1.0 and conv.offset == 0.0 else conv.unit,
@@ -365,7 +401,7 @@ def apply_mapping(features: list[Feature], mappings: list[ColumnMapping],
     out = []
     for f in features:
         m = by_column.get(f.name)
-        out.append(concept_feature(f.name, vocab[m.concept], m.unit, base=f) if m else f)
+        out.append(concept_feature(f.name, vocab[m.concept], m.unit, base=f, text_codes=m.text_codes) if m else f)
     return out
 
 

@@ -309,3 +309,37 @@ def test_no_target_is_proposed_when_the_outcome_name_holds_no_binary_values():
     from core.data import propose_target
     df = pd.DataFrame({"age": np.arange(20) + 40, "class": np.arange(20) % 7, "chol": np.arange(20) + 200})
     assert propose_target(df) is None
+
+
+# ---- QA: text codes an export writes (男/女, 是/否, M/F, Y/N) ---------------------------------------
+@pytest.mark.parametrize("column, texts, concept, meaning", [
+    ("性别", ["男", "女"], "sex", {"男": "male", "女": "female"}),
+    ("吸烟", ["是", "否"], "smoking", {"是": "yes", "否": "no"}),
+    ("sex", ["M", "F"], "sex", {"M": "male", "F": "female"}),
+    ("gender", ["Male", "Female"], "sex", {"Male": "male", "Female": "female"}),
+    ("smoker", ["Y", "N"], "smoking", {"Y": "yes", "N": "no"}),
+    ("diabetes", ["yes", "no"], "diabetes", {"yes": "yes", "no": "no"})])
+def test_common_text_codes_are_the_concepts_codes(column, texts, concept, meaning):
+    df = pd.DataFrame({column: (texts * 15)[:30]})
+    (m,) = propose_mapping(df)
+    assert m.concept == concept, m.evidence
+    codes = {c.value: c.label for c in vocabulary()[concept].codes}
+    assert {k: codes[v] for k, v in m.text_codes.items()} == meaning
+
+
+def test_a_chinese_export_with_text_codes_loads_with_the_concepts_meaning():
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"年龄": rng.integers(35, 75, 60), "性别": rng.choice(["男", "女"], 60),
+                       "吸烟": rng.choice(["是", "否"], 60), "收缩压": rng.integers(100, 180, 60),
+                       "结局": rng.integers(0, 2, 60)})
+    cohort = load_cohort(df.to_csv(index=False).encode("utf-8"), name="hospital.csv", target="结局")
+    sex, smoking = cohort.schema["性别"], cohort.schema["吸烟"]
+    assert (sex.concept, sex.label, [(c.value, c.label) for c in sex.codes]) == \
+        ("sex", "Sex", [("女", "female"), ("男", "male")])
+    assert (smoking.concept, [(c.value, c.label_zh) for c in smoking.codes]) == ("smoking", [("否", "否"), ("是", "是")])
+    assert cohort.n == 60
+
+
+def test_text_codes_that_are_not_the_concepts_are_still_refused():
+    (m,) = propose_mapping(pd.DataFrame({"性别": ["男", "女", "未知"] * 10}))
+    assert m.concept is None and any("their meaning is not the vocabulary's" in e for e in m.evidence)
