@@ -58,6 +58,10 @@ def test_a_model_that_lowers_risk_with_age_is_named_and_a_consistent_one_is_not(
 
     consistent = _model({"age": 1.0, "thalach": -1.0, "exang": 1.0, "noise": -3.0})
     assert direction_contradictions(consistent) == []
+    # a backwards effect of a tenth of a point is noise, not a contradiction worth a sentence
+    flat = _model({"age": -0.005})
+    (age,) = [d for d in model_directions(flat) if d.feature == "age"]
+    assert 0 < age.risk_low - age.risk_high < 0.005 and not age.contradicts
 
 
 def test_a_backwards_coded_feature_and_a_higher_heart_rate_raising_risk_are_named():
