@@ -32,7 +32,7 @@ from core.model.meta import (BUNDLE_FORMAT, BUNDLE_VERSION, READABLE_VERSIONS, B
 from core.model.preprocess import Preprocessor
 from core.model.privacy import MIN_CLUSTER_ROWS, RANGE_PERCENTILES, cluster_background
 from core.model.recalibration import Calibration
-from core.model.store import check_name, save_model, version_label
+from core.model.store import check_name, save_draft, save_model, version_label
 
 FALLBACK_CENTRES = 30  # core.explain.background measured 30 centres within its tolerance on the demo model
 
@@ -440,6 +440,13 @@ def save_to_store(model: RiskModel, name: str, meta: BundleMeta | None = None, r
     saved name is the store's."""
     name = check_name(name)
     return save_model(lambda directory: save_bundle(model, directory, name=name, meta=meta, **fields), name, root)
+
+
+def save_draft_to_store(model: RiskModel, token: str, user: str | None = None, meta: BundleMeta | None = None,
+                        root: Path | None = None) -> Path:
+    """Save ``model`` as an unnamed draft of the session ``token`` (see core.model.store); returns the
+    draft's bundle path (loaded like any saved bundle, verified)."""
+    return save_draft(lambda directory: save_bundle(model, directory, meta=meta), token, user, root)
 
 
 def import_bundle_zip(data, name: str | None = None, root: Path | None = None) -> Path:

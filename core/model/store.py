@@ -7,15 +7,24 @@ a hidden temporary folder and renamed into place: a crash at any point leaves no
 visible, and two sessions saving the same name get two versions (rename onto an existing version fails,
 and the loser takes the next number). A deleted version leaves a marker file ``v<k>.retired``: its number
 is never given again, so "name (v<k>)" in an audit line or a report names one model only.
+
+Drafts (issue 16.4): a model trained in the dashboard is saved at once, unnamed, as
+<root>/.drafts/<id>/bundle (a bundle like any other, loaded verified) next to <root>/.drafts/<id>/draft.json
+(the SHA-256 of the session token, the signed-in user if any, the creation time). ``.drafts`` can never be
+a model's name (a name starts with a letter or digit) and :func:`list_models` skips it. Drafts older than
+``HEART_RISK_DRAFT_HOURS`` (default 24) go with :func:`clean_stale`.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
+import uuid
 from pathlib import Path
 
 from core.errors import BundleError
@@ -26,6 +35,8 @@ NAME = re.compile(r"^[^\W_][\w .\-]{0,63}$")
 _RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
 _VERSION = re.compile(r"v(\d+)")
 _RETIRED = re.compile(r"v(\d+)\.retired")
+DRAFTS = ".drafts"  # the reserved draft area: no model name can start with '.'
+_DRAFT_ID = re.compile(r"\d{10}-[0-9a-f]{12}")
 
 
 _configured_root: Path | None = None
@@ -154,17 +165,97 @@ def delete_model(path: Path, root: Path | None = None) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def clean_stale(root: Path | None = None, older_than_s: float = 3600) -> int:
+def clean_stale(root: Path | None = None, older_than_s: float = 3600, draft_age_s: float | None = None) -> int:
     """Remove staging folders left by a killed process (never a finished version, and never one young
-    enough to belong to a save that is still running in another session)."""
-    import time
+    enough to belong to a save that is still running in another session), and drafts older than
+    ``draft_age_s`` (default: HEART_RISK_DRAFT_HOURS)."""
     root = root or store_root()
     now = time.time()
     stale = [p for p in root.iterdir() if p.name.startswith((".saving-", ".deleting-"))
              and now - p.stat().st_mtime > older_than_s]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
-    return len(stale)
+    age = draft_hours() * 3600 if draft_age_s is None else draft_age_s
+    old_drafts = [d["dir"] for d in list_drafts(root) if now - d["created"] > age]
+    for p in old_drafts:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale) + len(old_drafts)
+
+
+# ---- drafts ------------------------------------------------------------------------------------
+def draft_hours() -> float:
+    try:
+        return max(float(os.environ.get("HEART_RISK_DRAFT_HOURS", "24")), 0.0)
+    except ValueError:
+        return 24.0
+
+
+def session_key(token: str) -> str:
+    """What a draft keeps of its session token: its hash (the token itself opens the session)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def save_draft(write_bundle, token: str, user: str | None = None, root: Path | None = None) -> Path:
+    """Save a draft for the session ``token`` (and signed-in ``user``); returns its bundle's path. Written
+    in a staging folder and renamed into place whole, like a version."""
+    root = root or store_root()
+    try:
+        clean_stale(root)
+    except OSError:
+        pass
+    drafts = root / DRAFTS
+    drafts.mkdir(exist_ok=True)
+    created = time.time()
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=root))
+    try:
+        write_bundle(staging / "bundle")
+        with open(staging / "draft.json", "w", encoding="utf-8") as fh:
+            json.dump({"session": session_key(token), "user": user, "created": created}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        target = drafts / f"{int(created):010d}-{uuid.uuid4().hex[:12]}"
+        os.rename(staging, target)
+        _fsync_dir(drafts)
+        return target / "bundle"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def list_drafts(root: Path | None = None, token: str | None = None, user: str | None = None) -> list[dict]:
+    """Drafts, newest first: path (the bundle), dir, created (epoch seconds), user. With ``token`` and/or
+    ``user``: only those of that session or, when ``user`` is given, of that signed-in user."""
+    root = root or store_root()
+    drafts = root / DRAFTS
+    if not drafts.is_dir():
+        return []
+    key = session_key(token) if token else None
+    out = []
+    for d in drafts.iterdir():
+        if not (_DRAFT_ID.fullmatch(d.name) and (d / "bundle" / "metadata.json").exists()):
+            continue
+        try:
+            info = json.loads((d / "draft.json").read_text(encoding="utf-8"))
+            created = float(info["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if token is not None or user is not None:
+            mine = info.get("user") == user if user is not None else info.get("session") == key
+            if not mine or (user is None and info.get("user") is not None):
+                continue
+        out.append({"path": d / "bundle", "dir": d, "created": created, "user": info.get("user")})
+    return sorted(out, key=lambda r: r["created"], reverse=True)
+
+
+def delete_draft(path: Path, root: Path | None = None) -> None:
+    """Delete a draft (``path``: its bundle or its folder)."""
+    root = (root or store_root()).resolve()
+    path = Path(path).resolve()
+    folder = path.parent if path.name == "bundle" else path
+    if folder.parent != root / DRAFTS or not _DRAFT_ID.fullmatch(folder.name):
+        raise BundleError("not a draft of this store")
+    trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=root))
+    os.rename(folder, trash / "draft")
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:
