@@ -23,14 +23,24 @@ from core.metrics import (
     proportion_intervals,
     roc_frame,
 )
-from core.model import TrainConfig, as_bundle_meta, bundle_to_zip, delete_model, import_bundle_zip, list_models
+from core.model import (
+    TrainConfig,
+    as_bundle_meta,
+    bundle_to_zip,
+    delete_draft,
+    delete_model,
+    draft_hours,
+    import_bundle_zip,
+    list_drafts,
+    list_models,
+)
 from core.workflow import cohort_summary, option_names, training_metadata
 from ui import figures
 from ui.i18n import lang, t
 from ui.jobs import TrainingJob, progress_text
-from ui.models import activate_saved, save_and_activate, show_store_error
+from ui.models import activate_saved, draft_time, save_and_activate, show_store_error
 from ui.shell import ensure_shell
-from ui.state import active_cohort, cohort_title, forget_saved_bundles
+from ui.state import active_cohort, cohort_title, forget_saved_bundles, load_saved_bundle
 
 DEFAULT = TrainConfig()
 DASHBOARD_MEMBERS = 5  # networks in the uncertainty ensemble: ~3x one fit's time, gives every risk a range
@@ -281,6 +291,65 @@ def save_panel(cohort) -> None:
             st.rerun()
 
 
+def drafts_panel() -> None:
+    """This session's (or signed-in user's) drafts, apart from the named versions: each can be saved
+    under a name (a normal version; the draft then goes) or deleted (issue 16.4)."""
+    from ui.resume import signed_in_user
+    token = st.session_state.get("resume_token")
+    try:
+        drafts = list_drafts(token=token, user=signed_in_user()) if token else []
+    except (CoreError, OSError) as exc:
+        show_store_error(exc)
+        return
+    if not drafts:
+        return
+    st.subheader(t("train.drafts_title"))
+    st.caption(t("train.drafts_help", hours=draft_hours()))
+    info = st.session_state.get("model_info") or {}
+    for draft in drafts[:10]:
+        key = draft["dir"].name
+        current = info.get("draft_path") == str(draft["path"])
+        label = t("train.draft_label", time=draft_time(draft["created"]))
+        c1, c2, c3, c4 = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
+        c1.markdown(f"{label} {t('train.draft_current') if current else ''}")
+        name = c2.text_input(t("train.save_name"), value="heart-mlp", max_chars=64, key=f"draft_name_{key}",
+                             help=t("train.save_name_help"))
+        if c3.button(t("train.draft_save"), icon=":material/save:", key=f"draft_save_{key}"):
+            save_draft_as(draft, name, current)
+        if c4.button(t("train.draft_delete"), icon=":material/delete:", key=f"draft_delete_{key}"):
+            try:
+                delete_draft(draft["path"])
+            except (CoreError, OSError) as exc:
+                show_store_error(exc)
+            else:
+                if current:
+                    info["draft_path"] = None
+                st.session_state["store_note"] = t("train.draft_deleted_note")
+                st.rerun()
+
+
+def save_draft_as(draft: dict, name: str, current: bool) -> None:
+    """A draft saved under a name is an ordinary version (through the one save path); the draft goes."""
+    try:
+        if current:  # the session's own trained model: it stays, with its test results
+            model, meta = st.session_state["model"], as_bundle_meta(st.session_state.get("model_meta"))
+        else:
+            model = load_saved_bundle(draft["path"])
+            meta = model.metadata_
+    except (CoreError, OSError) as exc:
+        show_store_error(exc)
+        return
+    path = save_and_activate(model, name, meta)
+    if path is None:
+        return
+    try:
+        delete_draft(draft["path"])
+    except (CoreError, OSError):
+        pass  # saved under its name; the draft goes with the age cleanup
+    st.session_state["store_note"] = t("train.saved_note", name=name.strip(), version=path.name)
+    st.rerun()
+
+
 def store_panel() -> None:
     st.subheader(t("train.store_title"))
     note = st.session_state.pop("store_note", None)
@@ -369,6 +438,10 @@ if error:
 note = st.session_state.pop("train_note", None)
 if note:
     st.success(note, icon=":material/check_circle:")
+draft_warning = st.session_state.pop("draft_warning", None)
+if draft_warning:
+    st.warning(draft_warning, icon=":material/warning:")
 results_panel()
 save_panel(cohort)
+drafts_panel()
 store_panel()

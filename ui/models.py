@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import CoreError
-from core.model import BundleMeta, as_bundle_meta, save_to_store
+from core.model import BundleMeta, as_bundle_meta, list_drafts, save_draft_to_store, save_to_store
 from core.workflow import cohort_summary, training_metadata
 from ui.i18n import t
 from ui.state import load_saved_bundle, set_model
@@ -65,6 +65,48 @@ def show_store_error(exc: Exception) -> None:
         st.error(t("train.store_error", reason=reason), icon=":material/error:")
 
 
+def store_reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, CoreError) else (getattr(exc, "strerror", None) or type(exc).__name__)
+
+
+def draft_time(created: float) -> str:
+    when = dt.datetime.fromtimestamp(created)
+    return f"{when:%H:%M}" if when.date() == dt.date.today() else f"{when:%Y-%m-%d %H:%M}"
+
+
+def keep_draft(model, meta: BundleMeta) -> None:
+    """Save a just-trained model as the session's draft in the store (issue 16.4). A failure (a full
+    disk) loses nothing in memory: a one-line warning on the Train page."""
+    token = st.session_state.get("resume_token")
+    if not token:
+        return
+    from ui.resume import signed_in_user  # ui.resume imports this module
+    try:
+        path = save_draft_to_store(model, token, signed_in_user(), meta=as_bundle_meta(meta))
+    except (CoreError, OSError) as exc:
+        st.session_state["draft_warning"] = t("train.draft_failed", reason=store_reason(exc))
+        return
+    st.session_state["model_info"]["draft_path"] = str(path)
+
+
+def restore_draft(token: str, user: str | None) -> bool:
+    """A new browser session whose token's memory is gone: its latest draft becomes the session's model
+    (loaded verified, as any saved bundle). False when there is none or it cannot be read (said once)."""
+    try:
+        drafts = list_drafts(token=token, user=user)
+        if not drafts:
+            return False
+        model = load_saved_bundle(drafts[0]["path"])
+    except (CoreError, OSError) as exc:
+        st.session_state["draft_warning"] = t("train.draft_failed", reason=store_reason(exc))
+        return False
+    meta = model.metadata_
+    info = {**info_from_meta(meta, "trained"), "draft_path": str(drafts[0]["path"])}
+    set_model(model, info, meta)
+    st.session_state["train_note"] = t("train.draft_restored", time=draft_time(drafts[0]["created"]))
+    return True
+
+
 def save_and_activate(model, name: str, meta: BundleMeta | None) -> Path | None:
     """Save ``model`` as a new version of ``name`` and make the saved version the session's model: its
     metadata (as read back from the store, so verified) and name. When ``model`` already is the session's
@@ -99,6 +141,7 @@ def adopt_finished_job() -> None:
     meta = training_metadata(result.model, result.metrics, name=None, cohort=cohort_summary(job.cohort),
                              sizes=result.sizes)
     set_model(result.model, info_from_meta(meta, "trained"), meta, train_result=result)
+    keep_draft(result.model, meta)
     numbers = dict(epochs=result.model.epochs_run_, best=result.model.best_epoch_, seconds=f"{job.seconds:.1f}")
     st.session_state["train_note"] = (t("train.stopped_note", **numbers) if job.status == "stopped"
                                       else t("train.done_note", **numbers))

@@ -6,7 +6,8 @@ training run still going is re-attached to (its thread never belonged to the old
 Kept in this process's memory only (no patient data is written to disk), for a limited time
 (``HEART_RISK_RESUME_HOURS``, default 8) and for a limited number of sessions (the oldest go first). With
 sign-in on, a token resumes only for the same signed-in user. The token is 128 random bits: an address
-is as private as the session it names, so it is not for sharing.
+is as private as the session it names, so it is not for sharing. A trained model also goes to the model
+store as a draft (ui.models.keep_draft): when the memory is gone, the token finds its latest draft there.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import time
 from collections import OrderedDict
 
 import streamlit as st
+
+from ui.models import restore_draft
 
 PARAM = "session"
 MAX_SESSIONS = 200
@@ -33,7 +36,7 @@ def _hours() -> float:
         return 8.0
 
 
-def _user() -> str | None:
+def signed_in_user() -> str | None:
     user = getattr(st, "user", None)
     try:
         return str(user.get("email") or user.get("name")) if user is not None and user.get("is_logged_in") else None
@@ -54,12 +57,14 @@ def resume_or_start() -> None:
         token = st.query_params.get(PARAM)
         with _lock:
             entry = _kept.get(token) if token else None
-            if entry is not None and (time.time() - entry["saved"] > _hours() * 3600 or entry["user"] != _user()):
+            if entry is not None and (time.time() - entry["saved"] > _hours() * 3600 or entry["user"] != signed_in_user()):
                 entry = None
         if entry is not None:
             for key, value in entry["state"].items():
                 st.session_state[key] = value
-        else:
+        elif not (token and restore_draft(token, signed_in_user())):
+            # Memory gone (server restarted, or kept too long): the token still finds its latest draft
+            # in the model store; with none, a new token.
             token = secrets.token_urlsafe(16)
         st.session_state["resume_token"] = token
     token = st.session_state["resume_token"]
@@ -76,7 +81,7 @@ def keep() -> None:
     state.update({k: v for k, v in st.session_state.items() if _form_key(k, v)})
     now = time.time()
     with _lock:
-        _kept[token] = {"saved": now, "user": _user(), "state": state}
+        _kept[token] = {"saved": now, "user": signed_in_user(), "state": state}
         _kept.move_to_end(token)
         while len(_kept) > MAX_SESSIONS:
             _kept.popitem(last=False)
