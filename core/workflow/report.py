@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import CoreError
+from core.evaluate.directions import contradiction_sentence, direction_contradictions
 from core.i18n import tr
 from core.model.bands import BandCutoffs, model_bands
 from core.workflow.counterfactual import direction_conflicts, meaning as whatif_meaning
@@ -140,6 +141,8 @@ class PatientReport:
     outcome: str | None = None  # what the risk is a risk of, when the cohort is not the UCI one
     # Trained on a synthetic cohort (the demo): said at the top, so a printout is never read as a result.
     synthetic: bool = False
+    # Where a reason's direction in this model contradicts medicine (as the Patient page says under them)
+    reason_notes: list[str] = field(default_factory=list)
 
     @property
     def risk_heading(self) -> str:
@@ -199,6 +202,8 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         base_value=float(result.explanation.base_value), contributions=contributions,
         explained_risk=None if result.explained_risk == result.risk else result.explained_risk,
         reasons=[r.text for r in result.reasons[:3]], whatifs=list(whatifs or []),
+        reason_notes=[contradiction_sentence(d, schema, lang) for d in direction_contradictions(model)
+                      if d.feature in {r.feature for r in result.reasons[:3]}],
         model_name=str(model_name or meta.name or "—"), model_version=model_version,
         data_fingerprint=meta.fingerprint,
         test_auc=float(auc) if isinstance(auc, (int, float)) and math.isfinite(auc) else None, cutoffs=cutoffs,
@@ -372,6 +377,8 @@ def report_pdf(report: PatientReport) -> bytes:
     heading(tr("patient_report.reasons", lang))
     for k, text in enumerate(report.reasons, 1):
         line(f"{k}. {text}", 9)
+    for text in report.reason_notes:
+        line(text, 7.5, colour=_RED, height=3.8)
     heading(tr("patient_report.whatifs", lang))
     for text in report.whatifs or [tr("patient_report.no_whatifs", lang)]:
         line(f"• {text}", 8.5)
@@ -496,7 +503,7 @@ color:#212121;max-width:190mm;margin:8mm auto;font-size:10.5pt;line-height:1.35}
 h1{font-size:17pt;margin:0 0 2mm}h2{font-size:11.5pt;border-bottom:1px solid #ccc;margin:4mm 0 2mm;padding-bottom:1mm}
 .meta{color:#777;font-size:8.5pt}.risk{border:2px solid var(--band);padding:2mm 4mm;margin:3mm 0 1mm}
 .risk .value{font-size:20pt;font-weight:bold;color:var(--band)}.risk .band{font-size:12pt;font-weight:bold;color:var(--band);margin-left:6mm}
-.small{color:#777;font-size:8pt}table.inputs{width:100%;border-collapse:collapse;font-size:9pt}
+.small{color:#777;font-size:8pt}.small.warn{color:#c62828}table.inputs{width:100%;border-collapse:collapse;font-size:9pt}
 table.inputs td{padding:0.6mm 1mm}table.inputs td.l{color:#666}table.inputs td.v{font-weight:bold}
 .notice{border:1px solid #c62828;background:#fff3e0;padding:2mm 3mm;margin-top:4mm;font-size:8.5pt}
 svg text{font-size:8px}@page{size:A4;margin:10mm}@media print{body{margin:0}}
@@ -537,6 +544,7 @@ def report_html(report: PatientReport) -> str:
     whatifs = ("".join(f"<li>{e(text)}</li>" for text in report.whatifs) if report.whatifs
                else f"<li>{e(tr('patient_report.no_whatifs', lang))}</li>")
     whatif_notes = "".join(f'<div class="small">{e(text)}</div>' for text in report.whatif_notes)
+    reason_notes = "".join(f'<div class="small warn">{e(text)}</div>' for text in report.reason_notes)
     synthetic = (f'<div class="notice synthetic"><b>{e(tr("patient_report.synthetic", lang))}</b></div>'
                  if report.synthetic else "")
     return f"""<!DOCTYPE html>
@@ -550,7 +558,7 @@ def report_html(report: PatientReport) -> str:
 <div class="small">{e(cutoffs)}</div>{isotonic}
 <h2>{e(tr("patient_report.inputs", lang))}</h2><table class="inputs">{''.join(cells)}</table>{missing}
 <h2>{e(tr("patient_report.why", lang, base=_pct(report.base_value)))}</h2>{_waterfall_svg(report)}
-<h2>{e(tr("patient_report.reasons", lang))}</h2><ol>{reasons}</ol>
+<h2>{e(tr("patient_report.reasons", lang))}</h2><ol>{reasons}</ol>{reason_notes}
 <h2>{e(tr("patient_report.whatifs", lang))}</h2><ul>{whatifs}</ul>{whatif_notes}
 <div class="notice">{e(tr("patient_report.notice", lang))}</div>
 </body></html>

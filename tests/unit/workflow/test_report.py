@@ -241,3 +241,15 @@ def test_a_demo_trained_model_s_report_says_it_was_trained_on_synthetic_data(mod
     real = build_report(model, patient, meta=META, lang=lang, now=NOW, for_pdf=True)
     assert not real.synthetic and squash(statement) not in squash(pdf_text(report_pdf(real))[1])
     assert statement not in report_html(real)
+
+
+def test_a_reason_whose_direction_contradicts_medicine_is_named_under_the_reasons(model, patient):
+    from core.evaluate import direction_contradictions
+    (age,) = [d for d in direction_contradictions(model) if d.feature == "age"]  # the demo model: risk falls with age
+    old = build_report(model, {**patient, "age": 77.0}, meta=META, lang="en", now=NOW, for_pdf=True)
+    assert any(r.startswith("Age 77 years") for r in old.reasons)
+    sentence = age.sentence(model.schema)
+    assert old.reason_notes == [sentence]
+    assert squash(sentence) in squash(pdf_text(report_pdf(old))[1]) and sentence in report_html(old)
+    typical = build_report(model, patient, meta=META, lang="en", now=NOW)
+    assert not any(r.startswith("Age") for r in typical.reasons) and typical.reason_notes == []
