@@ -67,7 +67,7 @@ class Preprocessor:
             self.raw_min_.append(lo)
             self.raw_max_.append(hi)
         self._build_slices()
-        self.imputer_: ConditionalImputer | None = ConditionalImputer.fit(raw)
+        self.imputer_: ConditionalImputer | None = ConditionalImputer.fit(raw, [f.kind for f in self.features])
         return self
 
     def _build_slices(self) -> None:

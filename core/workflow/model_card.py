@@ -428,7 +428,10 @@ def disclosure_sections(meta: BundleMeta, lang: str = "en") -> list[Section]:
     bullets = [background,
                tr("card.disclosure_ranges", lang, low=d.get("range_low", "?"), high=d.get("range_high", "?")),
                tr("card.disclosure_aggregates", lang)]
-    if d.get("donor_rows"):  # core.model.imputation keeps complete training rows as donors
+    if d.get("donor_groups"):  # core.model.imputation's donors: groups of patients, no patient's row
+        bullets.insert(1, tr("card.disclosure_donors", lang, groups=d["donor_groups"], rows=d.get("donor_patients", "?"),
+                             minimum=d.get("donor_min_patients", "?")))
+    if d.get("donor_rows"):  # saved before donors were grouped: they are complete training rows
         intro = tr("card.disclosure_text_donors", lang, n=d["donor_rows"])
     else:
         intro = tr("card.disclosure_text", lang)

@@ -116,6 +116,7 @@ def test_imputation_travels_in_the_bundle_as_json(model, cleveland, missing_rows
     saved = json.loads((tmp_path / "b" / "preprocess.json").read_text())["preprocessor"]["conditional_imputation"]
     assert saved["k"] == model.preprocessor_.imputer_.k and 0 < len(saved["donors"]) <= model.n_train_
     assert all(v is not None for row in saved["donors"] for v in row)  # complete training rows only
+    assert len(saved["donor_weights"]) == len(saved["donors"])
     loaded = load_bundle(tmp_path / "b")
     df = cleveland.df.reset_index(drop=True)
     for i in missing_rows:
@@ -151,6 +152,25 @@ def test_imputations_follow_the_observed_features():
     imp = ConditionalImputer(donors, k=5).impute(Pre, np.array([[10.0, np.nan], [80.0, 3.0]]))
     assert imp.row.tolist() == [0] * 5  # the complete patient gets no imputation
     assert sorted(imp.raw[:, 1]) == [8.0, 9.0, 10.0, 11.0, 12.0] and np.allclose(imp.weight, 0.2)
+
+
+def test_nearest_donors_stand_for_k_patients():
+    """Weighted donors (groups of patients): the nearest until they stand for k patients, the last partly;
+    an old bundle's donors (no weights) are one patient each."""
+    class Pre:
+        n_outputs_ = 2
+        slices_ = [slice(0, 1), slice(1, 2)]
+
+        @staticmethod
+        def transform_raw(raw):
+            return np.where(np.isnan(raw), 0.0, raw)
+
+    donors = np.array([[10.0, 1.0], [11.0, 2.0], [13.0, 3.0], [50.0, 4.0]])
+    imp = ConditionalImputer(donors, k=12, weights=[5, 6, 8, 9]).impute(Pre, np.array([[10.0, np.nan]]))
+    assert imp.raw[:, 1].tolist() == [1.0, 2.0, 3.0] and np.allclose(imp.weight, [5 / 12, 6 / 12, 1 / 12])
+    old = ConditionalImputer.from_dict({"k": 2, "donors": donors.tolist()}, 2)
+    assert old.weights.tolist() == [1, 1, 1, 1] and old.to_dict()["donor_weights"] == [1, 1, 1, 1]
+    assert np.allclose(old.impute(Pre, np.array([[10.0, np.nan]])).weight, 0.5)
 
 
 @given(st.lists(st.tuples(st.floats(0, 1), st.integers(1, 20)), min_size=1, max_size=30))
