@@ -310,7 +310,7 @@ def drafts_panel() -> None:
         key = draft["dir"].name
         current = info.get("draft_path") == str(draft["path"])
         label = t("train.draft_label", time=draft_time(draft["created"]))
-        c1, c2, c3, c4 = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
+        c1, c2, c3, c4 = st.columns([3, 3, 1.5, 2], vertical_alignment="bottom")
         c1.markdown(f"{label} {t('train.draft_current') if current else ''}")
         name = c2.text_input(t("train.save_name"), value="heart-mlp", max_chars=64, key=f"draft_name_{key}",
                              help=t("train.save_name_help"))
