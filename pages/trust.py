@@ -306,9 +306,12 @@ with tabs[2]:
 # ---- 4. external validation ------------------------------------------------------------------------
 with tabs[3]:
     st.markdown(t("trust.external_help"))
-    upload = st.file_uploader(t("trust.external_upload"), type=["csv", "txt", "data"], key="trust_external_file")
+    # no type filter, as on the Cohort page: the reader recognises what it can read (.dat, .data, .tsv,
+    # .xlsx...) and says in words what it cannot
+    upload = st.file_uploader(t("trust.external_upload"), key="trust_external_file")
     if upload is not None:
         from core.evaluate import (
+            ExternalFileError,
             external_cohort,
             external_extra,
             held_out_update,
@@ -324,7 +327,8 @@ with tabs[3]:
         try:
             ext, result = cached("external", (upload.name, upload.size, upload.file_id), run_external)
         except CoreError as exc:
-            st.error(t("trust.external_error", message=str(exc)), icon=":material/error:")
+            said = exc.text(lang()) if isinstance(exc, ExternalFileError) else str(exc)
+            st.error(t("trust.external_error", message=said), icon=":material/error:")
         else:
             cols = st.columns(4)
             cols[0].metric(t("trust.ext_patients"), result.n)

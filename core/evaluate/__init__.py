@@ -19,6 +19,7 @@ from core.evaluate.directions import (
     model_directions,
 )
 from core.evaluate.external import (
+    ExternalFileError,
     ExternalResult,
     external_cohort,
     external_extra,
@@ -80,6 +81,7 @@ __all__ = [
     "SUMMARY_METRICS",
     "WIDE_INTERVAL",
     "CVResult",
+    "ExternalFileError",
     "ExternalResult",
     "GlassBox",
     "LogisticBaseline",

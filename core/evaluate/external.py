@@ -23,8 +23,11 @@ import numpy as np
 import pandas as pd
 
 from core.data.cohort import Cohort, cohort_from_frame
+from core.data.concepts import normalise_name, propose_mapping, propose_target, vocabulary
 from core.data.read import read_table
+from core.data.schema import Code, Feature, parse_rule
 from core.errors import CohortError, CoreError
+from core.i18n import tr
 from core.metrics.calibration import calibration_curve_ci, calibration_summary
 from core.metrics.decision import decision_curve
 from core.metrics.discrimination import binary_metrics
@@ -67,19 +70,89 @@ class ExternalResult:
                 "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+class ExternalFileError(CohortError):
+    """A second site's file cannot be used: ``code`` and ``params`` say why, so that the dashboard says it
+    in the session's language (:meth:`text`); ``str()`` is the English text."""
+
+    def __init__(self, code: str, **params):
+        self.code, self.params = code, params
+        super().__init__(self.text("en"))
+
+    def text(self, lang: str = "en") -> str:
+        # literal keys: the translation table's coverage test finds every key core uses
+        if self.code == "no_outcome":
+            return tr("external.no_outcome", lang, **self.params)
+        if self.code == "missing_columns":
+            return tr("external.missing_columns", lang, **self.params)
+        if self.code == "too_few":
+            return tr("external.too_few", lang, **self.params)
+        return tr("external.one_outcome", lang, **self.params)
+
+
+def _standard_names(df: pd.DataFrame, schema) -> tuple[pd.DataFrame, list[str]]:
+    """The file's columns renamed to the model's where the name differs but the concept and unit are the
+    same ('RestingBP' for a model trained on 'trestbps'); a column in another unit than the model's is
+    left alone (its values would need converting first), so that it is named as missing."""
+    by_name = vocabulary().by_synonym  # a model from the Cleveland schema has no concepts: its names do
+    wanted = {}
+    for f in schema.features:
+        concept = f.concept or getattr(by_name.get(normalise_name(f.name)), "id", None)
+        if concept and f.role != "target" and f.name not in df.columns:
+            wanted[concept] = f
+    if not wanted:
+        return df, []
+    renames, notes = {}, []
+    for m in propose_mapping(df.drop(columns=[c for c in df.columns if c in schema]), vocabulary()):
+        feature = wanted.get(m.concept)
+        if feature is None or m.column in renames:
+            continue
+        if (m.unit or None) != (feature.source_unit or None):
+            continue
+        renames[m.column] = feature.name
+        notes.append(f"{m.column} → {feature.name}")
+        del wanted[m.concept]
+    return df.rename(columns=renames), notes
+
+
+def _site_outcome(read, schema) -> pd.DataFrame | None:
+    """The file with its own outcome column (Statlog's class 1/2, TenYearCHD, num...) put under the model's
+    target as 0/1 (its own rule: class == 2, num > 0), or None when it has no recognisable outcome."""
+    proposal = propose_target(read.df)
+    if proposal is None:
+        return None
+    column, rule = proposal
+    df = read.df.drop(columns=[column])
+    df[schema.target] = parse_rule(rule)(read.df[column]).to_numpy()  # missing stays missing
+    return df
+
+
 def external_cohort(model, source, name: str | None = None, missing: str = "impute") -> Cohort:
-    """Read a second site's file (path, bytes or file object) with the model's schema. CohortError names
-    the columns when the model's features or the outcome are not in it."""
+    """Read a second site's file (path, bytes or file object) with the cohort reader (any layout it reads:
+    CSV, TSV, Excel, UCI processed.*.data and Statlog heart.dat) and the model's schema: columns named
+    differently for the same concept and unit take the model's names, and a recognised outcome column
+    (Statlog class, TenYearCHD...) becomes the model's outcome by its own rule. ExternalFileError names the
+    columns when the model's features or the outcome are not in it."""
     read = read_table(source, name=name)
     schema = model.schema
-    absent = [f for f in schema.feature_names if f not in read.df.columns]
+    df = read.df
+    if schema.target and schema.target not in df.columns:
+        site = _site_outcome(read, schema)
+        if site is None:
+            raise ExternalFileError("no_outcome", target=schema.target)
+        df = site
+        # the outcome is 0/1 now: the model's target read as 'present when > 0' whatever its own rule was
+        target = schema[schema.target]
+        schema = schema.model_copy(deep=True)
+        schema.positive_rule = "> 0"
+        schema.features = [f if f.name != target.name else Feature(
+            name=target.name, role="target", kind="binary", label=target.label, label_zh=target.label_zh,
+            codes=[Code(value=0.0, label="no"), Code(value=1.0, label="yes")]) for f in schema.features]
+    df, _ = _standard_names(df, schema)
+    absent = [f for f in schema.feature_names if f not in df.columns]
     if absent:
-        raise CohortError(f"the file lacks columns the model needs: {', '.join(absent)} "
-                          f"(it has: {', '.join(map(str, read.df.columns))})")
-    if schema.target and schema.target not in read.df.columns:
-        raise CohortError(f"the file has no outcome column {schema.target!r}: external validation compares "
-                          "risks with observed outcomes")
-    cohort = cohort_from_frame(read.df, schema, read.name, missing=missing)
+        raise ExternalFileError("missing_columns", columns=", ".join(absent),
+                                has=", ".join(map(str, df.columns)))
+    cohort = cohort_from_frame(df, schema, read.name, missing=missing)
     cohort.read = read
     return cohort
 
@@ -88,10 +161,10 @@ def validate_external(model, cohort: Cohort) -> ExternalResult:
     """Score ``cohort`` with ``model`` and judge the risks against its outcomes."""
     y = np.asarray(cohort.y, dtype=np.float64)
     if len(y) < MIN_EXTERNAL:
-        raise CohortError(f"external validation needs at least {MIN_EXTERNAL} patients; the file has {len(y)}")
+        raise ExternalFileError("too_few", minimum=MIN_EXTERNAL, n=len(y))
     counts = np.bincount(y.astype(int), minlength=2)
     if counts.min() == 0:
-        raise CohortError("every patient in the file has the same outcome; AUC and calibration need both")
+        raise ExternalFileError("one_outcome")
     raw = model.preprocessor_.encode(cohort.df)
     risk = model.predict_risk_raw(raw)
     metrics = binary_metrics(y, risk)
@@ -224,6 +297,7 @@ def external_extra(meta, result: ExternalResult, recalibrated: bool = False,
 __all__ = [
     "UPDATE_FOLDS",
     "UPDATE_METHOD",
+    "ExternalFileError",
     "ExternalResult",
     "external_cohort",
     "external_extra",

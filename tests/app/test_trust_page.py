@@ -147,3 +147,23 @@ def test_the_clinician_chooses_the_risk_bands_and_they_are_saved_with_the_model(
     assert not texts(at.error), texts(at.error)
     saved = load_bundle(model_store / "banded-model" / "v1")
     assert model_bands(saved) == bands
+
+
+def test_external_validation_takes_a_statlog_dat_and_refuses_through_the_translation_table():
+    at = new_app()
+    train(at, epochs=5)
+    at.switch_page(PAGE).run()
+    uploader = at.file_uploader(key="trust_external_file")
+    assert list(uploader.proto.type) == []  # the same file types as the Cohort page: the reader decides
+    df = demo_cohort(n=300, seed=22)
+    rows = df.assign(num=np.where(df["num"] > 0, 2, 1)).fillna(0).to_numpy(dtype=float)
+    dat = "\n".join(" ".join(f"{v:g}" for v in r) for r in rows).encode() + b"\n"
+    uploader.set_value(("heart.dat", dat, "application/octet-stream")).run()
+    no_exceptions(at)
+    assert widget(at.metric, tr("trust.ext_patients")).value == str(len(rows))
+    no_csv = df.drop(columns=["num"]).to_csv(index=False).encode()
+    at.file_uploader(key="trust_external_file").set_value(("site_c.csv", no_csv, "text/csv")).run()
+    no_exceptions(at)
+    # the message comes from the table by its key (its zh text: test_external_refusals_are_translated)
+    expected = tr("trust.external_error", message=tr("external.no_outcome", target="num"))
+    assert expected in texts(at.error)

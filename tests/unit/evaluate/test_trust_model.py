@@ -202,6 +202,38 @@ def test_external_file_missing_a_column_is_refused_by_name(single, tmp_path):
         external_cohort(single.model, path2)
 
 
+def _statlog_dat(df: pd.DataFrame) -> bytes:
+    """The site as UCI Statlog heart.dat: no header, blank-separated, class 1 = absent, 2 = present."""
+    rows = df.assign(num=np.where(df["num"] > 0, 2, 1)).fillna(0)
+    return "\n".join(" ".join(f"{v:g}" for v in r) for r in rows.to_numpy(dtype=float)).encode() + b"\n"
+
+
+def test_a_statlog_heart_dat_is_an_external_site_with_its_class_as_the_outcome(single):
+    site = _other_site()
+    ext = external_cohort(single.model, _statlog_dat(site), name="heart.dat")
+    assert ext.read.layout == "uci-statlog"
+    assert ext.n == len(site) and ext.y.sum() == (site["num"] > 0).sum()  # class == 2 is the outcome
+    result = validate_external(single.model, ext)
+    assert 0.5 < result.metrics["roc_auc"] <= 1
+
+
+def test_an_external_site_with_other_names_for_the_same_concepts_takes_the_models_names(single):
+    site = _other_site().rename(columns={"trestbps": "RestingBP", "thalach": "MaxHR", "num": "HeartDisease"})
+    site["HeartDisease"] = (site["HeartDisease"] > 0).astype(int)
+    ext = external_cohort(single.model, site.to_csv(index=False).encode(), name="site.csv")
+    assert {"trestbps", "thalach"} <= set(ext.df.columns) and ext.y.sum() == site["HeartDisease"].sum()
+
+
+def test_external_refusals_are_translated(single):
+    from core.evaluate import ExternalFileError
+    from core.i18n import tr
+    site = _other_site().drop(columns=["num"])
+    with pytest.raises(ExternalFileError) as caught:
+        external_cohort(single.model, site.to_csv(index=False).encode(), name="site.csv")
+    assert caught.value.code == "no_outcome" and str(caught.value) == tr("external.no_outcome", target="num")
+    assert caught.value.text("zh") == tr("external.no_outcome", "zh", target="num") and "结局" in caught.value.text("zh")
+
+
 def _cli(*args, env_extra=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True, cwd=ROOT,
