@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import weakref
 from dataclasses import dataclass, field
 
@@ -171,9 +172,11 @@ def _reference(model) -> dict:
     if ref is None or ref.get("method") != OOD_METHOD:
         # A bundle saved before the reference existed, or with the in-sample threshold (too low: it
         # flagged 2-3% of new patients, not 1%): rebuilt from the stored training background rows.
-        ref = _REBUILT_REFERENCES.get(model)
+        stored, ref = ref, _REBUILT_REFERENCES.get(model)
         if ref is None:
             ref = input_reference(model.preprocessor_.transform_raw(model.background_))
+            if not math.isfinite(ref["d2_99"]) and stored is not None:
+                ref = stored  # too few background rows to rebuild from (cluster centres): keep what it has
             _REBUILT_REFERENCES[model] = ref
     return ref
 
