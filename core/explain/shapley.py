@@ -275,7 +275,8 @@ def _permutation(net: Network, cx: np.ndarray, cb: np.ndarray, start: np.ndarray
             v = forward.proba(flat).reshape(r, b1 - b0, p + 1, P)
             value_sum += (v.sum(axis=1) if weights is None
                           else np.einsum("rbtk,b->rtk", v, weights[b0:b1]))
-        marginal = np.diff(value_sum / B if weights is None else value_sum, axis=1)  # (r, p, P): contribution of the feature added at step t
+        # (r, p, P): the contribution of the feature added at step t
+        marginal = np.diff(value_sum / B if weights is None else value_sum, axis=1)
         by_feature = np.take_along_axis(marginal, np.broadcast_to(inverse.T, marginal.shape), axis=1)
         phi[r0:r1] = by_feature.mean(axis=2)
     return phi

@@ -74,7 +74,8 @@ def check_zip(zf: zipfile.ZipFile, max_files: int = MAX_FILES, max_bytes: int = 
         if total > max_bytes:
             raise BundleError(f"the zip unpacks to more than {max_bytes / 2**20:.0f} MB; refused")
         if info.file_size > _RATIO_FLOOR and info.file_size > max_ratio * max(info.compress_size, 1):
-            raise BundleError(f"the zip entry {info.filename!r} is compressed {info.file_size / max(info.compress_size, 1):.0f}:1 "
+            ratio = info.file_size / max(info.compress_size, 1)
+            raise BundleError(f"the zip entry {info.filename!r} is compressed {ratio:.0f}:1 "
                               f"(more than {max_ratio:.0f}:1 looks like a zip bomb); refused")
     if not entries:
         raise BundleError("the zip is empty")

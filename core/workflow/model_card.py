@@ -159,7 +159,8 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
                 span = ", ".join(str((c.get("label_zh") if lang == "zh" and c.get("label_zh") else c.get("label")))
                                  for c in f["codes"])
             elif f.get("min") is not None or f.get("max") is not None:
-                span = f"{_num(f.get('min'), 3, lang).rstrip('0').rstrip('.')}–{_num(f.get('max'), 3, lang).rstrip('0').rstrip('.')}"
+                low, high = (_num(f.get(k), 3, lang).rstrip('0').rstrip('.') for k in ("min", "max"))
+                span = f"{low}–{high}"
                 span += f" {f['unit']}" if f.get("unit") else ""
             else:
                 span = na

@@ -502,7 +502,8 @@ body{font-family:-apple-system,"Segoe UI","Noto Sans","Noto Sans CJK SC","PingFa
 color:#212121;max-width:190mm;margin:8mm auto;font-size:10.5pt;line-height:1.35}
 h1{font-size:17pt;margin:0 0 2mm}h2{font-size:11.5pt;border-bottom:1px solid #ccc;margin:4mm 0 2mm;padding-bottom:1mm}
 .meta{color:#777;font-size:8.5pt}.risk{border:2px solid var(--band);padding:2mm 4mm;margin:3mm 0 1mm}
-.risk .value{font-size:20pt;font-weight:bold;color:var(--band)}.risk .band{font-size:12pt;font-weight:bold;color:var(--band);margin-left:6mm}
+.risk .value{font-size:20pt;font-weight:bold;color:var(--band)}
+.risk .band{font-size:12pt;font-weight:bold;color:var(--band);margin-left:6mm}
 .small{color:#777;font-size:8pt}.small.warn{color:#c62828}table.inputs{width:100%;border-collapse:collapse;font-size:9pt}
 table.inputs td{padding:0.6mm 1mm}table.inputs td.l{color:#666}table.inputs td.v{font-weight:bold}
 .notice{border:1px solid #c62828;background:#fff3e0;padding:2mm 3mm;margin-top:4mm;font-size:8.5pt}

@@ -16,7 +16,8 @@ from core.data import cleveland_schema
 
 from browser_util import (ROOT, BrowserMissing, choose, cohort_rows, go_to, launch_browser, nav_link, new_page,
                           number_input, open_dashboard, text_input, risk_metric, risk_text, screenshot, sidebar,
-                          start_server, stop_server, tr, upload_cohort, wait_idle, waterfall_signature, WATERFALL_JS, write_cohort_csv, train)
+                          start_server, stop_server, tr, upload_cohort, wait_idle, waterfall_signature, WATERFALL_JS,
+                          write_cohort_csv, train)
 
 SHOTS = ROOT / "docs" / "screenshots"
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")

@@ -51,7 +51,8 @@ def test_the_card_says_what_the_metadata_says():
     md = card_markdown(meta())
     for text in ("# Model card: heart-mlp", "2025-01-02T03:04:05+00:00", "Cleveland clinic 1988", "303", "45.9%",
                  "ab" * 32, "211 / 46 / 46", "num > 0", "0.912", "0.762", "0.880", "0.123", "0.931", "-0.046",
-                 "hidden layers 10-5", "Adam", "ReLU", "binary cross-entropy", "Best epoch (weights kept) | 17", "Epochs run | 37"):
+                 "hidden layers 10-5", "Adam", "ReLU", "binary cross-entropy", "Best epoch (weights kept) | 17",
+                 "Epochs run | 37"):
         assert text in md, text
     assert "Decision support for clinicians, not a diagnosis" in md
 
