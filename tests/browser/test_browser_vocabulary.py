@@ -9,9 +9,9 @@ import re
 import pytest
 
 import trait_files as tf
-from browser_util import (BrowserMissing, ROOT, choose, go_to, launch_browser, new_page, number_input,
-                          open_dashboard, screenshot, sidebar, start_server, stop_server, tr, train,
-                          upload_cohort, wait_idle)
+from browser_util import (BrowserMissing, ROOT, choose, go_to, launch_browser, new_page, open_dashboard,
+                          screenshot, sidebar, start_server, stop_server, text_input, tr, train, upload_cohort,
+                          wait_idle)
 
 SHOTS = ROOT / "docs" / "screenshots"
 
@@ -86,9 +86,9 @@ def test_excel_chinese_headers_mmol_cholesterol_to_a_patient_risk(server, page, 
     train(page, epochs=20)
     go_to(page, "nav.patient")
     # The form asks in clinical units with clinical labels: mg/dl (the file's mmol/L converted), mmHg, years.
-    expect(number_input(page, "Total cholesterol (mg/dl)")).to_be_visible()
-    expect(number_input(page, "Systolic blood pressure (mmHg)")).to_be_visible()
-    expect(number_input(page, "Age (years)")).to_be_visible()
+    expect(text_input(page, "Total cholesterol (mg/dl)")).to_be_visible()
+    expect(text_input(page, "Systolic blood pressure (mmHg)")).to_be_visible()
+    expect(text_input(page, "Age (years)")).to_be_visible()
     risk = page.get_by_test_id("stMetric").filter(has_text="Estimated risk of coronary heart disease").first
     expect(risk.get_by_test_id("stMetricValue")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
     screenshot(page, SHOTS / "patient_mapped.png")
