@@ -10,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from browser_fixtures import browser, page, server  # noqa: E402,F401  (one copy for every browser test file)
+
 
 def cleveland_file() -> Path:
     """Where the real Cleveland file is: $HEART_DATA_DIR, else ../shared/data/uci-heart-disease."""

@@ -3,41 +3,20 @@ estimate with a range, one sentence names what to measure, and the waterfall sho
 measured" apart from the reasons (screenshot: docs/screenshots/patient_not_measured.png)."""
 from __future__ import annotations
 
-import pytest
 
-from browser_util import (BrowserMissing, ROOT, WATERFALL_JS, go_to, launch_browser, new_page, open_dashboard,
-                          screenshot, start_server, stop_server, tr, train, wait_idle)
+from browser_util import (ROOT, WATERFALL_JS, go_to, new_page, open_dashboard,
+                          screenshot, tr, train, wait_idle)
 from core.data import cleveland_schema, demo_cohort
 
 SHOTS = ROOT / "docs" / "screenshots"
 ROW = 133  # a demo patient without `ca`
 
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError as exc:  # a broken environment must be red, not silently skipped
     raise ImportError("playwright is required for the browser tests (pip install -r requirements.txt)") from exc
 
 expect.set_options(timeout=30_000)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        try:
-            browser = launch_browser(playwright)
-        except BrowserMissing as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("not_measured")
-    (base / "store").mkdir()
-    server = start_server(base / "store", base / "server.log")
-    yield server
-    stop_server(server)
 
 
 def test_a_patient_without_vessels_gets_a_range_and_no_vessel_reason(server, browser):

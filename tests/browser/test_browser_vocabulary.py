@@ -6,48 +6,20 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 import trait_files as tf
-from browser_util import (BrowserMissing, ROOT, choose, go_to, launch_browser, new_page, open_dashboard,
-                          screenshot, sidebar, start_server, stop_server, text_input, tr, train, upload_cohort,
+from browser_util import (ROOT, choose, go_to, open_dashboard,
+                          screenshot, sidebar, text_input, tr, train, upload_cohort,
                           wait_idle)
 
 SHOTS = ROOT / "docs" / "screenshots"
 
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError as exc:  # a broken environment must be red, not silently skipped
     raise ImportError("playwright is required for the browser tests (pip install -r requirements.txt)") from exc
 
 expect.set_options(timeout=30_000)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        try:
-            browser = launch_browser(playwright)
-        except BrowserMissing as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("vocabulary")
-    (base / "store").mkdir()
-    server = start_server(base / "store", base / "streamlit.log")
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture
-def page(browser):
-    context, page = new_page(browser)
-    yield page
-    context.close()
 
 
 def test_statlog_heart_dat_is_read_as_the_uci_layout(server, page, tmp_path):

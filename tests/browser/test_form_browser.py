@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 
 from core.data import cleveland_schema
 
-from browser_util import (ROOT, BrowserMissing, WATERFALL_JS, choose, go_to, launch_browser, new_page, open_dashboard,
-                          risk_metric, sidebar, start_server, stop_server, text_input, tr, train, wait_idle)
+from browser_util import (ROOT, WATERFALL_JS, choose, go_to, new_page, open_dashboard,
+                          risk_metric, sidebar, text_input, tr, train, wait_idle)
 
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError as exc:  # a broken environment must be red, not silently skipped
     raise ImportError("playwright is required for the browser tests (pip install -r requirements.txt)") from exc
 
@@ -26,26 +25,6 @@ expect.set_options(timeout=30_000)
 SHOTS = ROOT / "docs" / "screenshots"
 SCHEMA = cleveland_schema()
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        try:
-            browser = launch_browser(playwright)
-        except BrowserMissing as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("form")
-    (base / "store").mkdir()
-    server = start_server(base / "store", base / "streamlit.log")
-    yield server
-    stop_server(server)
 
 
 def label(name: str, lang: str = "en") -> str:

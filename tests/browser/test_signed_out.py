@@ -10,15 +10,11 @@ import time
 import urllib.request
 
 import pytest
-from browser_util import (ROOT, BrowserMissing, Server, free_port, launch_browser, new_page, stop_server, tr,
+from browser_util import (ROOT, Server, free_port, new_page, stop_server, tr,
                           wait_healthy)
 
 from ui.auth import hash_password
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError as exc:  # a broken environment must be red, not silently skipped
-    raise ImportError("playwright is required for the browser tests (pip install -r requirements.txt)") from exc
 
 PASSWORD = "a-test-password-18"
 
@@ -38,17 +34,6 @@ def server(tmp_path_factory):
     wait_healthy(server)
     yield server
     stop_server(server)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        try:
-            browser = launch_browser(playwright)
-        except BrowserMissing as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield browser
-        browser.close()
 
 
 def page_links(page) -> int:
