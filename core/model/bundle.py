@@ -6,7 +6,6 @@ Save, verify and load bundles. The metadata's shape and its integrity fields are
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import hmac
 import json
 import math
@@ -32,21 +31,13 @@ from core.model.meta import (BUNDLE_FORMAT, BUNDLE_VERSION, READABLE_VERSIONS, B
 from core.model.preprocess import Preprocessor
 from core.model.privacy import MIN_CLUSTER_ROWS, RANGE_PERCENTILES, cluster_background
 from core.model.recalibration import Calibration
-from core.model.store import check_name, save_draft, save_model, version_label
+from core.model.store import check_name, save_draft, save_model, sha256_file, version_label
 
 FALLBACK_CENTRES = 30  # core.explain.background measured 30 centres within its tolerance on the demo model
 
 
 _ALLOWED_LAYERS = {"InputLayer", "Dense", "Dropout"}
 _MODEL_FILE, _PREPROCESS_FILE, _METADATA_FILE = "model.keras", "preprocess.json", "metadata.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _jsonable(value):
@@ -193,7 +184,7 @@ def save_bundle(model: RiskModel, directory, metrics: dict | None = None, data_f
             "preprocessor": model.preprocessor_.to_dict(),
             "schema": json.loads(model.schema.to_json()),
         })
-        files = {f: _sha256(tmp / f) for f in (*member_files, _PREPROCESS_FILE)}
+        files = {f: sha256_file(tmp / f) for f in (*member_files, _PREPROCESS_FILE)}
         data = description.to_json_dict()
         data.update(version=BUNDLE_VERSION, members=member_files, files=files)
         # Hashed as it will be read back: through JSON (NaN -> None, tuples -> lists).
@@ -325,7 +316,7 @@ def verify_bundle(directory) -> BundleMeta:
         path = directory / fname
         if path.is_symlink() or not path.is_file():
             raise BundleError(f"{_label(directory)}: {fname} is missing")
-        if _sha256(path) != files[fname]:
+        if sha256_file(path) != files[fname]:
             raise BundleError(f"{_label(directory)}: {fname} does not match its recorded SHA-256 "
                               "(the bundle was modified or corrupted); refused")
     try:

@@ -80,18 +80,23 @@ def version_label(path) -> str:
     return f"{path.parent.name} ({path.name})" if _VERSION.fullmatch(path.name) else path.name
 
 
+def sha256_file(path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MB chunks: bundle files, batch inputs and outputs."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def bundle_digest(directory) -> str:
     """The content hash of a bundle: SHA-256 over every file's relative name and bytes, in name order.
     Two bundles with one differing byte (weights, calibration, metadata) have different digests."""
     directory = Path(directory)
     outer = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        inner = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                inner.update(chunk)
         name = path.relative_to(directory).as_posix().encode("utf-8")
-        outer.update(len(name).to_bytes(4, "big") + name + inner.digest())
+        outer.update(len(name).to_bytes(4, "big") + name + bytes.fromhex(sha256_file(path)))
     return outer.hexdigest()
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 from core.data import check_features, read_table
 from core.errors import CoreError
 from core.model import load_bundle
+from core.model.store import sha256_file
 from core.workflow.risk import score_table
 
 MANIFEST = "manifest.json"
@@ -134,14 +135,6 @@ def expand_inputs(paths: Iterable[str]) -> tuple[list[Path], list[dict]]:
             elif path not in files:
                 files.append(path)
     return files, bad
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def plan_parts(files: list[Path], features: list[str],
