@@ -230,9 +230,9 @@ def _config_nodes(node):
             stack.extend(item)
 
 
-def _check_keras_config(path: Path) -> None:
+def _check_keras_config(path: Path) -> dict:
     """Read the model's architecture from the .keras zip *before* Keras deserialises anything, and refuse
-    any layer that is not InputLayer / Dense / Dropout (a Lambda layer would run code)."""
+    any layer that is not InputLayer / Dense / Dropout (a Lambda layer would run code). Returns it."""
     try:
         with zipfile.ZipFile(path) as zf:
             config = json.loads(zf.read("config.json"))
@@ -259,6 +259,7 @@ def _check_keras_config(path: Path) -> None:
         if cls not in _ALLOWED_LAYERS or not module.startswith("keras"):
             raise BundleError(f"{path.name}: layer class {cls!r} is not allowed in a bundle "
                               f"(only {sorted(_ALLOWED_LAYERS)})")
+    return config
 
 
 def verify_bundle(directory) -> BundleMeta:
@@ -329,10 +330,18 @@ def verify_bundle(directory) -> BundleMeta:
     return meta
 
 
-def load_bundle(directory) -> RiskModel:
+def load_bundle(directory, *, keras: bool = True) -> RiskModel:
     """Load a bundle saved by :func:`save_bundle`, refusing anything that is not ours, tampered with,
     incomplete, or holds layers that could run code. (The hashes catch corruption and edits of any file;
-    safe mode and the layer allowlist are what keep a hostile bundle from executing anything.)"""
+    safe mode and the layer allowlist are what keep a hostile bundle from executing anything.)
+
+    ``keras=False``: every member's weights are read from its ``.keras`` file as plain arrays (h5py),
+    after the same checks (every file's SHA-256, the architecture against the layer allowlist, the
+    layers' sizes and activations against the preprocessing and configuration), without importing
+    TensorFlow: nothing of the file is deserialised into objects, so nothing in it can run. Risk and
+    SHAP run in numpy (core.model.network) on the same float32 weights Keras would load, so the numbers
+    are identical; a Keras model is built from them only if asked for (``keras_model_``). What a batch
+    worker uses: the TensorFlow import was most of its start-up (10-40 s) and memory (~600 MB)."""
     directory = Path(directory)
     meta = verify_bundle(directory)
     member_files = meta.members
@@ -345,10 +354,11 @@ def load_bundle(directory) -> RiskModel:
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{_label(directory)}: the preprocessing or configuration cannot be read ({exc})") from None
 
-    import keras
-    members = []
-    for fname in member_files:
-        members.append(_load_member(directory, fname, preprocessor, config, keras))
+    if keras:
+        import keras as keras_module
+        members = [_load_member(directory, fname, preprocessor, config, keras_module) for fname in member_files]
+    else:
+        members = [(None, _read_member_weights(directory, fname, preprocessor, config)) for fname in member_files]
     keras_model, weights = members[0]
 
     model = RiskModel(schema, config)
@@ -412,6 +422,69 @@ def _load_member(directory: Path, fname: str, preprocessor: Preprocessor, config
     for layer in dense:
         weights += [np.array(layer.kernel.numpy()), np.array(layer.bias.numpy())]
     return keras_model, weights
+
+
+_WEIGHTS_FILE = "model.weights.h5"
+_MAX_WEIGHTS_BYTES = 64 * 2**20  # an MLP of this app's sizes is kilobytes; a bigger file is not one of ours
+
+
+def _dense_layers(config: dict) -> list[dict]:
+    """The Dense layers' configurations, in the model's order (config.json lists layers in call order)."""
+    return [layer.get("config") or {} for layer in config["config"]["layers"] if layer.get("class_name") == "Dense"]
+
+
+def _read_member_weights(directory: Path, fname: str, preprocessor: Preprocessor,
+                         config: TrainConfig) -> list[np.ndarray]:
+    """One member's weights [W1, b1, ..., Wk, bk] read from its .keras zip without Keras: the
+    architecture checked as :func:`_load_member` checks it (allowlist, sizes, activations), then each
+    Dense layer's kernel and bias from model.weights.h5 (Keras 3 stores a layer's variables under a
+    group whose ``vars`` carry the layer's name), each checked for shape and float type."""
+    import io
+
+    import h5py
+
+    path = directory / fname
+    keras_config = _check_keras_config(path)
+    dense = _dense_layers(keras_config)
+    activations = [d.get("activation") for d in dense]
+    expected_in = preprocessor.n_outputs_
+    units = [d.get("units") for d in dense]
+    if (not dense or units[-1] != 1 or activations[-1] != "sigmoid"
+            or any(a != config.activation for a in activations[:-1]) or units[:-1] != list(config.hidden)
+            or not all(d.get("use_bias", True) is True for d in dense)):
+        raise BundleError(f"{_label(directory)}: the Keras model {fname} does not match its preprocessing "
+                          "and configuration")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(_WEIGHTS_FILE)
+            if info.file_size > _MAX_WEIGHTS_BYTES:
+                raise BundleError(f"{_label(directory)}: {fname} holds weights far larger than this model's")
+            data = zf.read(info)
+        by_name = {}
+        with h5py.File(io.BytesIO(data), "r") as h5:
+            for group in h5.get("layers", {}).values():
+                if isinstance(group, h5py.Group) and isinstance(group.get("vars"), h5py.Group):
+                    by_name[str(group["vars"].attrs.get("name", ""))] = group["vars"]
+            weights, fan_in = [], expected_in
+            for layer, n_units in zip(dense, units):
+                found = by_name.get(str(layer.get("name")))
+                shapes = {"0": (fan_in, n_units), "1": (n_units,)}
+                if found is None or sorted(found.keys()) != ["0", "1"]:
+                    raise BundleError(f"{_label(directory)}: the weights in {fname} do not match its layers")
+                for key in ("0", "1"):
+                    var = found[key]
+                    if not isinstance(var, h5py.Dataset) or var.dtype.kind != "f" or var.shape != shapes[key]:
+                        raise BundleError(f"{_label(directory)}: the weights in {fname} do not match its "
+                                          "preprocessing and configuration")
+                    weights.append(np.asarray(var[()], dtype=np.float32))
+                fan_in = n_units
+    except BundleError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        raise BundleError(f"{_label(directory)}: the weights in {fname} cannot be read") from None
+    if not all(np.all(np.isfinite(w)) for w in weights):
+        raise BundleError(f"{_label(directory)}: the weights in {fname} are not all numbers")
+    return weights
 
 
 def _read_reference(data, n_inputs: int) -> dict | None:

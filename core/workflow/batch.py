@@ -377,6 +377,7 @@ def run_part(model, part: Part, options: Options, output: Path) -> dict:
     report["started_at"], report["ended_at"] = started, time.time()
     report["worker_pid"] = os.getpid()
     report["worker_peak_rss_mb"] = _peak_rss_mb()
+    report["worker_tensorflow"] = "tensorflow" in sys.modules  # a worker scores in numpy: expected False
     return report
 
 
@@ -421,14 +422,18 @@ def bundle_files(directory) -> tuple[dict[str, bytes], dict]:
 
 
 def load_shipped_bundle(files: dict[str, bytes], metadata_sha256: str):
-    """Write the shipped files into a private folder and load them with every check of load_bundle."""
+    """Write the shipped files into a private folder and load them with every check of load_bundle.
+
+    Without Keras (``keras=False``): the weights are read as arrays after the same checks, and risk and
+    SHAP run in numpy, so a worker never imports TensorFlow (it was most of an actor's start-up: 10-40 s
+    each on this shared machine, and ~600 MB of its memory)."""
     if hashlib.sha256(files["metadata.json"]).hexdigest() != metadata_sha256:
         raise CoreError("the model's metadata.json arrived changed on this worker")
     folder = Path(tempfile.mkdtemp(prefix="heart-bundle-"))
     try:
         for name, data in files.items():
             (folder / name).write_bytes(data)
-        return load_bundle(folder)
+        return load_bundle(folder, keras=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
