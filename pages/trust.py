@@ -419,15 +419,21 @@ with tabs[4]:
             if glass.penalised_:
                 st.warning(t("trust.glass_penalised"), icon=":material/warning:")
             ors = glass.odds_ratios(lang())
-            no_interval = {"separated": t("trust.or_no_ci_separated"), "not_estimable": t("trust.or_no_ci_not_estimable")}
+            # A missing interval says why in its cell (issue 16: "—–—" told the reader nothing): short enough
+            # for the cell, with the full reason in a note under the table (a long cell text was cut off).
+            no_interval = {"separated": t("trust.or_no_ci_separated_cell"),
+                           "not_estimable": t("trust.or_no_ci_not_estimable_cell")}
             figure(plots.odds_ratio_forest(ors, title=t("trust.or_fig")), "trust_or")
             st.dataframe(pd.DataFrame({
                 t("trust.or_feature"): ors["label"], t("trust.or_term"): ors["term"],
                 t("trust.or_value"): ors["odds_ratio"].map(lambda v: num(v, 2)),
-                # A missing interval says why in its cell (issue 16: "—–—" told the reader nothing).
                 t("trust.or_ci"): [f"{num(lo, 2)}–{num(hi, 2)}" if not why else no_interval[why]
                                    for lo, hi, why in zip(ors["low"], ors["high"], ors["no_interval"])]}),
                 hide_index=True)
+            if (ors["no_interval"] == "separated").any():
+                st.caption(t("trust.or_no_ci_separated", cell=no_interval["separated"]))
+            if (ors["no_interval"] == "not_estimable").any():
+                st.caption(t("trust.or_no_ci_not_estimable", cell=no_interval["not_estimable"]))
             side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
             fig = plots.importance_side_by_side(side, title=t("trust.side_fig"),
                                                 names=(t("trust.side_mlp"), t("trust.side_lr")))

@@ -159,7 +159,7 @@ def go_to(page, nav_key: str, lang: str = "en") -> None:
     nav_link(page, nav_key, lang).click()
     heading = {"nav.cohort": "cohort.title", "nav.train": "train.title", "nav.patient": "patient.title",
                "nav.explain": "explain.title", "nav.model_card": "card_page.title",
-               "nav.scoring": "scoring.title"}[nav_key]
+               "nav.scoring": "scoring.title", "nav.trust": "trust.title"}[nav_key]
     page.get_by_role("heading", name=tr(heading, lang), level=1).wait_for()
 
 
