@@ -53,9 +53,17 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-early-stopping", action="store_true")
         p.add_argument("--members", type=int, help="networks in the uncertainty ensemble (default 1)")
 
+    def fitting_args(p, what):
+        p.add_argument("--engine", choices=["local", "ray"],
+                       help=f"fit the {what} as Ray tasks: local (a Ray instance on this machine) or ray (an "
+                            f"existing cluster, --address); the same numbers as the default, one after another here")
+        p.add_argument("--address", help="Ray cluster address for --engine ray (default $RAY_ADDRESS)")
+        p.add_argument("--workers", type=int, help=f"{what} fitted at once (default: one per CPU)")
+
     p = sub.add_parser("train", help="train the MLP, save a bundle, print test metrics as JSON")
     data_args(p)
     model_args(p)
+    fitting_args(p, "ensemble members (--members)")
     p.add_argument("--out", help="bundle directory to write (default: the model store, under --name)")
     p.add_argument("--name", default="heart-mlp", help="model name in the store (default heart-mlp)")
 
@@ -69,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outer", default="5x1", help="with --nested: outer folds x repeats (default 5x1)")
     p.add_argument("--inner", default="5x1", help="with --nested: inner folds x repeats (default 5x1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fitting_args(p, "folds")
 
     p = sub.add_parser("predict", help="risk, band and top-3 reasons for every patient of a CSV")
     p.add_argument("--model", required=True, help="bundle directory")
@@ -223,6 +232,12 @@ def _check_paths(args) -> None:
             _writable_folder(out.absolute().parent, "--out")
         else:
             _writable_store()
+    if command in ("train", "evaluate") and (args.engine or args.address or args.workers is not None):
+        from core.workflow.engine import check_workers, resolve_address  # light: Ray itself is imported later
+        if args.engine is None:
+            raise CoreError("--address and --workers need --engine local or ray")
+        resolve_address(args.engine, args.address)
+        check_workers(args.workers)
     if command == "validate" and args.recalibrate:
         from core.model.store import check_name
         check_name(args.recalibrate)
@@ -252,7 +267,12 @@ def cmd_train(args) -> int:
     _warn(cohort.problems)
     config = _config(args)
     _import_tensorflow_quietly()
-    result = train_on_cohort(cohort, config)
+    if args.engine is not None and config.members == 1:
+        print("warning: --engine spreads the members of an ensemble (--members 2 or more); "
+              "a single network is fitted here", file=sys.stderr)
+        args.engine = args.address = args.workers = None
+    with _fitting_run(args) as run:
+        result = train_on_cohort(cohort, config, run=run)
     # The dashboard's metadata: a bundle trained here opens on the Model card page too.
     meta = training_metadata(result.model, result.metrics, name=args.name, cohort=cohort_summary(cohort),
                              sizes=result.sizes)
@@ -266,6 +286,18 @@ def cmd_train(args) -> int:
     print(json.dumps({"bundle": str(out), "cohort": cohort.name, "synthetic": cohort.synthetic,
                       "sizes": result.sizes, "test_metrics": result.metrics}, indent=2, default=_json_default))
     return 0
+
+
+@contextlib.contextmanager
+def _fitting_run(args):
+    """None (fit here, one after another) or Ray tasks for --engine; Ray is imported only then. Ray's own
+    notes (a worker that died and is retried) go to stderr: stdout is for the result."""
+    if args.engine is None and args.address is None and args.workers is None:
+        yield None
+        return
+    from core.workflow.engine import fitting_run
+    with contextlib.redirect_stdout(sys.stderr), fitting_run(args.engine, args.address, args.workers) as run:
+        yield run
 
 
 def _folds(text: str, option: str) -> tuple[int, int]:
@@ -288,7 +320,9 @@ def cmd_evaluate(args) -> int:
     _import_tensorflow_quietly()
     if args.nested:
         return _evaluate_nested(args, cohort, outer, inner)
-    result = cross_validate(cohort.df, cohort.y, cohort.schema, _config(args), n_splits=n_splits, n_repeats=n_repeats)
+    with _fitting_run(args) as run:
+        result = cross_validate(cohort.df, cohort.y, cohort.schema, _config(args), n_splits=n_splits,
+                                n_repeats=n_repeats, run=run)
     summary = result.summary
     if args.json:
         print(summary.to_json(orient="records", indent=2))
@@ -300,8 +334,10 @@ def cmd_evaluate(args) -> int:
 
 def _evaluate_nested(args, cohort, outer, inner) -> int:
     from core.evaluate.cv import nested_cross_validate
-    result = nested_cross_validate(cohort.df, cohort.y, cohort.schema, base=_config(args), outer_splits=outer[0],
-                                   outer_repeats=outer[1], inner_splits=inner[0], inner_repeats=inner[1])
+    with _fitting_run(args) as run:
+        result = nested_cross_validate(cohort.df, cohort.y, cohort.schema, base=_config(args), outer_splits=outer[0],
+                                       outer_repeats=outer[1], inner_splits=inner[0], inner_repeats=inner[1],
+                                       run=run)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=_json_default))
         return 0

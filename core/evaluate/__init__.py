@@ -8,6 +8,7 @@ from core.evaluate.cv import (
     LogisticBaseline,
     NestedCVResult,
     cross_validate,
+    fit_fold,
     grid_search,
     nested_cross_validate,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "calibration_report",
     "compare_global",
     "cross_validate",
+    "fit_fold",
     "default_columns",
     "delong_auc",
     "external_cohort",

@@ -143,7 +143,8 @@ def _summarise(frame: pd.DataFrame, by: str, metrics) -> pd.DataFrame:
 def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | None = None,
                    n_splits: int = 5, n_repeats: int = 5, seed: int = 0,
                    progress: Callable[[int, int], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None, baseline: bool = True) -> CVResult:
+                   should_stop: Callable[[], bool] | None = None, baseline: bool = True,
+                   run: Callable | None = None) -> CVResult:
     """Repeated stratified k-fold CV of the MLP and of logistic regression on identical folds.
 
     In each fold the MLP holds out a stratified ``config.val_fraction`` of the training part for early
@@ -151,6 +152,11 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
     training part. Both are scored on the held-out fold. ``progress(done, total)`` after each fold;
     ``should_stop()`` returning True ends CV after the current fold (the result covers finished folds).
     ``baseline=False``: the MLP only (what a grid search needs).
+
+    ``run``: how the folds are fitted. None: here, one after another. Else ``run(fit_fold, shared, folds)``
+    must return ``[fit_fold(shared, k) for k in folds]`` (core.workflow.engine.RayMap: the folds as Ray
+    tasks); each fold seeds everything it draws, so the numbers are the same. ``should_stop`` is then only
+    asked once all folds are done.
     """
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -162,41 +168,26 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
                           f"the smaller class has {int(counts.min())}")
     started = time.perf_counter()
     splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
-    total = n_splits * n_repeats
+    splits = [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(np.zeros(len(y)), y)]
+    total = len(splits)
+    # What a fold needs, as built here: the cohort's table and outcomes, the fold rows, the schema and the
+    # settings as JSON (a Ray worker rebuilds them; the in-process run goes through the same rebuild).
+    shared = {"df": df, "y": y, "splits": splits, "schema": schema.to_json(),
+              "config": config.model_dump(mode="json"), "n_splits": n_splits, "baseline": baseline}
     rows, predicted = [], []
-    for k, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        repeat, fold = divmod(k, n_splits)
-        df_train, y_train = df.iloc[train], y[train]
-        df_test, y_test = df.iloc[test], y[test]
-        fit_rows, val_rows = stratified(np.arange(len(train)), y_train, config.val_fraction, config.seed + k,
-                                         "validation")
-        mlp = RiskModel(schema, config).fit(df_train.iloc[fit_rows], y_train[fit_rows],
-                                            df_train.iloc[val_rows], y_train[val_rows])
-        risk = mlp.predict_risk(df_test)
-        predicted.append(pd.DataFrame({"repeat": repeat + 1, "fold": fold + 1, "row": test, "model": "mlp",
-                                       "outcome": y_test, "risk": risk}))
-        scores = binary_metrics(y_test, risk)
-        rows.append({"repeat": repeat + 1, "fold": fold + 1, "model": "mlp", "n_test": len(test), **scores,
-                     "best_epoch": mlp.best_epoch_, "epochs": mlp.epochs_run_, "fit_seconds": mlp.fit_seconds_})
-        if not baseline:
+    if run is None:
+        for k in range(total):
+            fold_rows, fold_predicted = fit_fold(shared, k)
+            rows += fold_rows
+            predicted += fold_predicted
             if progress is not None:
                 progress(k + 1, total)
             if should_stop is not None and should_stop():
                 break
-            continue
-        t0 = time.perf_counter()
-        logistic = LogisticBaseline(schema).fit(df_train, y_train)
-        fit_seconds = time.perf_counter() - t0
-        risk = logistic.predict_risk(df_test)
-        predicted.append(pd.DataFrame({"repeat": repeat + 1, "fold": fold + 1, "row": test, "model": "logistic",
-                                       "outcome": y_test, "risk": risk}))
-        scores = binary_metrics(y_test, risk)
-        rows.append({"repeat": repeat + 1, "fold": fold + 1, "model": "logistic", "n_test": len(test), **scores,
-                     "best_epoch": math.nan, "epochs": math.nan, "fit_seconds": fit_seconds})
-        if progress is not None:
-            progress(k + 1, total)
-        if should_stop is not None and should_stop():
-            break
+    else:
+        for fold_rows, fold_predicted in run(fit_fold, shared, range(total), progress=progress):
+            rows += fold_rows
+            predicted += fold_predicted
     folds = pd.DataFrame(rows)
     summary = _summarise(folds, "model", SUMMARY_METRICS)
     if not baseline:
@@ -210,6 +201,40 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
     return CVResult(folds=folds, summary=summary, paired=paired, predictions=pd.concat(predicted, ignore_index=True),
                     n_splits=n_splits, n_repeats=n_repeats,
                     seconds=time.perf_counter() - started, config=config.model_dump(mode="json"))
+
+
+def fit_fold(shared: dict, k: int) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Fold ``k`` (0-based over repeats x folds) of :func:`cross_validate`: the MLP (and the logistic
+    baseline) fitted on its training part and scored on its test part. Runs in this process or on a Ray
+    worker; everything random in it is seeded from the fold (validation split: config.seed + k)."""
+    df, y, n_splits = shared["df"], shared["y"], shared["n_splits"]
+    schema, config = Schema.from_json(shared["schema"]), TrainConfig(**shared["config"])
+    train, test = shared["splits"][k]
+    repeat, fold = divmod(k, n_splits)
+    df_train, y_train = df.iloc[train], y[train]
+    df_test, y_test = df.iloc[test], y[test]
+    fit_rows, val_rows = stratified(np.arange(len(train)), y_train, config.val_fraction, config.seed + k,
+                                     "validation")
+    mlp = RiskModel(schema, config).fit(df_train.iloc[fit_rows], y_train[fit_rows],
+                                        df_train.iloc[val_rows], y_train[val_rows])
+    risk = mlp.predict_risk(df_test)
+    predicted = [pd.DataFrame({"repeat": repeat + 1, "fold": fold + 1, "row": test, "model": "mlp",
+                               "outcome": y_test, "risk": risk})]
+    rows = [{"repeat": repeat + 1, "fold": fold + 1, "model": "mlp", "n_test": len(test),
+             **binary_metrics(y_test, risk),
+             "best_epoch": mlp.best_epoch_, "epochs": mlp.epochs_run_, "fit_seconds": mlp.fit_seconds_}]
+    if not shared["baseline"]:
+        return rows, predicted
+    t0 = time.perf_counter()
+    logistic = LogisticBaseline(schema).fit(df_train, y_train)
+    fit_seconds = time.perf_counter() - t0
+    risk = logistic.predict_risk(df_test)
+    predicted.append(pd.DataFrame({"repeat": repeat + 1, "fold": fold + 1, "row": test, "model": "logistic",
+                                   "outcome": y_test, "risk": risk}))
+    rows.append({"repeat": repeat + 1, "fold": fold + 1, "model": "logistic", "n_test": len(test),
+                 **binary_metrics(y_test, risk),
+                 "best_epoch": math.nan, "epochs": math.nan, "fit_seconds": fit_seconds})
+    return rows, predicted
 
 
 # ---- nested cross-validation: what choosing the settings on the same patients costs -----------------
@@ -252,13 +277,14 @@ def _candidate_config(base: TrainConfig, candidate: dict) -> TrainConfig:
 
 
 def grid_search(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GRID, base: TrainConfig | None = None,
-                n_splits: int = 5, n_repeats: int = 1, seed: int = 0) -> pd.DataFrame:
-    """Mean cross-validated AUC of every candidate of ``grid`` (identical folds for all), best first."""
+                n_splits: int = 5, n_repeats: int = 1, seed: int = 0, run: Callable | None = None) -> pd.DataFrame:
+    """Mean cross-validated AUC of every candidate of ``grid`` (identical folds for all), best first.
+    ``run``: as in :func:`cross_validate` (each candidate's folds spread over it)."""
     base = base or TrainConfig()
     rows = []
     for k, candidate in enumerate(grid):
         result = cross_validate(df, y, schema, _candidate_config(base, candidate), n_splits=n_splits,
-                                n_repeats=n_repeats, seed=seed, baseline=False)
+                                n_repeats=n_repeats, seed=seed, baseline=False, run=run)
         rows.append({"candidate": k, **candidate, "roc_auc": result.mean("mlp", "roc_auc")})
     # Stable: on a tie the earlier candidate wins, the same way in the inner and the full search.
     return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
@@ -268,12 +294,13 @@ def nested_cross_validate(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GR
                           outer_splits: int = 5, outer_repeats: int = 1, inner_splits: int = 5,
                           inner_repeats: int = 1, seed: int = 0,
                           progress: Callable[[int, int], None] | None = None,
-                          seen: list | None = None) -> NestedCVResult:
+                          seen: list | None = None, run: Callable | None = None) -> NestedCVResult:
     """Nested CV of the whole recipe "choose the setting from ``grid`` by CV AUC, then train it".
 
     The selected figure is a grid search on all patients with the inner design (``inner_splits`` x
     ``inner_repeats``), so selected and nested differ only in whether the scored patients took part in the
     choice. ``seen``: a list to which the row positions each inner search used are appended (for tests).
+    ``run``: as in :func:`cross_validate`, for every grid search's folds (the outer fits stay here).
     """
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -285,7 +312,7 @@ def nested_cross_validate(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GR
     df = df.reset_index(drop=True)
     started = time.perf_counter()
     total = outer_splits * outer_repeats + 1
-    everyone = grid_search(df, y, schema, grid, base, inner_splits, inner_repeats, seed)
+    everyone = grid_search(df, y, schema, grid, base, inner_splits, inner_repeats, seed, run=run)
     if progress is not None:
         progress(1, total)
     rows = []
@@ -293,7 +320,8 @@ def nested_cross_validate(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GR
     for k, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
         if seen is not None:
             seen.append(np.asarray(train))
-        inner = grid_search(df.iloc[train], y[train], schema, grid, base, inner_splits, inner_repeats, seed + 2 + k)
+        inner = grid_search(df.iloc[train], y[train], schema, grid, base, inner_splits, inner_repeats, seed + 2 + k,
+                            run=run)
         chosen = grid[int(inner["candidate"].iloc[0])]
         config = _candidate_config(base, chosen)
         fit_rows, val_rows = stratified(np.arange(len(train)), y[train], config.val_fraction, config.seed + k,

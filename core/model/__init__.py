@@ -25,6 +25,7 @@ from core.model.estimator import (
     RiskModel,
     add_members,
     bootstrap_rows,
+    fit_network,
     input_reference,
 )
 from core.model.meta import (
@@ -100,6 +101,7 @@ __all__ = [
     "BACKGROUND_ROWS",
     "RiskModel",
     "add_members",
+    "fit_network",
     "bootstrap_rows",
     "input_reference",
     "BUNDLE_FORMAT",

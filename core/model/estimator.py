@@ -69,7 +69,8 @@ class RiskModel:
     def fit(self, df_train: pd.DataFrame, y_train, df_val: pd.DataFrame | None = None, y_val=None,
             progress: Callable[[int, dict], None] | None = None,
             should_stop: Callable[[], bool] | None = None,
-            network_progress: Callable[[int, int, int], None] | None = None) -> "RiskModel":
+            network_progress: Callable[[int, int, int], None] | None = None,
+            run: Callable | None = None) -> "RiskModel":
         """Fit the preprocessing on ``df_train`` only, then train the network.
 
         Without ``df_val`` and with early stopping on, a stratified ``val_fraction`` of ``df_train`` is held
@@ -78,6 +79,11 @@ class RiskModel:
         training after the current epoch, keeping the best weights so far. ``network_progress(k, n, epoch)``
         is called after every epoch of every network of the ensemble (k of n, 1-based): a page can show
         progress over the whole job, not only over the first network (whose curves ``progress`` gets).
+
+        ``run``: how the ensemble's networks are trained. None: here, one after another. Else
+        ``run(fit_network, shared, range(members))`` must return ``[fit_network(shared, k) for k in ...]``
+        (core.workflow.engine.RayMap: the members as Ray tasks, the same numbers: each network is seeded
+        from its own seed). ``progress`` and ``should_stop`` apply to the in-process run only.
         """
         import keras
 
@@ -120,13 +126,20 @@ class RiskModel:
             if network_progress is not None:
                 network_progress(1, cfg.members, epoch)
 
-        final, history, best_epoch = self._train_network(trainer, X_train, y_train, X_val, y_val, X_metric,
-                                                         y_metric, cfg.seed, first_progress, should_stop)
-        stopped = bool(self._stopped)
-        member_weights = [final]
+        if run is not None and cfg.members > 1:
+            shared = {"config": cfg.model_dump(mode="json"), "X_train": X_train, "y_train": y_train,
+                      "X_val": X_val, "y_val": y_val, "X_metric": X_metric, "y_metric": y_metric}
+            networks = run(fit_network, shared, range(cfg.members))
+            final, history, best_epoch = networks[0]
+            member_weights, stopped = [final] + [weights for weights, _, _ in networks[1:]], False
+        else:
+            final, history, best_epoch = self._train_network(trainer, X_train, y_train, X_val, y_val, X_metric,
+                                                             y_metric, cfg.seed, first_progress, should_stop)
+            stopped = bool(self._stopped)
+            member_weights = [final]
         # Uncertainty ensemble: bootstrap resamples of the training split, a weight seed each. A stop ends it
         # with the members trained in full; the one it interrupted is dropped (it did not finish its epochs).
-        for k in range(1, cfg.members if not stopped else 1):
+        for k in range(len(member_weights), cfg.members if not stopped else 1):
             weights = self._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k, should_stop,
                                              network_progress)
             if weights is None:
@@ -321,6 +334,24 @@ class RiskModel:
             model.set_weights(w)
             out.append(model)
         return out
+
+
+def fit_network(shared: dict, k: int) -> tuple[list[np.ndarray], dict | None, int | None]:
+    """Network ``k`` of an ensemble, trained in this process from the preprocessed arrays and the settings
+    as JSON (``shared``, see RiskModel.fit's ``run``): k = 0 the first network on the training rows
+    (weights, history, best epoch), k >= 1 bootstrap member k (weights, None, None). What a Ray worker
+    runs; the in-process fit runs the same two methods with the same seeds."""
+    import keras
+
+    config = TrainConfig(**shared["config"])
+    keras.utils.set_random_seed(config.seed)  # as RiskModel.fit does before its first network
+    model = RiskModel(None, config)
+    X_train, y_train, X_val, y_val = shared["X_train"], shared["y_train"], shared["X_val"], shared["y_val"]
+    trainer = cached_trainer(X_train.shape[1], config)
+    if k == 0:
+        return model._train_network(trainer, X_train, y_train, X_val, y_val, shared["X_metric"], shared["y_metric"],
+                                    config.seed)
+    return model._bootstrap_member(trainer, X_train, y_train, X_val, y_val, k), None, None
 
 
 def add_members(model: RiskModel, df_train: pd.DataFrame, y_train, df_val: pd.DataFrame, y_val,

@@ -49,6 +49,7 @@ from core.data import check_features, read_table
 from core.errors import CoreError
 from core.model import load_bundle
 from core.model.store import sha256_file
+from core.workflow.engine import ray_session
 from core.workflow.risk import score_table
 
 MANIFEST = "manifest.json"
@@ -623,24 +624,18 @@ def _finish(manifest: dict, parts: list[Part], bad_files: list[dict], workers: i
 def _run_ray(parts: list[Part], bundle: dict, metadata_sha256: str, options: Options, output: Path, engine: str,
              address: str | None, workers: int | None, record: Callable[[dict], None]) -> int:
     """The parts through Ray Data: map_batches with PartScorer in an actor pool of ``workers`` actors."""
+    # Only part descriptions and reports travel through the object store: ray_session's small one will do.
+    with ray_session(engine, address, workers):
+        return _run_ray_data(parts, bundle, metadata_sha256, options, output, workers, record)
+
+
+def _run_ray_data(parts: list[Part], bundle: dict, metadata_sha256: str, options: Options, output: Path,
+                  workers: int | None, record: Callable[[dict], None]) -> int:
     import logging
 
     import ray
     import ray.data
 
-    root = str(Path(__file__).resolve().parents[2])
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
-        [root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-    started_here = False
-    if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
-                  "runtime_env": {"env_vars": env}}
-        if engine == "ray":
-            ray.init(address=address, **kwargs)
-        else:
-            # Only part descriptions and reports travel through the object store: a small one will do.
-            ray.init(address="local", num_cpus=workers or _cpu_count(), object_store_memory=200 * 2**20, **kwargs)
-        started_here = True
     try:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ctx = ray.data.DataContext.get_current()
@@ -668,16 +663,6 @@ def _run_ray(parts: list[Part], bundle: dict, metadata_sha256: str, options: Opt
         cause = next((line for line in message if "Error:" in line and "Traceback" not in line),
                      message[0] if message else "")
         raise CoreError(f"the Ray job failed ({type(exc).__name__}: {cause[:300]})") from None
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def print_progress(info: dict) -> None:

@@ -27,15 +27,17 @@ class TrainResult:
 
 
 def train_on_cohort(cohort: Cohort, config: TrainConfig | None = None, progress=None,
-                    should_stop=None, network_progress=None) -> TrainResult:
+                    should_stop=None, network_progress=None, run=None) -> TrainResult:
     """Stratified 70/15/15 split; preprocessing and network fitted on the training split only;
-    early stopping on the validation split; metrics on the untouched test split."""
+    early stopping on the validation split; metrics on the untouched test split. ``run``: how the
+    ensemble's networks are trained (RiskModel.fit; core.workflow.engine.fitting_run for Ray)."""
     config = config or TrainConfig()
     df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
     train_idx, val_idx, test_idx = split(y, config)
     model = RiskModel(cohort.schema, config).fit(
         df.iloc[train_idx], y[train_idx], df.iloc[val_idx], y[val_idx],
-        progress=progress, should_stop=should_stop, network_progress=network_progress)
+        progress=progress, should_stop=should_stop, network_progress=network_progress,
+        run=run)
     summarise_background(model)  # cluster centres, not patients' rows, from here on (and in its bundle)
     test_risk = model.predict_risk(df.iloc[test_idx])
     # 0.5 flags nobody for a 15% outcome: a rare outcome gets a threshold chosen on the training split.
