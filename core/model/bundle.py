@@ -118,13 +118,12 @@ def model_meta(model: RiskModel, *, name: str | None = None, metrics: dict | Non
                       "tolerance": None, "max_reason_change": None, "min_cluster_rows": MIN_CLUSTER_ROWS,
                       "range_low": f"{RANGE_PERCENTILES[0]:g}", "range_high": f"{RANGE_PERCENTILES[1]:g}"}
     imputer = getattr(getattr(model, "preprocessor_", None), "imputer_", None)
-    if disclosure is not None and imputer is not None and len(imputer.donors):
+    if imputer is not None:  # what preprocess.json will hold: always groups (raw donors are grouped on saving)
+        imputer = imputer.for_saving([f.kind for f in model.preprocessor_.features])
+    if disclosure is not None and imputer is not None and len(imputer.weights):
         disclosure = {k: v for k, v in disclosure.items() if not k.startswith("donor")}
-        if imputer.weights.min() >= MIN_CLUSTER_ROWS:  # grouped donors (core.model.privacy.micro_aggregate)
-            disclosure.update(donor_groups=len(imputer.donors), donor_patients=int(round(imputer.weights.sum())),
-                              donor_min_patients=int(round(imputer.weights.min())))
-        else:  # a model from a bundle saved before donors were grouped: they are training rows
-            disclosure["donor_rows"] = len(imputer.donors)
+        disclosure.update(donor_groups=len(imputer.weights), donor_patients=int(round(imputer.weights.sum())),
+                          donor_min_patients=int(round(imputer.weights.min())))
     return BundleMeta.model_validate(_jsonable({
         "name": name,
         "created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -197,7 +197,8 @@ class Preprocessor:
             "categories": self.categories_,
             "fill": self.fill_, "center": self.center_, "scale": self.scale_,
             "raw_min": self.raw_min_, "raw_max": self.raw_max_,
-            **({"conditional_imputation": self.imputer_.to_dict()} if getattr(self, "imputer_", None) else {}),
+            **({"conditional_imputation": self.imputer_.for_saving([f.kind for f in self.features]).to_dict()}
+               if getattr(self, "imputer_", None) else {}),
         }
 
     @classmethod

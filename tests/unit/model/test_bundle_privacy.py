@@ -11,7 +11,7 @@ import pytest
 from core.data import DEMO_NAME, cleveland_schema, cohort_from_frame, demo_cohort
 from core.explain import REASON_TOLERANCE, explain
 from core.model import TrainConfig, load_bundle, save_bundle
-from core.model.privacy import cluster_background, micro_aggregate, training_range
+from core.model.privacy import cluster_background, donor_groups, training_range
 from core.workflow import card_markdown, cohort_summary, train_on_cohort, training_metadata
 
 
@@ -31,7 +31,6 @@ def saved(tmp_path_factory):
 def test_no_training_row_and_no_exact_extreme_is_in_the_bundle(saved):
     cohort, result, path = saved
     model = result.model
-    # (preprocess.json's imputation donors are complete training rows: the card says so, see below)
     assert "77.77" not in (path / "metadata.json").read_text(encoding="utf-8")
     raw = model.preprocessor_.encode(cohort.df)
     meta = json.loads((path / "metadata.json").read_text())
@@ -71,8 +70,36 @@ def test_the_model_card_says_what_the_bundle_reveals(saved):
     assert "## What this model file reveals about its training patients" in card
     assert "weighted cluster centres of 200 training patients" in card
     assert "percentiles 1 and 99" in card
-    donors = len(load_bundle(path).preprocessor_.imputer_.donors)
-    assert donors and f"The model file holds {donors} training patients' complete rows" in card
+    imputer = load_bundle(path).preprocessor_.imputer_
+    assert "holds no individual patient's record" in card and "complete rows" not in card
+    assert (f"{len(imputer.weights)} groups of {int(imputer.weights.sum())} complete training patients, "
+            f"at least {int(imputer.weights.min())} in each") in card
+    assert "how many of the group's patients have each value" in card
+    assert "anyone who knows that a person was in that group learns that value" in card
+
+
+def test_imputation_donors_are_group_summaries_and_no_training_row(saved):
+    """Issue 18.11: preprocess.json's donors for inputs not measured are no patient's row: per group of >= 5
+    patients its size, each measurement's rounded mean and SD, and per coded feature the count of each code."""
+    cohort, result, path = saved
+    pre = result.model.preprocessor_
+    text = (path / "preprocess.json").read_text()
+    saved_imputation = json.loads(text)["preprocessor"]["conditional_imputation"]
+    assert "donors" not in saved_imputation and "donor_weights" not in saved_imputation
+    groups = saved_imputation["donor_groups"]
+    sizes = np.array(groups["sizes"])
+    raw = pre.encode(cohort.df)
+    assert sizes.min() >= 5 and sizes.sum() <= len(raw)
+    for item in groups["coded"]:
+        counts = np.array(item["counts"])
+        assert (counts.sum(axis=1) == sizes).all() and counts.dtype.kind == "i"
+        j = item["feature"]
+        assert set(item["codes"]) <= set(raw[~np.isnan(raw[:, j]), j])  # codes some patient has, never 1.4
+    for item in groups["numeric"]:  # rounded to the precision the measurement is recorded at
+        col = raw[:, item["feature"]][~np.isnan(raw[:, item["feature"]])]
+        decimals = next(d for d in range(4) if np.allclose(col, np.round(col, d)))
+        assert np.allclose(item["means"], np.round(item["means"], decimals)) and min(item["sds"]) >= 0
+    assert "77.77" not in text and "432.1" not in text
 
 
 def test_every_cluster_has_at_least_five_patients_and_coded_values_are_codes():
@@ -84,17 +111,21 @@ def test_every_cluster_has_at_least_five_patients_and_coded_values_are_codes():
     assert set(centres[:, 1]) <= {0.0, 1.0, 2.0} and not np.isnan(centres[:, 0]).any()
 
 
-def test_micro_aggregated_donors_are_groups_of_five_with_valid_codes():
-    """core.model.privacy.micro_aggregate (issue 18.11; not yet the imputer's default, see GROUPED_DONORS):
-    no group row equals a patient's, each stands for >= 5 patients, codes are codes, means are rounded."""
+def test_donor_groups_are_five_patients_or_more_with_per_code_counts():
+    """core.model.privacy.donor_groups: each group stands for >= 5 patients; a coded feature is only the count
+    of each code in the group (a code one patient has keeps its count of 1); measurements are rounded."""
     rng = np.random.default_rng(1)
     raw = np.column_stack([rng.integers(30, 80, 60).astype(float), rng.integers(0, 2, 60).astype(float),
                            rng.integers(0, 4, 60).astype(float), np.round(rng.uniform(0, 6, 60), 1)])
-    rows, sizes = micro_aggregate(raw, ["numeric", "binary", "ordinal", "numeric"])
-    assert sizes.min() >= 5 and sizes.sum() == 60
-    assert not (np.abs(raw[:, None, :] - rows[None, :, :]) < 1e-9).all(axis=2).any()
-    assert set(rows[:, 1]) <= {0.0, 1.0} and set(rows[:, 2]) <= {0.0, 1.0, 2.0, 3.0}  # never 1.4 vessels
-    assert np.array_equal(rows[:, 0], np.round(rows[:, 0])) and np.allclose(rows[:, 3], np.round(rows[:, 3], 1))
+    raw[7, 2] = 7.0  # a code one patient has
+    sizes, means, sds, codes, counts = donor_groups(raw, ["numeric", "binary", "ordinal", "numeric"])
+    assert sizes.min() >= 5 and sizes.sum() == 60 and sorted(codes) == [1, 2]
+    assert codes[2].tolist() == [0, 1, 2, 3, 7] and counts[2][:, -1].sum() == 1
+    for j in (1, 2):
+        assert (counts[j].sum(axis=1) == sizes).all()
+        assert counts[j].sum(axis=0).tolist() == [np.count_nonzero(raw[:, j] == c) for c in codes[j]]
+    assert np.isnan(means[:, [1, 2]]).all() and np.isnan(sds[:, [1, 2]]).all()
+    assert np.array_equal(means[:, 0], np.round(means[:, 0])) and np.allclose(means[:, 3], np.round(means[:, 3], 1))
 
 
 def test_training_ranges_are_rounded_outwards():

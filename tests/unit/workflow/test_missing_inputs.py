@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from core.data import load_cohort  # noqa: E402
 from core.model import load_bundle, save_bundle  # noqa: E402
-from core.model.imputation import ConditionalImputer, weighted_range  # noqa: E402
+from core.model.imputation import ConditionalImputer, DonorGroups, weighted_range  # noqa: E402
 from core.workflow import patient_from_row, patient_risk, score_table, train_on_cohort  # noqa: E402
 from core.workflow.risk import RANGE_ALPHA, conditional_imputer  # noqa: E402
 
@@ -114,15 +114,93 @@ def test_score_table_with_and_without_reasons_agree(model, cleveland, missing_ro
 def test_imputation_travels_in_the_bundle_as_json(model, cleveland, missing_rows, tmp_path):
     save_bundle(model, tmp_path / "b", metrics={}, data_fingerprint="x", name="t")
     saved = json.loads((tmp_path / "b" / "preprocess.json").read_text())["preprocessor"]["conditional_imputation"]
-    assert saved["k"] == model.preprocessor_.imputer_.k and 0 < len(saved["donors"]) <= model.n_train_
-    assert all(v is not None for row in saved["donors"] for v in row)  # complete training rows only
-    assert len(saved["donor_weights"]) == len(saved["donors"])
+    assert saved["k"] == model.preprocessor_.imputer_.k and "donors" not in saved
+    sizes = saved["donor_groups"]["sizes"]
+    assert 0 < sum(sizes) <= model.n_train_ and min(sizes) >= 5
     loaded = load_bundle(tmp_path / "b")
     df = cleveland.df.reset_index(drop=True)
     for i in missing_rows:
         a = patient_risk(model, patient_from_row(model, df, i), with_reasons=False)
         b = patient_risk(loaded, patient_from_row(loaded, df, i), with_reasons=False)
         assert abs(a.risk - b.risk) < 1e-6 and abs(a.risk_high - b.risk_high) < 1e-6
+
+
+def test_no_training_row_is_among_the_saved_donors(model, cleveland, tmp_path):
+    """Issue 18.11: a bundle's imputation donors disclose no training patient (they were raw rows)."""
+    save_bundle(model, tmp_path / "b", metrics={}, data_fingerprint="x", name="t")
+    saved = json.loads((tmp_path / "b" / "preprocess.json").read_text())["preprocessor"]["conditional_imputation"]
+    assert "donors" not in saved
+    raw = model.preprocessor_.encode(cleveland.df)
+    numeric = [j for j, f in enumerate(model.preprocessor_.features) if f.kind == "numeric"]
+    means = np.full((len(saved["donor_groups"]["sizes"]), raw.shape[1]), np.nan)
+    for item in saved["donor_groups"]["numeric"]:
+        means[:, item["feature"]] = item["means"]
+    # no group's measurements are one patient's
+    assert not (np.abs(raw[:, None, numeric] - means[None, :, numeric]) < 1e-9).all(axis=2).any()
+
+
+def test_an_old_bundle_with_raw_donors_loads_and_is_saved_grouped(model, cleveland, missing_rows, tmp_path):
+    """A bundle saved before 18.11 keeps complete training rows as donors: it still loads and imputes with
+    them; saved again, its donors are grouped."""
+    save_bundle(model, tmp_path / "b", metrics={}, data_fingerprint="x", name="t")
+    rows = model.preprocessor_.encode(cleveland.df.dropna())[:150]
+    old = ConditionalImputer.from_dict({"k": 20, "donors": rows.tolist()}, rows.shape[1])
+    assert not old.grouped and len(old.donors) == 150 and old.k == 20
+    loaded = load_bundle(tmp_path / "b")
+    loaded.preprocessor_.imputer_ = old
+    df = cleveland.df.reset_index(drop=True)
+    result = patient_risk(loaded, patient_from_row(loaded, df, missing_rows[0]), with_reasons=False)
+    assert result.missing.low < result.missing.high
+    saved = loaded.preprocessor_.to_dict()["conditional_imputation"]
+    assert "donors" not in saved and sum(saved["donor_groups"]["sizes"]) == 150
+
+
+def test_no_zero_width_range_when_ca_or_thal_is_not_measured(model, cleveland):
+    """Each complete Cleveland patient with ca, then thal, removed (594 incomplete patients): every range has
+    width. Raw donors (the 20 nearest patients) gave 2 + 6 zero-width ranges; groups' most frequent code more."""
+    df = cleveland.df.dropna(subset=["ca", "thal"]).reset_index(drop=True)
+    for name in ("ca", "thal"):
+        table = score_table(model, df.assign(**{name: np.nan}), with_reasons=False)
+        assert (table["risk_high"] - table["risk_low"] > 1e-6).all(), name
+        assert ((table["risk_low"] <= table["risk"]) & (table["risk"] <= table["risk_high"])).all()
+
+
+def test_minority_codes_keep_their_weight():
+    """A group of 6 patients, 5 with code 0 and 1 with code 2 of a coded input: a patient missing it gets both
+    codes (5/6 and 1/6 of that group's weight), never only the most frequent one."""
+    class Pre:  # one measurement (standardised as it is) and one categorical input with codes 0, 1, 2
+        n_outputs_ = 4
+        slices_ = [slice(0, 1), slice(1, 4)]
+        raw_min_, raw_max_ = [0.0, 0.0], [100.0, 2.0]
+
+        @staticmethod
+        def transform_raw(raw):
+            raw = np.atleast_2d(raw)
+            out = np.zeros((len(raw), 4))
+            out[:, 0] = np.nan_to_num(raw[:, 0])
+            for i, c in enumerate(raw[:, 1]):
+                if not np.isnan(c):
+                    out[i, 1 + int(c)] = 1.0
+            return out
+
+        @staticmethod
+        def encode_feature_values(j, values):
+            values = np.asarray(values, dtype=float)
+            return values[:, None] if j == 0 else np.eye(3)[values.astype(int)]
+
+    groups = DonorGroups(sizes=np.array([6.0, 5.0]), means=np.array([[10.0, np.nan], [90.0, np.nan]]),
+                         sds=np.array([[0.0, np.nan], [0.0, np.nan]]), codes={1: np.array([0.0, 1.0, 2.0])},
+                         counts={1: np.array([[5.0, 0.0, 1.0], [0.0, 5.0, 0.0]])})
+    imputer = ConditionalImputer(k=6, groups=groups)
+    imp = imputer.impute(Pre, np.array([[11.0, np.nan]]))
+    assert imp.raw[:, 1].tolist() == [0.0, 2.0] and np.allclose(imp.weight, [5 / 6, 1 / 6])
+    # a measurement not measured: the group's mean and mean -/+ sqrt(3) SD, clipped to the training range
+    groups.sds[0, 0] = 4.0
+    imp = imputer.impute(Pre, np.array([[np.nan, 0.0]]))
+    assert np.allclose(sorted(imp.raw[:, 0]), [10 - 4 * 3 ** 0.5, 10, 10 + 4 * 3 ** 0.5])
+    assert np.allclose(sorted(imp.weight), [1 / 6, 1 / 6, 2 / 3])
+    back = ConditionalImputer.from_dict(json.loads(json.dumps(imputer.to_dict())), 2)
+    assert back.grouped and np.array_equal(back.groups.counts[1], groups.counts[1])
 
 
 def test_old_bundle_without_donors_uses_the_background(model, cleveland, missing_rows):
