@@ -34,6 +34,7 @@ from core.model import (
     list_drafts,
     list_models,
 )
+from core.data import DEMO_NAME
 from core.workflow import cohort_summary, option_names, training_metadata
 from ui import figures
 from ui.i18n import lang, t
@@ -179,13 +180,22 @@ def training_form(cohort, running: bool) -> None:
 
 
 # ---- results -----------------------------------------------------------------------------------
-def results_panel() -> None:
+def results_panel(cohort) -> None:
     model = st.session_state.get("model")
     if model is None:
         return
     result = st.session_state.get("train_result")
     meta = as_bundle_meta(st.session_state.get("model_meta"))
     st.subheader(t("train.results"))
+    trained_on = meta.extra.cohort
+    if meta.fingerprint and meta.fingerprint != cohort.fingerprint:
+        # After a cohort switch the model (and these results) are still the previous cohort's: say so, or the
+        # metrics read as this cohort's (seen in QA).
+        name = trained_on.get("name") or "?"
+        if trained_on.get("synthetic") and name == DEMO_NAME:
+            name = t("cohort.demo_name")
+        st.info(t("train.results_other_cohort", trained=name, n=trained_on.get("rows", "?"),
+                  active=cohort_title(cohort)), icon=":material/info:")
     history = getattr(model, "history_", None) or {}
     if history.get("loss"):
         cols = st.columns(3)
@@ -441,7 +451,7 @@ if note:
 draft_warning = st.session_state.pop("draft_warning", None)
 if draft_warning:
     st.warning(draft_warning, icon=":material/warning:")
-results_panel()
+results_panel(cohort)
 save_panel(cohort)
 drafts_panel()
 store_panel()

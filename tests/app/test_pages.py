@@ -528,3 +528,22 @@ def test_an_out_of_range_setting_is_refused_next_to_it_and_starts_no_job():
     assert job.wait(120)
     at.run()
     assert not any("accepted range" in e for e in texts(at.error))
+
+
+def test_after_a_cohort_switch_the_train_page_says_whose_results_it_shows():
+    """QA: after uploading another cohort the Train page showed the previous model's test results as if they
+    were the new cohort's."""
+    at = new_app()
+    train(at, epochs=3)
+    results_note = tr("train.results_other_cohort", trained="@", n="@", active="@").split("@")[0]
+    assert not any(results_note in i for i in texts(at.info))  # trained on the active cohort: no note
+    at.switch_page("pages/cohort.py").run()
+    csv_upload(at, "site.csv", cleveland_csv(range(250)))
+    no_exceptions(at)
+    at.switch_page("pages/train.py").run()
+    no_exceptions(at)
+    notes = [i for i in texts(at.info) if results_note in i]
+    assert notes == [tr("train.results_other_cohort", trained=tr("cohort.demo_name"), n=303, active="site.csv")]
+    at.selectbox(key="lang_choice").set_value("zh").run()  # the demo cohort's name in the session's language
+    note_zh = tr("train.results_other_cohort", "zh", trained=tr("cohort.demo_name", "zh"), n=303, active="site.csv")
+    assert note_zh in texts(at.info), texts(at.info)
