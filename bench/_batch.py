@@ -5,9 +5,11 @@ process and on Ray Data with 2 workers on this machine, and a larger run for mem
     python -m bench._batch big BUNDLE_DIR ROWS     # Ray with 2 workers on a larger population: its driver's
                                                    # peak RSS (the driver never loads TensorFlow) and the workers'
 
-Rates are "steady": rows over the wall time from the first part's start to the last part's end (each
-part report carries its wall-clock start and end), so Ray's start-up and each worker's bundle load
-(TensorFlow import) are reported separately (``*_startup_s``) instead of diluting a short run.
+Rates are "steady": each worker's rows over its own span, from its first part's start to its last part's
+end (each part report carries its wall-clock start and end), summed over the workers; so Ray's start-up
+and each worker's start (Ray's worker process, imports, the bundle load) are reported separately
+(``startup_s``, ``actors_*``) instead of diluting a short run. ``window_rows_per_s`` is rows over the
+first part's start to the last part's end (it also counts one worker scoring while the other starts).
 """
 from __future__ import annotations
 
@@ -28,11 +30,20 @@ def batch_scoring_big(bundle_dir: str, rows: int, timeout: float = 3600) -> dict
     return run_subprocess("bench._batch", ["big", bundle_dir, str(rows)], timeout)
 
 
-def _steady(manifest: dict) -> tuple[float, float]:
-    """(rows per second from the first part's start to the last part's end, that window in seconds)."""
+def _steady(manifest: dict) -> dict:
+    """The job's rate once its workers score: each worker's rows over its own span (its first part's
+    start to its last part's end), summed over the workers; and the rows over the whole window (the
+    first part's start to the last part's end), which also counts the time one worker scored while
+    another was still starting, and the tail when one had no part left."""
     reports = [r for r in manifest["parts"].values() if not r.get("error")]
     window = max(r["ended_at"] for r in reports) - min(r["started_at"] for r in reports)
-    return sum(r["rows"] for r in reports) / window, window
+    by_worker: dict[int, list[dict]] = {}
+    for r in reports:
+        by_worker.setdefault(r["worker_pid"], []).append(r)
+    per_worker = [sum(r["rows"] for r in rs) / (max(r["ended_at"] for r in rs) - min(r["started_at"] for r in rs))
+                  for rs in by_worker.values()]
+    return {"steady_rows_per_s": sum(per_worker), "steady_rows_per_s_by_worker": sorted(per_worker),
+            "window_rows_per_s": sum(r["rows"] for r in reports) / window, "steady_s": window}
 
 
 def _population(folder: Path, rows: int, files: int = 4) -> list[str]:
@@ -48,25 +59,76 @@ def _population(folder: Path, rows: int, files: int = 4) -> list[str]:
     return paths
 
 
-def _run(bundle: str, inputs: list[str], out: Path, engine: str, workers: int | None, part_rows: int) -> dict:
+def _rss_mb() -> dict:
+    """This process's resident memory now (VmRSS) and its high-water mark (VmHWM), in MB."""
+    out = {}
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out["rss_mb" if line.startswith("VmRSS") else "peak_mb"] = round(int(line.split()[1]) / 1024, 1)
+    return out
+
+
+def _run(bundle: str, inputs: list[str], out: Path, engine: str, workers: int | None, part_rows: int,
+         checkpoints: tuple[int, ...] = ()) -> dict:
+    """One scoring job, timed. ``checkpoints``: row counts at which the driver's memory is read (the
+    first report at or past each), to show it does not grow with the rows scored."""
     from core.workflow.batch import Options, score
-    t0 = time.perf_counter()
+    driver_memory = []
+
+    def progress(info: dict) -> None:
+        while len(driver_memory) < len(checkpoints) and info["rows_done"] >= checkpoints[len(driver_memory)]:
+            driver_memory.append({"rows_done": info["rows_done"], **_rss_mb()})
+
+    t0, t0_unix, cpu0, os0 = time.perf_counter(), time.time(), time.process_time(), os.times()
     result = score(bundle, inputs, out, Options(reasons=True, top=3), engine=engine, workers=workers,
-                   part_rows=part_rows)
+                   part_rows=part_rows, progress=progress if checkpoints else None)
     wall = time.perf_counter() - t0
+    os1 = os.times()
     m = result.manifest
     assert m["complete"] and not m["parts_failed"], m["bad_files"]
-    rate, window = _steady(m)
+    steady = _steady(m)
     reports = list(m["parts"].values())
     cpu = sum(r["cpu_s"] for r in reports)
     workers = m["engine"].get("workers") or 1
-    return {"rows": m["rows"]["total"], "wall_s": wall, "steady_rows_per_s": rate, "steady_s": window,
-            "startup_s": wall - window, "parts": len(reports),
+    actors = {r["worker_pid"]: r for r in reports if r.get("actor_ready_at")}
+    startup = {
+        # When each actor was ready to score (its bundle loaded), from the job's start; and its own load.
+        "actors_ready_s": sorted(round(r["actor_ready_at"] - t0_unix, 2) for r in actors.values()),
+        "actors_process_start_to_ready_s": sorted(
+            round(r["actor_ready_at"] - r["actor_process_started_at"], 2) for r in actors.values()
+            if r.get("actor_process_started_at")),
+        "actors_bundle_load_s": sorted(r["actor_load_s"] for r in actors.values()),
+        "workers_imported_tensorflow": any(r.get("worker_tensorflow") for r in reports)}
+    return {"rows": m["rows"]["total"], "wall_s": wall, **steady, "startup_s": wall - steady["steady_s"],
+            "part_rows": part_rows, "parts": len(reports), **startup,
+            # What else used the cores: this driver (planning, Ray Data's executor, the manifest), and the
+            # processes it started and waited for (Ray's raylet and GCS, and through them the workers).
+            "driver_cpu_s": time.process_time() - cpu0,
+            "children_cpu_s": (os1.children_user + os1.children_system) - (os0.children_user + os0.children_system),
+            "parts_cpu_s": cpu,
+            "driver_memory": driver_memory, "workers_memory": _workers_memory(reports, checkpoints),
             # per CPU-second of the workers: the rate of one free core; the share: how much of its cores
             # the job got on this shared machine (1.0 = every worker on a core of its own all the time)
-            "rows_per_worker_cpu_s": m["rows"]["total"] / cpu, "cpu_share": cpu / (window * workers),
+            "rows_per_worker_cpu_s": m["rows"]["total"] / cpu, "cpu_share": cpu / (steady["steady_s"] * workers),
             "worker_peak_rss_mb": max(r.get("worker_peak_rss_mb") or 0 for r in reports),
             "workers": m["engine"].get("workers")}
+
+
+def _workers_memory(reports: list[dict], checkpoints: tuple[int, ...]) -> list[dict]:
+    """Each worker's peak RSS (VmHWM, read as it finished each part) once the parts finished so far
+    held ``checkpoint`` rows, for every checkpoint, and at the end of the job."""
+    done, rows, out = sorted(reports, key=lambda r: r["ended_at"]), 0, []
+    marks = list(checkpoints)
+    seen: dict[int, float] = {}
+    for r in done:
+        seen[r["worker_pid"]] = max(seen.get(r["worker_pid"], 0), r.get("worker_peak_rss_mb") or 0)
+        rows += r["rows"]
+        while marks and rows >= marks[0]:
+            out.append({"rows_done": rows, "peak_mb_by_worker": dict(sorted(seen.items()))})
+            marks.pop(0)
+    out.append({"rows_done": rows, "peak_mb_by_worker": dict(sorted(seen.items()))})
+    return out
 
 
 def _fair_priority() -> None:
@@ -84,6 +146,8 @@ def _child(bundle: str, rows: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         tmp = Path(tmp)
         inputs = _population(tmp, rows)
+        # 16 parts (8 per worker): large enough that a part's fixed cost (reading, checking, writing
+        # Parquet: ~0.2 s) is small, enough of them that the two workers end together.
         part_rows = max(250, rows // 16)
         two = _run(bundle, inputs, tmp / "ray2", "local", 2, part_rows)
         one = _run(bundle, inputs, tmp / "inline", "inline", None, part_rows)
@@ -93,6 +157,8 @@ def _child(bundle: str, rows: int) -> None:
     emit({"score_reasons_rows_per_s_local_1": one["steady_rows_per_s"],
           "score_reasons_rows_per_s_ray_2": two["steady_rows_per_s"],
           "score_reasons_ray_speedup": two["steady_rows_per_s"] / one["steady_rows_per_s"],
+          "score_reasons_ray_speedup_window": two["window_rows_per_s"] / one["window_rows_per_s"],
+          "score_reasons_ray_worker_vs_one_process_per_cpu_s": two["rows_per_worker_cpu_s"] / one["rows_per_worker_cpu_s"],
           "score_reasons_rows": rows, "score_reasons_same_numbers_local_ray": same,
           "score_reasons_local_1": one, "score_reasons_ray_2": two})
 
@@ -104,12 +170,16 @@ def _big_child(bundle: str, rows: int) -> None:
         tmp = Path(tmp)
         inputs = _population(tmp, rows, files=8)
         rss_inputs = peak_rss_mb()
-        big = _run(bundle, inputs, tmp / "out", "local", 2, 5000)
+        load_start = list(os.getloadavg())
+        checkpoints = tuple(n for n in (10_000, 100_000, 1_000_000) if n < rows)
+        big = _run(bundle, inputs, tmp / "out", "local", 2, 5000, checkpoints)
+        load_end = list(os.getloadavg())
     emit({"score_reasons_big_rows": rows, "score_reasons_ray_2_big": big, "score_reasons_big_s": big["wall_s"],
+          "score_reasons_big_load_average": {"start": load_start, "end": load_end},
           "score_reasons_big_worker_peak_rss_mb": big["worker_peak_rss_mb"],
           "score_reasons_big_driver_peak_rss_mb": peak_rss_mb(), "score_reasons_big_driver_rss_inputs_mb": rss_inputs,
           # 1M rows at this run's steady rate plus its start-up: a projection, not a measurement
-          "score_reasons_1m_s_projected": 1_000_000 / big["steady_rows_per_s"] + big["startup_s"]})
+          "score_reasons_1m_s_projected": 1_000_000 / big["window_rows_per_s"] + big["startup_s"]})
 
 
 def shap_kernel(model, rows: int = 300, repeat: int = 3) -> dict:

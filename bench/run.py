@@ -174,6 +174,85 @@ def table(results: dict) -> tuple[str, dict]:
 
 
 # ---- the run --------------------------------------------------------------------------------------
+def batch_sections(args, bundle: str, results: dict, section) -> None:
+    """Batch scoring with reasons: one process vs Ray with 2 workers, then --batch-rows on Ray (at 1M
+    rows or more: the score_reasons_*_1m keys)."""
+    from bench import _batch
+    notes = results.setdefault("notes", {})
+    rows = args.batch_compare_rows if args.batch_compare_rows is not None else (2_000 if args.quick else 20_000)
+    if rows > 0:
+        part = section(f"batch scoring with reasons, {rows:,} rows: one process vs Ray with 2 workers "
+                       "(fresh process)", lambda: _batch.batch_scoring(bundle, rows))
+        results.update(part or {})
+    if args.quick:
+        for key in ("score_reasons_peak_rss_mb_1m", "score_reasons_1m_s"):
+            notes[key] = "--quick"
+        return
+    big = args.batch_rows
+    part = section(f"batch scoring with reasons, {big:,} rows on Ray with 2 workers (fresh process)",
+                   lambda: _batch.batch_scoring_big(bundle, big))
+    if not part:
+        return
+    results.update(part)
+    peak = {"driver": part["score_reasons_big_driver_peak_rss_mb"],
+            "workers": part["score_reasons_big_worker_peak_rss_mb"]}
+    if big >= 1_000_000:
+        # The larger of the driver's and any worker's peak (each is listed in score_reasons_ray_2_big).
+        results["score_reasons_peak_rss_mb_1m"] = max(peak.values())
+        results["score_reasons_1m_s"] = part["score_reasons_big_s"]
+        results["score_reasons_1m_load_average"] = part.get("score_reasons_big_load_average")
+        notes.pop("score_reasons_1m_s", None)
+        notes["score_reasons_peak_rss_mb_1m"] = (f"{big:,} rows; driver {peak['driver']:,.0f} MB, "
+                                                 f"each worker <= {peak['workers']:,.0f} MB")
+    else:
+        results["score_reasons_peak_rss_mb_1m"] = None
+        results["score_reasons_1m_s"] = None
+        notes["score_reasons_peak_rss_mb_1m"] = f"not run; at {big:,} rows: {max(peak.values()):,.0f} MB"
+        projected = part["score_reasons_1m_s_projected"]
+        notes["score_reasons_1m_s"] = f"not run; projected {projected:,.0f} s from {big:,} rows"
+
+
+def batch_only(args, data: Path, out: Path) -> int:
+    """``--only batch``: the default model fitted on the 70/15/15 split as in the full run, then only the
+    batch sections; their keys replace those in the results file and every other key is kept."""
+    from bench._training import _fit_default
+    from bench.cv_cleveland import load
+    from core.model import TrainConfig, save_bundle, split
+
+    results = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+    run = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "load_average_start": list(os.getloadavg())}
+    errors = {}
+
+    def section(name, fn):
+        t0 = time.perf_counter()
+        print(f"  {name} ...", flush=True)
+        try:
+            value = fn()
+        except Exception as exc:  # noqa: BLE001 - reported like a full run's section
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return None
+        print(f"    done in {time.perf_counter() - t0:.0f} s", flush=True)
+        return value
+
+    df, schema, y = load(data)
+    train, val, _ = split(y, TrainConfig())
+    model = _fit_default(df, schema, y, train, val)
+    with tempfile.TemporaryDirectory(prefix="heart-bench-") as tmp:
+        bundle = save_bundle(model, Path(tmp) / "bundle", metrics={}, data_fingerprint="bench",
+                             name="bench default model")
+        batch_sections(args, str(bundle), results, section)
+    run["load_average_end"] = list(os.getloadavg())
+    results["batch_run"] = run  # when the batch keys were measured, and the load around them
+    results.setdefault("errors", {}).update(errors)
+    out.write_text(json.dumps(clean(results), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    text, _ = table(results)
+    print("\n".join(line for line in text.splitlines() if line.startswith(("metric", "score_reasons"))))
+    print(f"\nwritten {out} (batch keys only; load average {run['load_average_start']} -> {run['load_average_end']})")
+    return 2 if errors else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced run (< 2 min); 1M-row keys stay null")
@@ -184,12 +263,19 @@ def main(argv=None) -> int:
                         help="the UCI Cleveland file (default: $HEART_DATA_DIR or ../shared/data/uci-heart-disease)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results file (default bench/results.json; --quick: bench/results.quick.json)")
+    parser.add_argument("--only", choices=["batch"], default=None,
+                        help="batch: only the batch-scoring sections (one process vs Ray with 2 workers, then "
+                             "--batch-rows on Ray), their keys merged into the results file (the rest kept)")
+    parser.add_argument("--batch-compare-rows", type=int, default=None,
+                        help="rows of the one process vs Ray comparison (default 20000; --quick 2000; 0: not run)")
     args = parser.parse_args(argv)
     data = args.data or default_data()
     out = args.out or ROOT / "bench" / ("results.quick.json" if args.quick else "results.json")
     if not data.is_file():
         print(f"the Cleveland file is not at {data}; pass --data or set HEART_DATA_DIR", file=sys.stderr)
         return 2
+    if args.only == "batch":
+        return batch_only(args, data, out)
 
     started = time.perf_counter()
     results: dict = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -248,30 +334,7 @@ def main(argv=None) -> int:
             part = section("exact-SHAP kernel on one core",
                            lambda: _batch.shap_kernel(model, 100 if args.quick else 300))
             results.update(part or {})
-            rows = 1_000 if args.quick else 4_000
-            part = section(f"batch scoring with reasons, {rows:,} rows: one process vs Ray with 2 workers "
-                           "(fresh process)", lambda: _batch.batch_scoring(str(bundle), rows))
-            results.update(part or {})
-            if args.quick:
-                for key in ("score_reasons_peak_rss_mb_1m", "score_reasons_1m_s"):
-                    notes[key] = "--quick"
-            else:
-                big = args.batch_rows
-                part = section(f"batch scoring with reasons, {big:,} rows on Ray with 2 workers (fresh process)",
-                               lambda: _batch.batch_scoring_big(str(bundle), big))
-                if part:
-                    results.update(part)
-                    peak = max(part["score_reasons_big_driver_peak_rss_mb"],
-                               part["score_reasons_big_worker_peak_rss_mb"])
-                    if big >= 1_000_000:
-                        results["score_reasons_peak_rss_mb_1m"] = peak
-                        results["score_reasons_1m_s"] = part["score_reasons_big_s"]
-                    else:
-                        results["score_reasons_peak_rss_mb_1m"] = None
-                        results["score_reasons_1m_s"] = None
-                        notes["score_reasons_peak_rss_mb_1m"] = f"not run; at {big:,} rows: {peak:,.0f} MB"
-                        projected = part["score_reasons_1m_s_projected"]
-                        notes["score_reasons_1m_s"] = f"not run; projected {projected:,.0f} s from {big:,} rows"
+            batch_sections(args, str(bundle), results, section)
         measured = [results.get(k) for k in ("score_rows_per_s_10k", "score_rows_per_s_1m")]
         measured = [v for v in measured if v is not None]
         # The worst of the cohort sizes measured: the target must hold at every size.

@@ -443,18 +443,34 @@ class PartScorer:
     """The callable class Ray Data runs in an actor pool: the bundle is loaded once per actor."""
 
     def __init__(self, bundle: dict, metadata_sha256: str, options: dict, output: str):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        t0 = time.perf_counter()
         self.model = load_shipped_bundle(bundle, metadata_sha256)
         self.options = Options(**options)
         self.output = Path(output)
+        # The actor's start-up, for the job's timings: its process's start, the bundle load, when ready.
+        self.startup = {"actor_process_started_at": _process_started_at(),
+                        "actor_load_s": round(time.perf_counter() - t0, 3), "actor_ready_at": time.time()}
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
         reports = []
         for text in batch["part"]:
             part = Part(**json.loads(str(text)))
-            reports.append(json.dumps(run_part(self.model, part, self.options, self.output)))
+            report = run_part(self.model, part, self.options, self.output)
+            reports.append(json.dumps({**report, **self.startup}))
         return {"report": np.array(reports, dtype=object)}
+
+
+def _process_started_at() -> float | None:
+    """This process's start (Unix time) from /proc, where there is one: with the actor's ready time, how
+    long a worker took to start (Ray's worker start, imports, bundle load)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 # ---- the job -------------------------------------------------------------------------------------

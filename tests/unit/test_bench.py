@@ -45,3 +45,45 @@ def test_server_cpu_time_is_read_from_proc():
     after = _process_cpu_ms(os.getpid())
     assert before is not None and after - before >= 150
     assert _process_cpu_ms(2 ** 22 + 7) is None  # no such process: no number, no exception
+
+
+def _report(pid, start, end, rows, peak=300.0):
+    return {"worker_pid": pid, "started_at": start, "ended_at": end, "rows": rows, "worker_peak_rss_mb": peak}
+
+
+def test_batch_steady_rate_is_each_workers_own_span_summed():
+    """A worker that started 10 s late does not count as idle in the steady rate (its start-up is apart);
+    the window rate, over the whole first-start-to-last-end span, does count it."""
+    from bench._batch import _steady
+    parts = [_report(1, 0, 10, 1000), _report(1, 10, 20, 1000), _report(2, 10, 20, 1000)]
+    out = _steady({"parts": {str(k): r for k, r in enumerate(parts)}})
+    assert out["steady_rows_per_s_by_worker"] == [100.0, 100.0] and out["steady_rows_per_s"] == 200.0
+    assert out["steady_s"] == 20 and out["window_rows_per_s"] == 150.0
+
+
+def test_batch_worker_memory_is_read_at_each_row_checkpoint_and_at_the_end():
+    from bench._batch import _workers_memory
+    parts = [_report(1, 0, 1, 50_000, 310.0), _report(2, 0, 2, 60_000, 305.0), _report(1, 1, 3, 900_000, 312.0)]
+    marks = _workers_memory(parts, (100_000,))
+    assert marks == [{"rows_done": 110_000, "peak_mb_by_worker": {1: 310.0, 2: 305.0}},
+                     {"rows_done": 1_010_000, "peak_mb_by_worker": {1: 312.0, 2: 305.0}}]
+
+
+def test_batch_sections_fill_the_1m_keys_only_from_a_run_of_1m_rows(monkeypatch):
+    from types import SimpleNamespace
+
+    from bench import _batch, run
+    big = {"score_reasons_big_s": 600.0, "score_reasons_big_driver_peak_rss_mb": 250.0,
+           "score_reasons_big_worker_peak_rss_mb": 320.0, "score_reasons_1m_s_projected": 590.0,
+           "score_reasons_big_load_average": {"start": [1.0, 1.0, 1.0], "end": [2.0, 2.0, 2.0]}}
+    monkeypatch.setattr(_batch, "batch_scoring_big", lambda bundle, rows: dict(big))
+    section = lambda name, fn: fn()  # noqa: E731
+    results = {"notes": {"score_reasons_1m_s": "not run"}, "other_key": 1}
+    run.batch_sections(SimpleNamespace(batch_compare_rows=0, quick=False, batch_rows=1_000_000), "b", results,
+                       section)
+    assert results["score_reasons_1m_s"] == 600.0 and results["score_reasons_peak_rss_mb_1m"] == 320.0
+    assert results["score_reasons_1m_load_average"] == big["score_reasons_big_load_average"]
+    assert "score_reasons_1m_s" not in results["notes"] and results["other_key"] == 1
+    small = {"notes": {}}
+    run.batch_sections(SimpleNamespace(batch_compare_rows=0, quick=False, batch_rows=100_000), "b", small, section)
+    assert small["score_reasons_1m_s"] is None and "projected" in small["notes"]["score_reasons_1m_s"]
