@@ -101,8 +101,8 @@ def restore_draft(token: str, user: str | None) -> bool:
         st.session_state["draft_warning"] = t("train.draft_failed", reason=store_reason(exc))
         return False
     meta = model.metadata_
-    info = {**info_from_meta(meta, "trained"), "draft_path": str(drafts[0]["path"])}
-    set_model(model, info, meta)
+    set_model(model, info_from_meta(meta, "trained"), meta)
+    st.session_state["model_info"]["draft_path"] = str(drafts[0]["path"])
     st.session_state["train_note"] = t("train.draft_restored", time=draft_time(drafts[0]["created"]))
     return True
 

@@ -96,7 +96,10 @@ def set_model(model, info: dict, meta, train_result=None) -> None:
     the previous one is dropped."""
     token = uuid.uuid4().hex
     if info.get("source") != "store":  # trained or changed here: the audit trail still tells it apart
-        info = {**info, "model_id": f"unsaved:{token}", "store_name": None, "version": None}
+        # A changed copy (the Trust page's) carries its original's info: the saved version's or draft's
+        # files are not this model's, so they are forgotten (a draft of this model is named after it).
+        info = {**info, "model_id": f"unsaved:{token}", "store_name": None, "version": None, "path": None,
+                "draft_path": None}
     st.session_state["model"] = model
     st.session_state["model_info"] = info
     st.session_state["model_meta"] = meta
