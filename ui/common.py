@@ -44,6 +44,11 @@ def _rule_text(rule: str) -> str:
     return names.get(rule, rule)
 
 
+def rule_text(rule: str) -> str:
+    """A check's rule in the session's language (a batch job's bad rows name theirs)."""
+    return _rule_text(rule)
+
+
 def _action_text(action: str) -> str:
     actions = {"refused: fix the file": t("action.refused"), "set to missing": t("action.set_missing"),
                "rows dropped": t("action.rows_dropped"),

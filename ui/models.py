@@ -145,3 +145,22 @@ def adopt_finished_job() -> None:
     numbers = dict(epochs=result.model.epochs_run_, best=result.model.best_epoch_, seconds=f"{job.seconds:.1f}")
     st.session_state["train_note"] = (t("train.stopped_note", **numbers) if job.status == "stopped"
                                       else t("train.done_note", **numbers))
+
+
+def model_bundle_dir() -> Path:
+    """The session's model as a bundle folder on disk (what a batch job loads, verified): its saved version,
+    else its draft, else a draft saved now (a model changed on the Trust page has none yet). Raises
+    CoreError or OSError (a full disk) when it cannot be saved."""
+    info = st.session_state.get("model_info") or {}
+    for key in ("path", "draft_path"):  # set_model forgets both for a model that is not theirs
+        path = info.get(key)
+        if path and (Path(path) / "metadata.json").is_file():
+            return Path(path)
+    token = st.session_state.get("resume_token")
+    if not token:
+        raise CoreError(t("scoring.job_no_session"))
+    from ui.resume import signed_in_user  # ui.resume imports this module
+    path = save_draft_to_store(st.session_state["model"], token, signed_in_user(),
+                               meta=as_bundle_meta(st.session_state.get("model_meta")))
+    st.session_state["model_info"]["draft_path"] = str(path)
+    return path

@@ -1,9 +1,10 @@
 """A reload or a closed tab does not lose the clinician's work (issue 16.4): the session's cohort, model,
-running training job, language and patient form are kept on the server under a random token carried in
-the page's address (``?session=...``); a new browser session opening that address gets them back, and a
-training run still going is re-attached to (its thread never belonged to the old session).
+running training or scoring job, language and patient form are kept on the server under a random token
+carried in the page's address (``?session=...``); a new browser session opening that address gets them back, and a
+training run or scoring job still going is re-attached to (its thread never belonged to the old session).
 
-Kept in this process's memory only (no patient data is written to disk), for a limited time
+Kept in this process's memory only (no patient data is written to disk; a running scoring job's input and
+parts sit in a private temporary folder until it ends: ui.scoring_job), for a limited time
 (``HEART_RISK_RESUME_HOURS``, default 8) and for a limited number of sessions (the oldest go first). With
 sign-in on, a token resumes only for the same signed-in user. The token is 128 random bits: an address
 is as private as the session it names, so it is not for sharing. A trained model also goes to the model
@@ -23,7 +24,7 @@ from ui.models import restore_draft
 
 PARAM = "session"
 MAX_SESSIONS = 200
-KEEP = ("cohort", "model", "model_info", "model_meta", "model_token", "train_job", "train_result", "lang",
+KEEP = ("cohort", "model", "model_info", "model_meta", "model_token", "train_job", "train_result", "score_job", "lang",
         "pt_token")
 _lock = threading.Lock()
 _kept: OrderedDict[str, dict] = OrderedDict()

@@ -85,10 +85,12 @@ from core.workflow.risk import (
 from core.workflow.scoring import (
     BANDS,
     ScoredCohort,
+    ensemble_interval,
     excel_bytes,
     filter_scored,
     has_interval,
     score_cohort,
+    scored_from_batch,
 )
 from core.workflow.second_opinion import compare_patient
 from core.workflow.similar import SimilarPatients, similar_patients
@@ -119,6 +121,8 @@ __all__ = [
     "risk_of_rows",
     "ScoredCohort",
     "score_cohort",
+    "scored_from_batch",
+    "ensemble_interval",
     "filter_scored",
     "excel_bytes",
     "has_interval",

@@ -65,27 +65,58 @@ def score_cohort(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int
         part = df.iloc[start:start + chunk]
         scored = score_table(model, part, with_reasons=with_reasons, top=top, lang=lang, cutoffs=cutoffs)
         if interval and len(part):
-            raw = model.preprocessor_.encode(part)
-            _, low, high = model.predict_interval_raw(raw)
-            holes = np.isnan(raw).any(axis=1)
-            if holes.any() and hasattr(model, "member_risks_raw"):
-                # a row with inputs not measured: each network's mean over the imputations, as its risk is
-                members = pooled_member_risks(model, raw[holes])
-                low[holes], high[holes] = np.percentile(members, 10, axis=0), np.percentile(members, 90, axis=0)
-            scored["ensemble_low"], scored["ensemble_high"] = low, high
+            scored["ensemble_low"], scored["ensemble_high"] = ensemble_interval(model, part)
         parts.append(scored)
         if progress is not None:
             progress(min(start + chunk, n), n)
     table = pd.concat(parts) if parts else df.iloc[:0].copy()
     table = table.reset_index(drop=True)
     table.insert(0, "row", np.arange(1, len(table) + 1))
+    return ScoredCohort(table=_columns_in_order(table, interval, with_reasons, top),
+                        seconds=time.perf_counter() - started, with_reasons=with_reasons, with_interval=interval)
+
+
+def ensemble_interval(model, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """An ensemble's spread per row (its networks' 10th and 90th percentiles of risk)."""
+    raw = model.preprocessor_.encode(df)
+    _, low, high = model.predict_interval_raw(raw)
+    holes = np.isnan(raw).any(axis=1)
+    if holes.any() and hasattr(model, "member_risks_raw"):
+        # a row with inputs not measured: each network's mean over the imputations, as its risk is
+        members = pooled_member_risks(model, raw[holes])
+        low[holes], high[holes] = np.percentile(members, 10, axis=0), np.percentile(members, 90, axis=0)
+    return low, high
+
+
+def _columns_in_order(table: pd.DataFrame, interval: bool, with_reasons: bool, top: int) -> pd.DataFrame:
     front = ["row", "risk", "risk_band", "risk_low", "risk_high", "missing"] + \
         (["ensemble_low", "ensemble_high"] if interval else []) + \
         ([f"reason_{k + 1}" for k in range(top)] if with_reasons else [])
     front = [c for c in front if c in table.columns]
-    table = table[front + [c for c in table.columns if c not in front]]
-    return ScoredCohort(table=table, seconds=time.perf_counter() - started, with_reasons=with_reasons,
-                        with_interval=interval)
+    return table[front + [c for c in table.columns if c not in front]]
+
+
+def scored_from_batch(model, table: pd.DataFrame, seconds: float, *, with_reasons: bool,
+                      top: int = 3) -> ScoredCohort:
+    """The output of a batch job (core.workflow.batch.read_scores: source_file, source_row, the input
+    columns, risk, risk_band, ..., problem) as :func:`score_cohort` gives it, for the same table on screen
+    and in the download: ``row`` is the file's data row (1 = first), the same columns first, an ensemble's
+    spread added (numpy, well under a second for 100,000 rows). A row the job refused (a value the model
+    must not see) keeps its row with no risk and no band; ``problem`` names its column and rule (the
+    column is left out when every row was scored)."""
+    table = table.drop(columns=["source_file"], errors="ignore").rename(columns={"source_row": "row"})
+    table = table.reset_index(drop=True)
+    if "problem" in table and (table["problem"].fillna("") == "").all():
+        table = table.drop(columns=["problem"])
+    interval = has_interval(model) and len(table) > 0
+    if interval:
+        low, high = np.full(len(table), np.nan), np.full(len(table), np.nan)
+        scored = table["risk"].notna().to_numpy()
+        if scored.any():
+            low[scored], high[scored] = ensemble_interval(model, table.loc[scored])
+        table["ensemble_low"], table["ensemble_high"] = low, high
+    return ScoredCohort(table=_columns_in_order(table, interval, with_reasons, top), seconds=seconds,
+                        with_reasons=with_reasons, with_interval=interval)
 
 
 def filter_scored(table: pd.DataFrame, bands=BANDS, min_risk: float = 0.0) -> pd.DataFrame:
@@ -113,4 +144,5 @@ def excel_bytes(df: pd.DataFrame, sheet: str = "risk") -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["ScoredCohort", "score_cohort", "filter_scored", "excel_bytes", "has_interval", "risk_band", "BANDS"]
+__all__ = ["ScoredCohort", "score_cohort", "scored_from_batch", "ensemble_interval", "filter_scored",
+           "excel_bytes", "has_interval", "risk_band", "BANDS"]
