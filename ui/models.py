@@ -27,7 +27,11 @@ def info_from_meta(meta: BundleMeta, source: str, path: Path | None = None) -> d
     """What the sidebar shows: name (None = not saved yet), created, test AUC; and where it came from.
     A saved version also gets its store name, version number and content hash (the audit trail's id)."""
     meta = as_bundle_meta(meta)
+    m = meta.metrics
     info = {"name": meta.name, "created": created_text(meta.created_utc), "test_auc": meta.test_auc,
+            # its 95% interval (stored with the metrics), or too few test patients for one
+            "test_auc_low": m.get("roc_auc_low"), "test_auc_high": m.get("roc_auc_high"),
+            "test_auc_too_few": bool(m.get("roc_auc_too_few")),
             "source": source, "path": str(path) if path else None}
     if path is not None:
         from core.model import bundle_digest, version_label  # the store alone: no TensorFlow

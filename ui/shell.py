@@ -35,6 +35,20 @@ WRAP_LABELS = """<style>
 </style>"""
 
 
+
+def auc_text(info: dict) -> str:
+    """The test AUC as the sidebar shows it: never a bare number from a small test split (its 95% interval,
+    or "too few patients"); older bundles without a stored interval show the number alone."""
+    auc = info.get("test_auc")
+    if info.get("test_auc_too_few"):
+        return t("metric.too_few")
+    if auc is None:
+        return "—"
+    low, high = info.get("test_auc_low"), info.get("test_auc_high")
+    if low is None or high is None:
+        return f"{auc:.3f}"
+    return f"{auc:.3f} ({t('metric.interval', low=f'{low:.2f}', high=f'{high:.2f}')})"
+
 def draw_shell(pages=None) -> None:
     """``pages``: app.py's function listing the pages, registered unlisted while the user is signed out."""
     init_session()
@@ -68,9 +82,7 @@ def draw_shell(pages=None) -> None:
             st.caption(t("sidebar.no_model"))
         else:
             st.text(info.get("name") or t("sidebar.unsaved_model"))
-            auc = info.get("test_auc")
-            st.caption(t("sidebar.model_stats", created=info.get("created", "—"),
-                         auc="—" if auc is None else f"{auc:.3f}"))
+            st.caption(t("sidebar.model_stats", created=info.get("created", "—"), auc=auc_text(info)))
         job = st.session_state.get("train_job")
         if job is not None and job.running:
             # Redrawn every second on its own (the Train page's bar is a fragment too): the sidebar said

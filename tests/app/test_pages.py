@@ -547,3 +547,17 @@ def test_after_a_cohort_switch_the_train_page_says_whose_results_it_shows():
     at.selectbox(key="lang_choice").set_value("zh").run()  # the demo cohort's name in the session's language
     note_zh = tr("train.results_other_cohort", "zh", trained=tr("cohort.demo_name", "zh"), n=303, active="site.csv")
     assert note_zh in texts(at.info), texts(at.info)
+
+
+def test_the_sidebar_gives_the_test_auc_with_its_interval_or_says_too_few():
+    """QA: the sidebar showed 'test AUC 0.931' alone, from a test split of ~45 patients."""
+    from ui.shell import auc_text
+    at = new_app()
+    train(at, epochs=3)
+    metrics = at.session_state["model_meta"].metrics
+    low, high = metrics["roc_auc_low"], metrics["roc_auc_high"]
+    assert low < metrics["roc_auc"] < high
+    expected = tr("sidebar.model_stats", created="@", auc=f"{metrics['roc_auc']:.3f} ("
+                  + tr("metric.interval", low=f"{low:.2f}", high=f"{high:.2f}") + ")").split("@ · ")[1]
+    assert any(c.endswith(expected) for c in texts(at.sidebar.caption)), texts(at.sidebar.caption)
+    assert auc_text({"test_auc": 0.9, "test_auc_too_few": True}) == tr("metric.too_few")
