@@ -60,6 +60,13 @@ def cached(name: str, key, compute):
     return session_cache(f"trust_{name}", (token, cohort.fingerprint, key), compute)
 
 
+def with_interval(value, interval: dict, digits: int) -> str:
+    """A held-out number with its 95% interval, or "too few patients" (never a bare number at small n)."""
+    if interval.get("too_few"):
+        return t("metric.too_few")
+    return f"{num(value, digits)} ({t('metric.interval', low=num(interval['low'], digits), high=num(interval['high'], digits))})"
+
+
 def method_name(method: str) -> str:
     names = {"auto": t("trust.method_auto"), "platt": t("trust.method_platt"), "isotonic": t("trust.method_isotonic"),
              "none": t("trust.method_none")}
@@ -391,12 +398,13 @@ with tabs[3]:
                         extra = external_extra(meta, result, recalibrated=True, held_out=held_out)
                         path = save_and_activate(updated, name, meta.updated(extra=extra, metrics=held_out["metrics"]))
                         if path is not None:
-                            after = held_out["calibration"]
+                            after, iv = held_out["calibration"], held_out["intervals"]
                             st.session_state["trust_note"] = (
                                 t("trust.saved", name=name.strip(), version=path.name) + " " +
-                                t("trust.ext_after", n=held_out["n"], citl=num(after["calibration_intercept"], 2),
+                                t("trust.ext_after", n=held_out["n"],
+                                  citl=with_interval(after["calibration_intercept"], iv["calibration_intercept"], 2),
                                   mean=pct(after["mean_risk"], 1), observed=pct(after["observed_rate"], 1),
-                                  brier=num(after["brier"])))
+                                  brier=with_interval(held_out["metrics"]["brier"], iv["brier"], 3)))
                             st.rerun()
 
 # ---- 5. glass-box second opinion -------------------------------------------------------------------

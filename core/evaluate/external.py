@@ -31,7 +31,7 @@ from core.i18n import tr
 from core.metrics.calibration import calibration_curve_ci, calibration_summary
 from core.metrics.decision import decision_curve
 from core.metrics.discrimination import binary_metrics
-from core.metrics.intervals import auc_interval
+from core.metrics.intervals import auc_interval, interval_fields, metric_intervals
 from core.model.meta import as_bundle_meta
 from core.model.recalibration import Calibration
 
@@ -264,8 +264,14 @@ def held_out_update(model, result: ExternalResult, folds: int = UPDATE_FOLDS, se
         risk[held] = (0.5 * (1 + np.tanh(0.5 * (a * z[:, held] + b + delta)))).mean(axis=0)
     _, low, high = auc_interval(y, risk)
     method = UPDATE_METHOD if k == folds else f"{k}-fold cross-fitting"
-    return {"site": result.name, "method": method, "n": int(y.size), "metrics": binary_metrics(y, risk),
-            "calibration": calibration_summary(y, risk), "auc_low": low, "auc_high": high, "risk": risk}
+    # The updated model's metrics are saved as its own: each with its 95% interval (or too few patients),
+    # as the training split's test metrics are (a site of 200 patients is small).
+    metrics = binary_metrics(y, risk)
+    intervals = metric_intervals(y, risk, 0.5)
+    metrics.update(interval_fields(intervals))
+    return {"site": result.name, "method": method, "n": int(y.size), "metrics": metrics,
+            "calibration": calibration_summary(y, risk), "intervals": intervals,
+            "auc_low": low, "auc_high": high, "risk": risk}
 
 
 def update_summary(held_out: dict) -> dict:
@@ -274,6 +280,8 @@ def update_summary(held_out: dict) -> dict:
     return {"site": held_out["site"], "evaluated_on": f"held-out site patients ({held_out['method']})",
             "method": held_out["method"], "n": held_out["n"], "roc_auc": m["roc_auc"],
             "auc_low": held_out["auc_low"], "auc_high": held_out["auc_high"], "brier": m["brier"],
+            **{f"{name}_{end}": m.get(f"{name}_{end}") for name in ("brier", "calibration_intercept",
+                                                                    "calibration_slope") for end in ("low", "high")},
             "calibration_intercept": c["calibration_intercept"], "calibration_slope": c["calibration_slope"],
             "ece": c["ece"], "mean_risk": c["mean_risk"], "observed_rate": c["observed_rate"]}
 

@@ -365,8 +365,11 @@ def trust_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
                 ext.append([tr("card.ext_after_row", lang, site=str(e.get("name")), method=str(after.get("method"))),
                             _num(after.get("n"), lang=lang), _pct(after.get("observed_rate"), lang),
                             _interval(after.get("roc_auc"), after.get("auc_low"), after.get("auc_high"), lang),
-                            _num(after.get("brier"), 3, lang), _num(after.get("calibration_intercept"), 2, lang),
-                            _num(after.get("calibration_slope"), 2, lang), _num(True, lang=lang)])
+                            _interval(after.get("brier"), after.get("brier_low"), after.get("brier_high"), lang),
+                            _interval(after.get("calibration_intercept"), after.get("calibration_intercept_low"),
+                                      after.get("calibration_intercept_high"), lang, 2),
+                            _interval(after.get("calibration_slope"), after.get("calibration_slope_low"),
+                                      after.get("calibration_slope_high"), lang, 2), _num(True, lang=lang)])
         sections.append(Section(tr("card.external", lang), paragraphs=[tr("card.external_note", lang)], table=ext))
         answered.append(tr("card.tripod_evaluation", lang))
         # Item 24 asks for the updated model's performance: claimed only with a held-out measurement of it.

@@ -83,6 +83,8 @@ def test_trust_page_with_a_trained_model(model_store):
     # The update's figures come from site patients it was not fitted on, and the saved bundle says so.
     site_n = len(_other_site_csv().splitlines()) - 1
     assert any("held-out site patients" in n for n in texts(at.success))
+    note = next(n for n in texts(at.success) if "held-out site patients" in n)
+    assert note.count(tr("metric.interval", low="@", high="@").split("@")[0]) == 2, note  # CITL and Brier
     saved_meta = at.session_state["model_meta"].to_json_dict()
     assert saved_meta["metrics"]["n"] == site_n
     assert saved_meta["extra"]["site_update"]["evaluated_on"].startswith("held-out site patients")

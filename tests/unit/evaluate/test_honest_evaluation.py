@@ -201,6 +201,13 @@ def test_site_update_is_measured_on_held_out_site_patients_and_saved_as_such(tra
     card = card_markdown(meta, "en")
     assert f"## {tr('card.site_metrics')}" in card and f"## {tr('card.test_metrics')}" not in card
     assert tr("card.tripod_24") in card and "after the intercept update (held-out site patients" in card
+    # QA: the updated model's metrics were saved, and shown on its card and in the sidebar, without intervals.
+    m = meta.metrics
+    for key in ("roc_auc", "brier", "calibration_slope", "calibration_intercept", "sensitivity"):
+        assert m[f"{key}_low"] < m[key] < m[f"{key}_high"], key
+    assert f"{m['brier']:.3f} ({m['brier_low']:.3f}–{m['brier_high']:.3f})" in card
+    site = extra["site_update"]
+    assert site["brier_low"] < site["brier"] < site["brier_high"]
 
 
 # ---- 3. recalibration is not fitted on the patients that chose the epoch --------------------------------
