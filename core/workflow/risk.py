@@ -287,7 +287,7 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
     out = df.copy()
     explained = with_reasons or with_shap
     top = top if with_reasons else 0
-    risk = np.empty(len(df))
+    risk, low, high = np.empty(len(df)), np.empty(len(df)), np.empty(len(df))
     shap_values = np.empty((len(df), len(pre.features))) if with_shap else None
     texts = [[""] * len(df) for _ in range(top)]
     # One BLAS thread: these thin products (rows x ~20 @ 20 x 10) gain nothing from a second thread,
@@ -295,13 +295,15 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
     with single_thread_blas():
         for start in range(0, len(df), chunk if explained else max(len(df), 1)):
             part = raw[start:start + chunk] if explained else raw
-            risk[start:start + len(part)], expl = _risk_of_rows(model, part, explained, n_threads, precision)
+            # one imputation per row gives its risk and its range (imputing is the slow part for many rows)
+            pooled = _pooled_rows(model, part, explained, n_threads, precision, ranges=True)
+            risk[start:start + len(part)], expl = pooled.risk, pooled.explanation
+            low[start:start + len(part)], high[start:start + len(part)] = pooled.low, pooled.high
             if with_shap:
                 shap_values[start:start + len(part)] = expl.shap_values
             for i in range(len(part) if top else 0):
                 for k, reason in enumerate(reasons(expl, i, model.schema, pre, top=top, lang=lang)):
                     texts[k][start + i] = reason.text
-        low, high = missing_ranges(model, raw)
     out["risk"] = risk
     out["risk_band"] = risk_band(risk, cutoffs)
     out["risk_low"], out["risk_high"] = low, high
@@ -315,29 +317,49 @@ def score_table(model, df: pd.DataFrame, *, with_reasons: bool = True, top: int 
     return out
 
 
+@dataclass
+class _Pooled:
+    risk: np.ndarray
+    explanation: Explanation | None
+    low: np.ndarray | None = None   # with ranges: missing_ranges' risk_low/risk_high (NaN for complete rows)
+    high: np.ndarray | None = None
+
+
 def _risk_of_rows(model, raw: np.ndarray, with_reasons: bool, n_threads: int | None = None,
                   precision: str = "float64"):
     """(risk, pooled Explanation or None) of the rows of a raw matrix; rows with missing inputs are the mean
     over their conditional imputations, and their SHAP values the same weighted mean (still additive)."""
+    pooled = _pooled_rows(model, raw, with_reasons, n_threads, precision)
+    return pooled.risk, pooled.explanation
+
+
+def _pooled_rows(model, raw: np.ndarray, with_reasons: bool, n_threads: int | None = None,
+                 precision: str = "float64", ranges: bool = False) -> _Pooled:
+    """As _risk_of_rows; with ``ranges`` also each row's range over its imputations (missing_ranges' numbers:
+    the networks' risk of each distinct imputation, weighted 5th-95th percentile), from the same imputations."""
     pre = model.preprocessor_
     holes = np.isnan(raw).any(axis=1)
     imputer = conditional_imputer(model) if holes.any() else None
     whole = raw if imputer is None else raw[~holes]
     imp = _collapse(imputer.impute(pre, raw)) if imputer is not None else None
+    low, high = (np.full(len(raw), np.nan), np.full(len(raw), np.nan)) if ranges else (None, None)
+    imputed_risk = model.predict_risk_raw(imp.raw) if imp is not None and (ranges or not with_reasons) else None
+    if ranges and imp is not None:
+        _fill_ranges(imp, imputed_risk, low, high)
     if not with_reasons:
-        risk = np.empty(len(raw))
         if imputer is None:
-            return model.predict_risk_raw(raw), None
+            return _Pooled(model.predict_risk_raw(raw), None, low, high)
+        risk = np.empty(len(raw))
         risk[~holes] = model.predict_risk_raw(whole) if len(whole) else []
-        pooled = np.bincount(imp.row, weights=imp.weight * model.predict_risk_raw(imp.raw), minlength=len(raw))
+        pooled = np.bincount(imp.row, weights=imp.weight * imputed_risk, minlength=len(raw))
         risk[holes] = pooled[holes]
-        return risk, None
+        return _Pooled(risk, None, low, high)
     both = whole if imp is None else np.vstack([whole, imp.raw])
     per = explain(pre, model.networks_, both, model.background_, n_threads=n_threads, precision=precision,
                   background_weights=getattr(model, "background_weights_", None))
     reported = _reported_risk(model, both, per.output)
     if imp is None:
-        return reported, per
+        return _Pooled(reported, per, low, high)
     n_whole = len(whole)
     shap = np.zeros((len(raw), per.shap_values.shape[1]))
     output = np.zeros(len(raw))
@@ -349,7 +371,16 @@ def _risk_of_rows(model, raw: np.ndarray, with_reasons: bool, n_threads: int | N
     expl = Explanation(shap_values=shap, base_value=per.base_value, output=output, feature_names=per.feature_names,
                        raw=raw.copy(), method=per.method, background_size=per.background_size,
                        n_permutations=per.n_permutations)
-    return risk, expl
+    return _Pooled(risk, expl, low, high)
+
+
+def _fill_ranges(imp: Imputations, risks: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+    """low/high of each imputed row: the weighted 5th-95th percentile of its imputations' risks (``imp.row``
+    ascending, as ConditionalImputer.impute and _collapse give it). Merged identical imputations give the
+    same percentiles as unmerged ones: the rule depends only on each value's total weight."""
+    bounds = np.flatnonzero(np.r_[True, imp.row[1:] != imp.row[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        low[imp.row[a]], high[imp.row[a]] = weighted_range(risks[a:b], imp.weight[a:b], RANGE_ALPHA)
 
 
 def risk_of_rows(model, raw: np.ndarray) -> np.ndarray:
@@ -376,10 +407,7 @@ def missing_ranges(model, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if imputer is None or not np.isnan(raw).any():
         return low, high
     imp = imputer.impute(model.preprocessor_, raw)
-    risks = model.predict_risk_raw(imp.raw)
-    bounds = np.flatnonzero(np.r_[True, imp.row[1:] != imp.row[:-1], True])
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        low[imp.row[a]], high[imp.row[a]] = weighted_range(risks[a:b], imp.weight[a:b], RANGE_ALPHA)
+    _fill_ranges(imp, model.predict_risk_raw(imp.raw), low, high)
     return low, high
 
 

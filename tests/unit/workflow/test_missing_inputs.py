@@ -20,7 +20,7 @@ from core.data import load_cohort  # noqa: E402
 from core.model import load_bundle, save_bundle  # noqa: E402
 from core.model.imputation import ConditionalImputer, DonorGroups, weighted_range  # noqa: E402
 from core.workflow import patient_from_row, patient_risk, score_table, train_on_cohort  # noqa: E402
-from core.workflow.risk import RANGE_ALPHA, conditional_imputer  # noqa: E402
+from core.workflow.risk import RANGE_ALPHA, conditional_imputer, missing_ranges  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,26 @@ def test_score_table_with_and_without_reasons_agree(model, cleveland, missing_ro
         one = patient_risk(model, patient_from_row(model, df, pos), top=3)
         assert abs(one.risk - full["risk"].iloc[pos]) < 1e-9
         assert [r.text for r in one.reasons] == [full[f"reason_{k}"].iloc[pos] for k in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("with_reasons", [False, True])
+def test_score_table_imputes_each_row_once_with_the_same_risk_and_range(model, cleveland, missing_rows,
+                                                                        monkeypatch, with_reasons):
+    """The table's risk and its range come from one imputation of the rows (they were imputed twice)."""
+    df = cleveland.df.reset_index(drop=True).iloc[sorted(missing_rows + [0, 1, 2])]
+    raw = model.preprocessor_.encode(df)
+    low, high = missing_ranges(model, raw)  # the range as computed on its own
+    expected = [patient_risk(model, patient_from_row(model, df, pos), with_reasons=False).risk
+                for pos in range(len(df))]
+    calls = []
+    impute = ConditionalImputer.impute
+    monkeypatch.setattr(ConditionalImputer, "impute", lambda self, *a, **k: calls.append(1) or impute(self, *a, **k))
+    table = score_table(model, df, with_reasons=with_reasons)
+    assert len(calls) == 1
+    np.testing.assert_allclose(table["risk_low"], low, atol=1e-9)
+    np.testing.assert_allclose(table["risk_high"], high, atol=1e-9)
+    np.testing.assert_allclose(table["risk"], expected, atol=1e-6)
+    assert table["risk_low"].notna().sum() == len(missing_rows)
 
 
 def test_imputation_travels_in_the_bundle_as_json(model, cleveland, missing_rows, tmp_path):
