@@ -212,8 +212,7 @@ def job_panel(job: ScoringJob) -> None:
             job.audited = True
             rows = job.scored.table[job.scored.table["risk"].notna()]
             write_audit(rows, rows["risk"], rows["risk_band"])
-        if job.model_label:
-            st.caption(t("scoring.job_model", model=job.model_label))
+        st.caption(t("scoring.job_model", model=job.model_label or t("sidebar.unsaved_model")))
         show_result(job.scored, job.name, bad=job.bad_rows())
     elif job.status == "cancelled":
         st.info(t("scoring.job_cancelled", done=f"{job.rows_done:,}", total=f"{job.total:,}"), icon=":material/cancel:")
@@ -273,7 +272,7 @@ if with_reasons and len(table) > background_rows():
         else:
             data = {"table": table}
         job = ScoringJob(bundle, name=title, total=len(table), with_reasons=True, lang=lang(), model=model,
-                         model_label=info.get("name") or t("sidebar.unsaved_model"), **data)
+                         model_label=info.get("name"), **data)
         st.session_state["score_job"] = job.start()
         st.session_state.pop("sc_result", None)
         st.rerun()
