@@ -185,6 +185,22 @@ def test_no_zero_width_range_when_ca_or_thal_is_not_measured(model, cleveland):
         assert ((table["risk_low"] <= table["risk"]) & (table["risk"] <= table["risk_high"])).all()
 
 
+def test_many_inputs_missing_at_once_are_imputed_from_the_groups_members(model, cleveland):
+    """Past MAX_COMBINATIONS (here 3^5 measurements x 4 vessels x 3 thallium): each nearest group's members
+    rebuilt from its summaries; the weights still add up to 1 and every code is one the training patients had."""
+    values = patient_from_row(model, cleveland.df.reset_index(drop=True), 0)
+    gone = ["age", "trestbps", "chol", "thalach", "oldpeak", "ca", "thal"]
+    pre = model.preprocessor_
+    raw = np.array([[pre.encode_value(j, None if f.name in gone else values[f.name])
+                     for j, f in enumerate(pre.features)]])
+    imp = model.preprocessor_.imputer_.impute(pre, raw)
+    assert abs(imp.weight.sum() - 1) < 1e-9 and not np.isnan(imp.raw).any()
+    ca, thal = pre.feature_names.index("ca"), pre.feature_names.index("thal")
+    assert set(imp.raw[:, ca]) <= {0.0, 1.0, 2.0, 3.0} and len(set(imp.raw[:, thal])) > 1
+    result = patient_risk(model, {**values, **{n: None for n in gone}}, with_reasons=False)
+    assert result.missing.low < result.risk < result.missing.high
+
+
 def test_minority_codes_keep_their_weight():
     """A group of 6 patients, 5 with code 0 and 1 with code 2 of a coded input: a patient missing it gets both
     codes (5/6 and 1/6 of that group's weight), never only the most frequent one."""
