@@ -267,10 +267,10 @@ def result_panel(model, values: dict, key: tuple):
     if spread.members > 1:
         st.markdown(t("patient.interval", risk=f"{spread.risk:.0%}", low=f"{spread.low:.0%}", high=f"{spread.high:.0%}",
                       n=spread.members))
-        if spread.wide:
+        if spread.alert == "warning":  # only where the disagreement can change the band (Uncertainty.alert)
             st.warning(t("patient.interval_wide", width=f"{(spread.high - spread.low) * 100:.0f}"),
                        icon=":material/warning:")
-        elif spread.crosses_band:
+        elif spread.alert == "info":
             st.info(t("patient.interval_band"), icon=":material/info:")
     calibration = getattr(model, "calibration_", None)
     if calibration is not None and not calibration.folds_into_networks:

@@ -140,6 +140,17 @@ class Uncertainty:
     interval: str = ("10th-90th percentile of the ensemble members' risks (their disagreement; "
                      "not a calibrated interval)")
 
+    @property
+    def alert(self) -> str | None:
+        """What the patient page raises: "warning" when the disagreement spans a band cut-off and is wide,
+        "info" when it spans a cut-off, None otherwise. Width alone raises nothing: on Cleveland (5 members,
+        seeds 0-2) a range wider than WIDE_INTERVAL held for 16-31 of 46 test patients, so a warning on width
+        fired for a third to two thirds of patients (alarm fatigue), while a range inside one band leaves a
+        band-based decision unchanged; the range itself is shown for every patient."""
+        if not self.crosses_band:
+            return None
+        return "warning" if self.wide else "info"
+
 
 def patient_uncertainty(model, raw: np.ndarray, cutoffs=None) -> Uncertainty:
     """The ensemble's risk for one patient (raw row) with its member interval."""

@@ -295,3 +295,17 @@ def test_model_card_reports_trust_results_and_tripod_items(ensemble, cohort, tmp
     # A card without these results has none of the new sections.
     plain = card_markdown({"name": "plain", "metrics": {}}, "en")
     assert tr("card.tripod") not in plain and tr("card.recalibration") not in plain
+
+
+def test_the_ensemble_alert_is_raised_only_where_the_disagreement_can_change_the_band():
+    """QA: a 'wide' warning on width alone fired for 21 of 46 test patients; a range inside one band leaves
+    a band-based decision unchanged."""
+    def u(low, high):
+        cutoffs = (0.15, 0.65)
+        return trust.Uncertainty(risk=(low + high) / 2, low=low, high=high, members=5,
+                                 wide=high - low > trust.WIDE_INTERVAL,
+                                 crosses_band=any(low < c <= high for c in cutoffs))
+    assert u(0.30, 0.55).alert is None            # 25 points wide, all intermediate
+    assert u(0.10, 0.17).alert == "info"          # narrow, across the low cut-off
+    assert u(0.55, 0.80).alert == "warning"       # wide and across the high cut-off
+    assert u(0.20, 0.20).alert is None
