@@ -105,6 +105,10 @@ ROWS = [
     ("cv_auc_logreg", "{:.3f}", "peer, 5x5", None),
     ("cv_auc_sklearn_mlp", "{:.3f}", "peer", None),
     ("cv_5x5_s", "{:.1f} s", "<= 60 s", _le(60)),
+    ("cv_5x5_s_serial_cold", "{:.1f} s", "one process, cold", None),
+    ("cv_5x5_s_ray_2", "{:.1f} s", "Ray, 2 workers, start-up included", None),
+    ("cv_5x5_ray_speedup", "{:.2f}x", "", None),
+    ("cv_5x5_ray_same_numbers", "{}", "must be True", lambda v, r: v is True),
     ("risk_ms_p50", "{:.3f} ms", "<= 2 ms", _le(2)),
     ("risk_shap_ms_p50", "{:.2f} ms", "<= 50 ms", _le(50)),
     ("first_shap_s", "{:.3f} s", "<= 1 s", _le(1)),
@@ -298,7 +302,7 @@ def main(argv=None) -> int:
         print(f"    done in {time.perf_counter() - t0:.0f} s", flush=True)
         return value
 
-    from bench import _batch, _cohort, _patient, _scale, _training
+    from bench import _batch, _cohort, _cvray, _patient, _scale, _training
     from bench.cv_cleveland import load
 
     df, schema, y = load(data)
@@ -310,6 +314,12 @@ def main(argv=None) -> int:
     part = section("5x5 cross-validation on shared folds", lambda: _training.cross_validation(df, schema, y, args.quick))
     if part:
         results.update(part)
+    if args.quick:
+        notes["cv_5x5_s_ray_2"] = "--quick"
+    else:
+        part = section("5x5 cross-validation: one process vs Ray with 2 workers (fresh process)",
+                       lambda: _cvray.cv_ray(str(data)))
+        results.update(part or {})
 
     with tempfile.TemporaryDirectory(prefix="heart-bench-") as tmp:
         if model is not None:

@@ -317,7 +317,8 @@ def cmd_evaluate(args) -> int:
         outer, inner = _folds(args.outer, "--outer"), _folds(args.inner, "--inner")
     cohort = _cohort(args)
     _warn(cohort.problems)
-    _import_tensorflow_quietly()
+    if args.engine is None or args.nested:  # on Ray the folds are fitted by the workers: no TensorFlow here
+        _import_tensorflow_quietly()
     if args.nested:
         return _evaluate_nested(args, cohort, outer, inner)
     with _fitting_run(args) as run:

@@ -26,6 +26,7 @@ from core.errors import CoreError
 ENGINES = ("local", "ray")
 # The object store holds part descriptions (score) or one copy of the training arrays (fitting).
 OBJECT_STORE_BYTES = 200 * 2**20
+ONEDNN_SWITCH = ("TF_ENABLE_ONEDNN_OPTS",)
 
 
 def cpu_count() -> int:
@@ -66,6 +67,9 @@ def ray_session(engine: str, address: str | None = None, workers: int | None = N
     root = str(Path(__file__).resolve().parents[2])
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
         [root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+    # TensorFlow picks its CPU kernels by this switch (oneDNN or Eigen), and their sums round differently
+    # (measured: a fit's weights change when it flips): workers compute as the driver would.
+    env.update({k: os.environ[k] for k in ONEDNN_SWITCH if k in os.environ})
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
               "runtime_env": {"env_vars": env}}
     try:
