@@ -66,7 +66,11 @@ def ray_session(engine: str, address: str | None = None, workers: int | None = N
         return
     root = str(Path(__file__).resolve().parents[2])
     env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
-        [root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+        [root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
+           # A task holds one CPU (as Ray's own OMP_NUM_THREADS=1 says); TensorFlow's default pools of one
+           # thread per core would make two workers on two cores spin against each other. Same numbers:
+           # a fit's weights do not depend on the thread count (measured, 1 vs 2 threads, graph and XLA).
+           "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     # TensorFlow picks its CPU kernels by this switch (oneDNN or Eigen), and their sums round differently
     # (measured: a fit's weights change when it flips): workers compute as the driver would.
     env.update({k: os.environ[k] for k in ONEDNN_SWITCH if k in os.environ})
