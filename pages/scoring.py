@@ -34,7 +34,7 @@ from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_title, session_cache
 
 BAND_COLOURS = {"low": "#2e7d32", "intermediate": "#ef6c00", "high": "#c62828"}
-UPLOAD_TYPES = ["csv", "txt", "tsv", "data"]
+UPLOAD_TYPES = ["csv", "txt", "tsv", "data", "xlsx"]  # what core.data.read_table and the batch job read
 
 
 def band_name(band: str) -> str:

@@ -271,7 +271,7 @@ def test_scoring_page_scores_the_active_cohort_and_filters(lang):
 def test_scoring_page_upload_names_missing_columns_and_scores_a_good_file():
     at = app_with_model("en", "pages/scoring.py")
     at.segmented_control(key="sc_source@en").set_value("upload").run()
-    assert any(i.startswith("Upload a CSV with the model's columns") for i in texts(at.info))
+    assert any(i.startswith(tr("scoring.upload_hint", columns="@").split("@")[0]) for i in texts(at.info))
     bad = demo_cohort().drop(columns=["chol"]).iloc[:30].to_csv(index=False).encode()
     at.file_uploader(key="sc_upload").set_value(("ward.csv", bad, "text/csv")).run()
     no_exceptions(at)
@@ -282,6 +282,22 @@ def test_scoring_page_upload_names_missing_columns_and_scores_a_good_file():
     scored = at.session_state["sc_result"][1]
     assert len(scored.table) == 40 and list(scored.table["mrn"][:2]) == ["M0", "M1"]
     assert any(c.startswith("Scoring ward.csv: 40 patients") for c in texts(at.caption))
+
+
+def test_scoring_page_scores_an_excel_workbook():
+    """QA: the uploader said 'CSV' and took only text files, while the cohort page and `core score` read .xlsx."""
+    import io
+    at = app_with_model("en", "pages/scoring.py")
+    at.segmented_control(key="sc_source@en").set_value("upload").run()
+    book = io.BytesIO()
+    demo_cohort().iloc[:25].to_excel(book, index=False)
+    mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    at.file_uploader(key="sc_upload").set_value(("ward.xlsx", book.getvalue(), mime)).run()
+    no_exceptions(at)
+    assert texts(at.error) == []
+    scored = at.session_state["sc_result"][1]
+    assert len(scored.table) == 25
+    assert any(c.startswith("Scoring ward.xlsx: 25 patients") for c in texts(at.caption))
 
 
 # ---- the audit trail in the dashboard ---------------------------------------------------------------
