@@ -27,7 +27,7 @@ from core.model import model_bands
 from core.workflow import bands_sentence
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import file_slug, need_model, rule_text, show_problems
-from ui.i18n import feature_label, lang, lang_key, t
+from ui.i18n import LANGUAGES, feature_label, lang, lang_key, t
 from ui.models import audit_identity, model_bundle_dir, store_reason
 from ui.scoring_job import ScoringJob, background_rows, progress_text
 from ui.shell import ensure_shell
@@ -213,6 +213,8 @@ def job_panel(job: ScoringJob) -> None:
             rows = job.scored.table[job.scored.table["risk"].notna()]
             write_audit(rows, rows["risk"], rows["risk_band"])
         st.caption(t("scoring.job_model", model=job.model_label or t("sidebar.unsaved_model")))
+        if job.with_reasons and job.lang != lang():  # the reasons' words were written when it ran
+            st.caption(t("scoring.job_reasons_lang", language=LANGUAGES.get(job.lang, job.lang)))
         show_result(job.scored, job.name, bad=job.bad_rows())
     elif job.status == "cancelled":
         st.info(t("scoring.job_cancelled", done=f"{job.rows_done:,}", total=f"{job.total:,}"), icon=":material/cancel:")

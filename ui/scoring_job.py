@@ -38,6 +38,23 @@ log = logging.getLogger(__name__)
 BACKGROUND_ROWS = 5000
 BACKGROUND_ENV = "HEART_RISK_BACKGROUND_ROWS"  # a lower threshold (the browser test's small cohort)
 PART_ROWS_MIN = 500  # rows per part at least: ~1-2 s of reasons, so progress moves and a cancel is heard soon
+JOBS_ENV = "HEART_RISK_SCORE_JOBS"  # how many jobs of all sessions score at once (the others wait their turn)
+
+
+def _job_slots() -> int:
+    """One core is left to the pages (and the browser on a one-machine setup): on 2 cores, one job at a
+    time; a second session's job waits instead of halving both jobs' speed and starving every page."""
+    try:
+        return max(int(os.environ[JOBS_ENV]), 1)
+    except (KeyError, ValueError):
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        return max(cores - 1, 1)
+
+
+_SLOTS = threading.BoundedSemaphore(_job_slots())
 
 
 def background_rows() -> int:
@@ -90,6 +107,7 @@ class ScoringJob:
         self._cancel = threading.Event()
         self._done = threading.Event()
         self.status = "pending"  # pending | running | done | cancelled | failed
+        self.waiting = False  # for a slot: other sessions' jobs are scoring
         self.rows_done = 0
         self.started: float | None = None
         self.seconds: float | None = None
@@ -123,6 +141,22 @@ class ScoringJob:
             raise JobCancelled
 
     def _run(self) -> None:
+        with self._lock:
+            self.waiting = True
+        while not _SLOTS.acquire(timeout=0.5):
+            if self._cancel.is_set():
+                self._data = self._table = None
+                self._finish("cancelled")
+                return
+        with self._lock:
+            self.waiting = False
+            self.started = time.perf_counter()  # the rate and the time left count from here
+        try:
+            self._score()
+        finally:
+            _SLOTS.release()
+
+    def _score(self) -> None:
         from core.workflow import scored_from_batch
         from core.workflow.batch import Options, read_scores, score
         work = Path(tempfile.mkdtemp(prefix="heart-score-"))
@@ -199,7 +233,8 @@ class ScoringJob:
                 rate = last[1] / elapsed
             left = (self.total - self.rows_done) / rate if rate else None
             return {"rows_done": self.rows_done, "total": self.total, "elapsed": elapsed, "rows_per_s": rate,
-                    "seconds_left": left, "status": self.status, "cancelling": self._cancel.is_set()}
+                    "seconds_left": left, "status": self.status, "cancelling": self._cancel.is_set(),
+                    "waiting": self.waiting}
 
     def bad_rows(self) -> tuple[list[dict], int]:
         """The rows the job refused, as its manifest lists them (row, column, rule), and their count."""
@@ -210,6 +245,8 @@ class ScoringJob:
 def progress_text(snap: dict) -> str:
     """'1,500 of 20,000 patients · 420 patients/s · about 44 s left'."""
     from ui.i18n import t
+    if snap.get("waiting"):
+        return t("scoring.job_waiting", total=f"{snap['total']:,}")
     parts = [t("scoring.job_rows", done=f"{snap['rows_done']:,}", total=f"{snap['total']:,}")]
     if snap.get("rows_per_s"):
         parts.append(t("scoring.job_rate", rate=f"{snap['rows_per_s']:,.0f}"))

@@ -20,6 +20,7 @@ from ui.i18n import LANGUAGES, t
 from ui.jobs import progress_text
 from ui.models import adopt_finished_job
 from ui.resume import keep, resume_or_start
+from ui.scoring_job import progress_text as scoring_progress_text
 from ui.state import active_cohort, active_model, cohort_title, configure_store, init_session
 
 _run = threading.local()  # each script run has its own thread
@@ -88,6 +89,9 @@ def draw_shell(pages=None) -> None:
             # Redrawn every second on its own (the Train page's bar is a fragment too): the sidebar said
             # "epoch 0" all through a run, while the page's bar moved (issue 16.6)
             st.fragment(training_status, run_every=1.0)()
+        score_job = st.session_state.get("score_job")
+        if score_job is not None and score_job.running:  # the Score page's background job, seen from any page
+            st.fragment(scoring_status, run_every=1.0)()
         st.warning(t("notice.decision_support"), icon=":material/medical_information:")
     st.caption(f":material/medical_information: {t('notice.short')}")
     st.html(WRAP_LABELS)
@@ -105,6 +109,17 @@ def training_status() -> None:
             st.rerun()
         return
     st.caption(t("sidebar.training", progress=progress_text(job.snapshot(), job.config.epochs)))
+
+
+def scoring_status() -> None:
+    """The Score page's running job in the sidebar, in that page's words; once ended, where to look."""
+    job = st.session_state.get("score_job")
+    if job is None:
+        return
+    if job.finished:
+        st.caption(t("sidebar.scoring_done") if job.status == "done" else t("sidebar.scoring_stopped"))
+        return
+    st.caption(t("sidebar.scoring", progress=scoring_progress_text(job.snapshot())))
 
 
 def end_run() -> None:

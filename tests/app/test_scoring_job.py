@@ -92,6 +92,12 @@ def test_a_large_cohort_is_a_background_job_with_score_cohorts_numbers(trained, 
         tr("scoring.download_csv", lang, n=n), tr("scoring.download_xlsx", lang, n=n)]
     snap = job.snapshot()
     assert snap["rows_done"] == n and snap["rows_per_s"] > 0
+    # In the other language the result stays (no new job) and says which language its reasons are in.
+    other = "zh" if lang == "en" else "en"
+    at.selectbox(key="lang_choice").set_value(other).run()
+    no_exceptions(at)
+    assert at.session_state["score_job"] is job
+    assert tr("scoring.job_reasons_lang", other, language={"en": "English", "zh": "简体中文"}[lang]) in texts(at.caption)
 
 
 def test_a_reload_comes_back_to_the_running_job_and_cancel_stops_it(trained):
@@ -117,6 +123,7 @@ def test_a_reload_comes_back_to_the_running_job_and_cancel_stops_it(trained):
     bars = again.get("progress")
     assert bars and " of 20,000 patients · " in bars[0].proto.text and "patients/s" in bars[0].proto.text
     assert again.button(key="sc_job_cancel")
+    assert any(c.startswith(tr("sidebar.scoring", progress="")) for c in texts(again.sidebar.caption))
 
     again.button(key="sc_job_cancel").click().run()
     no_exceptions(again)
@@ -131,7 +138,11 @@ def test_a_reload_comes_back_to_the_running_job_and_cancel_stops_it(trained):
     assert again.button(key="sc_job_start")  # ready for another
 
 
-def test_bad_rows_of_an_uploaded_file_are_listed_with_row_and_rule_and_the_rest_scored(trained):
+def test_bad_rows_of_an_uploaded_file_are_listed_with_row_and_rule_and_the_rest_scored(trained, tmp_path, monkeypatch):
+    from core.workflow import read_log
+    log = tmp_path / "audit" / "predictions.jsonl"
+    monkeypatch.setenv("HEART_RISK_AUDIT", str(log))
+    monkeypatch.setenv("HEART_RISK_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
     df = demo_cohort(n=400, seed=8)
     text = df.astype(object)
     text.loc[4, "chol"] = "high"  # text in a number column: data row 5
@@ -166,6 +177,10 @@ def test_bad_rows_of_an_uploaded_file_are_listed_with_row_and_rule_and_the_rest_
     # the download: the scored rows (the refused ones are listed above, with no risk to give)
     csv = at.get("download_button")[0]
     assert csv.proto.label == tr("scoring.download_csv", n=398)
+    # The audit trail, when on: one line per patient scored (the refused rows have no risk to record), once.
+    at.run()
+    audit, bad = read_log(log)
+    assert bad == 0 and len(audit) == 398 and (audit["source"] == "cohort").all()
 
 
 def test_a_changed_model_forgets_its_originals_draft(trained):
