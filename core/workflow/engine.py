@@ -24,7 +24,7 @@ from pathlib import Path
 from core.errors import CoreError
 
 ENGINES = ("local", "ray")
-# The object store holds part descriptions (score) or one copy of the training arrays (fitting).
+# The object store of a local instance for score: part descriptions and reports only.
 OBJECT_STORE_BYTES = 200 * 2**20
 ONEDNN_SWITCH = ("TF_ENABLE_ONEDNN_OPTS",)
 
@@ -55,8 +55,9 @@ def check_workers(workers: int | None) -> None:
 
 @contextlib.contextmanager
 def ray_session(engine: str, address: str | None = None, workers: int | None = None,
-                object_store_bytes: int = OBJECT_STORE_BYTES) -> Iterator[None]:
-    """Ray ready for tasks inside the block (see the module docstring)."""
+                object_store_bytes: int | None = OBJECT_STORE_BYTES) -> Iterator[None]:
+    """Ray ready for tasks inside the block (see the module docstring). ``object_store_bytes``: the
+    object store of a local instance (None: Ray's default, a share of the machine's memory)."""
     address = resolve_address(engine, address)
     check_workers(workers)
     import ray
@@ -80,8 +81,9 @@ def ray_session(engine: str, address: str | None = None, workers: int | None = N
         if engine == "ray":
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", num_cpus=workers or cpu_count(), object_store_memory=object_store_bytes,
-                     **kwargs)
+            if object_store_bytes is not None:
+                kwargs["object_store_memory"] = object_store_bytes
+            ray.init(address="local", num_cpus=workers or cpu_count(), **kwargs)
     except Exception as exc:  # an unreachable address, a version mismatch: one line, not Ray's traceback
         where = f"the Ray cluster at {address}" if engine == "ray" else "a local Ray instance"
         raise CoreError(f"could not start or reach {where} ({type(exc).__name__}: {_first_line(exc)})") from None
@@ -162,7 +164,9 @@ def fitting_run(engine: str | None, address: str | None = None,
             raise CoreError("--address and --workers need --engine local or ray")
         yield None
         return
-    with ray_session(engine, address, workers):
+    # The store holds one copy of the training data (a whole cohort for CV): Ray's default size, not the
+    # small one that part descriptions need.
+    with ray_session(engine, address, workers, object_store_bytes=None):
         yield RayMap(workers)
 
 

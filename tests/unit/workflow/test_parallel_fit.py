@@ -66,6 +66,33 @@ def test_ensemble_members_on_ray_equal_the_serial_fit(cohort, ray_local):
     assert not spread.stopped_by_user_ and spread.config.members == 3
 
 
+def test_a_fold_whose_worker_dies_is_retried_and_the_numbers_do_not_change(cohort, ray_local, tmp_path):
+    """The worker fitting fold 2 dies (the process exits, as on a lost node) the first time; Ray runs the
+    fold again on a fresh worker and the result is the serial one."""
+    from core.evaluate import fit_fold
+
+    def dies_once(shared, k):
+        marker = tmp_path / f"fold-{k}"
+        if k == 2 and not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return fit_fold(shared, k)
+
+    spread_on = engine.RayMap(workers=2)
+
+    def run(fn, shared, items, progress=None):
+        assert fn is fit_fold
+        return spread_on(dies_once, shared, items, progress)
+
+    config = TrainConfig(epochs=6, patience=3, seed=1)
+    serial = cross_validate(cohort.df, cohort.y, cohort.schema, config, n_splits=3, n_repeats=1, seed=2)
+    spread = cross_validate(cohort.df, cohort.y, cohort.schema, config, n_splits=3, n_repeats=1, seed=2, run=run)
+    assert (tmp_path / "fold-2").exists()  # the worker did die once
+    pd.testing.assert_frame_equal(serial.folds.drop(columns=TIMING), spread.folds.drop(columns=TIMING),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(serial.predictions, spread.predictions, check_exact=True)
+
+
 def test_a_task_error_comes_back_as_the_same_core_error(ray_local):
     def diverges(shared, item):
         raise CohortError("training diverged (the loss is not a number); lower the learning rate")
@@ -95,6 +122,28 @@ def test_evaluate_command_with_engine_local_prints_the_serial_numbers(ray_local,
     assert main(args + ["--engine", "local", "--workers", "2"]) == 0
     spread = json.loads(capsys.readouterr().out)
     assert serial == spread and {row["model"] for row in serial} == {"mlp", "logistic"}
+
+
+def test_train_command_with_engine_local_saves_the_serial_ensemble(ray_local, capsys, tmp_path):
+    from core.cli import main
+    from core.model import load_bundle
+    args = ["train", "--members", "3", "--epochs", "6", "--seed", "9"]
+    assert main(args + ["--out", str(tmp_path / "serial")]) == 0
+    serial = json.loads(capsys.readouterr().out)
+    assert main(args + ["--out", str(tmp_path / "ray"), "--engine", "local", "--workers", "2"]) == 0
+    spread = json.loads(capsys.readouterr().out)
+    assert serial["test_metrics"] == spread["test_metrics"] and serial["sizes"] == spread["sizes"]
+    a, b = load_bundle(tmp_path / "serial"), load_bundle(tmp_path / "ray")
+    assert a.n_members_ == b.n_members_ == 3
+    for wa, wb in zip(a.member_weights_, b.member_weights_, strict=True):
+        for x, y in zip(wa, wb, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_train_command_with_one_network_says_it_is_fitted_here(ray_local, capsys, tmp_path):
+    from core.cli import main
+    assert main(["train", "--epochs", "2", "--out", str(tmp_path / "one"), "--engine", "local"]) == 0
+    assert "a single network is fitted here" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
