@@ -146,6 +146,29 @@ def test_train_command_with_one_network_says_it_is_fitted_here(ray_local, capsys
     assert "a single network is fitted here" in capsys.readouterr().err
 
 
+def test_evaluate_on_a_two_node_cluster_prints_the_serial_numbers(capsys, tmp_path):
+    """`--engine ray --address`: a separate driver process attaches to a head node and a second node (one
+    CPU each), its folds run there as Ray tasks, and the JSON is the in-process one, byte for byte."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ray_cluster import two_node_cluster
+
+    from core.cli import main
+    root = Path(__file__).resolve().parents[3]
+    args = ["evaluate", "--cv", "2x2", "--epochs", "4", "--seed", "6", "--json"]
+    assert main(args) == 0
+    serial = capsys.readouterr().out
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(root)}
+    env.pop("RAY_ADDRESS", None)
+    with two_node_cluster() as cluster:
+        done = subprocess.run([sys.executable, "-m", "core", *args, "--engine", "ray", "--address", cluster.address],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == serial
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--engine", "ray"], "error: --engine ray needs --address (or $RAY_ADDRESS): the cluster to run on"),
     (["--engine", "local", "--workers", "0"], "error: --workers must be at least 1"),
