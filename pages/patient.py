@@ -21,7 +21,7 @@ from core.errors import CoreError
 from core.model import as_bundle_meta
 from core.metrics import MIN_PER_CLASS
 from core.workflow import bands_sentence, patient_from_row, patient_risk, sensitivity, typical_patient
-from core.workflow import conditional_imputer, pooled_member_risks
+from core.workflow import conditional_imputer, percent_range, pooled_member_risks
 from core.workflow import conflict_sentence, counterfactuals, default_modifiable, direction_conflicts, sentence
 from core.workflow import similar_patients
 from core.workflow import build_report, report_html, report_pdf
@@ -312,8 +312,12 @@ def missing_panel(model, result) -> None:
     values those inputs have in the training patients the estimate is drawn from."""
     schema, info = model.schema, result.missing
     labels = [feature_label(schema[n]) for n in info.features]
-    st.markdown(t("patient.missing_range", risk=f"{result.risk:.0%}", low=f"{info.low:.0%}", high=f"{info.high:.0%}",
-                  features=", ".join(labels)))
+    ends = percent_range(info.low, info.high)
+    if ends is None:
+        st.markdown(t("patient.missing_same", risk=f"{result.risk:.0%}", features=", ".join(labels)))
+    else:
+        st.markdown(t("patient.missing_range", risk=f"{result.risk:.0%}", low=ends[0], high=ends[1],
+                      features=", ".join(labels)))
     settles = feature_label(schema[info.settles_most])
     if len(info.features) == 1:
         st.markdown(t("patient.settles_one", feature=settles))

@@ -25,6 +25,7 @@ from core.errors import CoreError
 from core.workflow import csv_bytes
 from core.model import model_bands
 from core.workflow import bands_sentence
+from core.workflow import percent_range
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import file_slug, need_model, rule_text, show_problems
 from ui.i18n import LANGUAGES, feature_label, lang, lang_key, t
@@ -35,6 +36,12 @@ from ui.state import active_cohort, cohort_title, session_cache
 
 BAND_COLOURS = {"low": "#2e7d32", "intermediate": "#ef6c00", "high": "#c62828"}
 UPLOAD_TYPES = ["csv", "txt", "tsv", "data", "xlsx"]  # what core.data.read_table and the batch job read
+
+
+def range_cell(low: float, high: float) -> str:
+    """A range as "31.2%–34.0%" (decimals enough that its ends differ), or in words when it has no width."""
+    ends = percent_range(low, high, decimals=1)
+    return t("scoring.range_same") if ends is None else f"{ends[0]}–{ends[1]}"
 
 
 def band_name(band: str) -> str:
@@ -143,7 +150,7 @@ def show_result(scored, name, bad: tuple[list[dict], int] | None = None) -> None
         names = {f.name: feature_label(f) for f in pre.features}
         shown["missing"] = [", ".join(names.get(n, n) for n in m.split(", ")) if m else "" for m in shown["missing"]]
         shown.insert(shown.columns.get_loc("risk_low"), "risk_range",
-                     ["" if np.isnan(lo) else f"{lo:.1%}–{hi:.1%}" for lo, hi in zip(shown["risk_low"], shown["risk_high"])])
+                     ["" if np.isnan(lo) else range_cell(lo, hi) for lo, hi in zip(shown["risk_low"], shown["risk_high"])])
         shown = shown.drop(columns=["risk_low", "risk_high"])
     for col in ("risk", "ensemble_low", "ensemble_high"):
         if col in shown:

@@ -339,7 +339,7 @@ def weighted_range(values: np.ndarray, weights: np.ndarray, alpha: float = 0.05)
     Inverted-CDF rule: low is the smallest value whose cumulative weight exceeds alpha, high the largest
     whose upper-tail weight exceeds alpha; so every value that carries more than alpha of the weight lies
     inside [low, high] (what the tests check). numpy's weighted percentile does not promise this edge rule
-    in every supported version, hence these few lines.
+    in every supported version, hence these few lines. Zero width only when every value is the same.
     """
     values = np.asarray(values, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
@@ -351,6 +351,11 @@ def weighted_range(values: np.ndarray, weights: np.ndarray, alpha: float = 0.05)
     low = v[np.argmax(below > alpha + eps)] if (below > alpha + eps).any() else v[0]
     ok = above > alpha + eps
     high = v[len(v) - 1 - np.argmax(ok[::-1])] if ok.any() else v[-1]
+    if low == high and v[0] < v[-1]:
+        # One value carries more than 1 - 2*alpha of the weight (a code that 19 of 20 similar patients share):
+        # the percentile range would have zero width although other values are plausible. The range is then
+        # that of every plausible value (the clinical standard: an interval is never of zero width).
+        return float(v[0]), float(v[-1])
     return float(low), float(high)
 
 

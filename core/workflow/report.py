@@ -35,7 +35,7 @@ from core.model.bands import BandCutoffs, model_bands
 from core.workflow.counterfactual import direction_conflicts, meaning as whatif_meaning
 from core.workflow.model_card import bands_sentence
 from core.model.meta import as_bundle_meta
-from core.workflow.risk import patient_risk, pooled_member_risks
+from core.workflow.risk import patient_risk, percent_range, pooled_member_risks
 
 FONT_ENV = "HEART_RISK_PDF_FONT"
 CJK_CANDIDATES = (
@@ -218,8 +218,23 @@ def _missing_note(report: PatientReport) -> str:
     features = ", ".join(report.missing)
     if report.missing_range is None:  # a model without donors for its inputs not measured (not expected)
         return features
-    return tr("patient_report.missing_note", report.lang, features=features, low=_pct(report.missing_range[0]),
-              high=_pct(report.missing_range[1]), settles=report.settles)
+    if percent_range(*report.missing_range) is None:
+        return tr("patient_report.missing_note_same", report.lang, features=features, settles=report.settles)
+    low, high = _range_ends(report.missing_range)
+    return tr("patient_report.missing_note", report.lang, features=features, low=low, high=high,
+              settles=report.settles)
+
+
+def _range_ends(pair) -> tuple[str, str]:
+    """The ends of the range over the inputs not measured, with decimals enough to differ (percent_range)."""
+    return percent_range(pair[0], pair[1], decimals=1) or (_pct(pair[0]), _pct(pair[1]))
+
+
+def _missing_range_text(report: PatientReport, lang: str) -> str:
+    if percent_range(*report.missing_range) is None:
+        return tr("patient_report.missing_same", lang)
+    low, high = _range_ends(report.missing_range)
+    return tr("patient_report.missing_range", lang, low=low, high=high)
 
 
 def _pct(p: float, decimals: int = 1) -> str:
@@ -341,8 +356,7 @@ def report_pdf(report: PatientReport) -> bytes:
     if report.missing_range:
         pdf.set_x(pdf.l_margin + 4)
         font(8.5, True, _INK)
-        pdf.cell(width - 8, 4.5, clean(tr("patient_report.missing_range", lang, low=_pct(report.missing_range[0]),
-                                          high=_pct(report.missing_range[1]))), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(width - 8, 4.5, clean(_missing_range_text(report, lang)), new_x="LMARGIN", new_y="NEXT")
     if report.interval:
         pdf.set_x(pdf.l_margin + 4)
         font(8.5, colour=_INK)
@@ -524,8 +538,7 @@ def report_html(report: PatientReport) -> str:
     band = tr("patient_report.band", lang, band=_band_text(report.band, lang))
     cutoffs = bands_sentence(report.cutoffs, lang)
     if report.missing_range:
-        ranged = tr("patient_report.missing_range", lang, low=_pct(report.missing_range[0]),
-                    high=_pct(report.missing_range[1]))
+        ranged = _missing_range_text(report, lang)
         interval = f"<div><b>{e(ranged)}</b></div>" + interval
     rows = math.ceil(len(report.inputs) / 2)
     cells = []

@@ -26,10 +26,23 @@ from core.model.imputation import ConditionalImputer, Imputations, weighted_rang
 
 __all__ = ["BandCutoffs", "risk_band", "check_patient", "patient_risk", "score_table", "PatientRisk",
            "PatientCheck", "sensitivity", "typical_patient", "patient_from_row", "MissingRange", "NotMeasured",
-           "conditional_imputer", "missing_ranges", "pooled_member_risks", "explain_rows", "RANGE_ALPHA",
+           "conditional_imputer", "missing_ranges", "percent_range", "pooled_member_risks", "explain_rows", "RANGE_ALPHA",
            "risk_of_rows"]
 
 RANGE_ALPHA = 0.05  # the range of a risk with missing inputs: 5th to 95th weighted percentile
+
+
+def percent_range(low: float, high: float, decimals: int = 0) -> tuple[str, str] | None:
+    """The ends of a risk range as percentages with enough decimals (up to 2 more) that they differ on
+    screen ("31%–31%" reads as a zero-width interval); None when the range has no width (every plausible
+    value gives the same risk: say that in words, not as an interval)."""
+    if not high - low > 1e-9:
+        return None
+    for d in range(decimals, decimals + 3):
+        a, b = f"{low:.{d}%}", f"{high:.{d}%}"
+        if a != b:
+            break
+    return a, b
 
 
 @dataclass

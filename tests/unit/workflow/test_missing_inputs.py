@@ -297,6 +297,19 @@ def test_weighted_range_holds_every_value_above_the_threshold(pairs):
     for v, w in zip(values, share):
         if w > 0.05 + 1e-9:
             assert low <= v <= high
+    assert (high > low) == (values.max() > values.min())  # zero width only when every value is the same
+
+
+def test_a_code_shared_by_19_of_20_similar_patients_still_gives_a_range_with_width():
+    """A binary input not measured (exercise angina) where 19 of 20 similar patients had 'no': the 5th-95th
+    percentile of the risks was one value, a zero-width range; the range is then that of every plausible value."""
+    from core.workflow import percent_range
+    risks, weights = np.array([0.31, 0.52]), np.array([19 / 20, 1 / 20])
+    assert weighted_range(risks, weights, 0.05) == (0.31, 0.52)
+    assert weighted_range(np.array([0.4, 0.4]), np.array([0.5, 0.5]), 0.05) == (0.4, 0.4)
+    assert percent_range(0.31, 0.52) == ("31%", "52%")
+    assert percent_range(0.312, 0.314) == ("31.2%", "31.4%")  # not "31%–31%"
+    assert percent_range(0.4, 0.4) is None  # said in words, not as an interval
 
 
 def test_cli_predict_and_explain_name_what_was_not_measured(model, cleveland, missing_rows, tmp_path, capsys):
