@@ -69,6 +69,7 @@ def test_a_large_cohort_scores_in_the_background_survives_a_reload_and_downloads
                                                                          r"[\d,]+ patients/s · about "),
                                                                 timeout=120_000)
     first = progress_text(page)
+    expect(sidebar(page)).to_contain_text(tr("sidebar.scoring", progress=""))  # seen from every page
     screenshot(page, SHOTS / "scoring_job_running.png")
     expect(main.get_by_role("button", name=tr("scoring.job_cancel"))).to_be_visible()
 
@@ -110,7 +111,9 @@ def test_a_large_cohort_scores_in_the_background_survives_a_reload_and_downloads
     assert list(scored["risk_band"]) == list(expected["risk_band"])
     assert list(scored["reason_1"]) == list(expected["reason_1"])
 
+    screenshot(page, SHOTS / "scoring_job_done.png")
     choose(page, sidebar(page).get_by_test_id("stSelectbox"), "简体中文")
     expect(page.get_by_role("heading", name=tr("scoring.title", "zh"), level=1)).to_be_visible()
     expect(main.get_by_role("button", name=tr("scoring.download_csv", "zh", n=ROWS))).to_be_visible()
+    expect(main.get_by_text(tr("scoring.job_reasons_lang", "zh", language="English"))).to_be_visible()
     screenshot(page, SHOTS / "scoring_job_done_zh.png")
