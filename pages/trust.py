@@ -410,7 +410,7 @@ with tabs[3]:
 # ---- 5. glass-box second opinion -------------------------------------------------------------------
 with tabs[4]:
     if need_split():
-        from core.evaluate import compare_global, fit_glassbox
+        from core.evaluate import compare_global, fit_glassbox, odds_ratio_contradictions
         from core.workflow import compare_patient
         try:
             glass = cached("glassbox", None, lambda: fit_glassbox(model.schema, df_all.iloc[splits.train],
@@ -442,6 +442,14 @@ with tabs[4]:
                 st.caption(t("trust.or_no_ci_separated", cell=no_interval["separated"]))
             if (ors["no_interval"] == "not_estimable").any():
                 st.caption(t("trust.or_no_ci_not_estimable", cell=no_interval["not_estimable"]))
+            # Where the second opinion's direction contradicts medicine, say so (as for the network's own).
+            for _, row in odds_ratio_contradictions(glass, ors).iterrows():
+                words = dict(feature=row["label"], term=row["term"], value=num(row["odds_ratio"], 2),
+                             low=num(row["low"], 2), high=num(row["high"], 2))
+                if row["certain"]:
+                    st.warning(t("trust.or_contradiction", **words), icon=":material/warning:")
+                else:
+                    st.caption(t("trust.or_wrong_side", **words))
             side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
             fig = plots.importance_side_by_side(side, title=t("trust.side_fig"),
                                                 names=(t("trust.side_mlp"), t("trust.side_lr")))

@@ -37,6 +37,7 @@ from core.evaluate.glassbox import (
     compare_global,
     feature_label,
     fit_glassbox,
+    odds_ratio_contradictions,
     rank_order,
 )
 from core.evaluate.subgroups import (
@@ -101,6 +102,7 @@ __all__ = [
     "external_extra",
     "feature_label",
     "fit_glassbox",
+    "odds_ratio_contradictions",
     "grid_search",
     "held_out_update",
     "message_text",

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.data.schema import Schema
+from core.data.schema import Schema, same_value
 from core.errors import CohortError
 from core.evaluate.cv import LogisticBaseline
 from core.explain.shapley import explain
@@ -152,6 +152,36 @@ class GlassBox:
         return pd.DataFrame(rows)
 
 
+def odds_ratio_contradictions(glass: GlassBox, ors: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``glass.odds_ratios()`` whose odds ratio lies on the side of 1 that clinical knowledge
+    rules out (``Feature.risk_direction``): e.g. an odds ratio per SD of age below 1. For a code, the expected
+    side follows the schema's code order (later codes raise the risk when "increases"). Column ``certain``:
+    the whole 95% interval is on that side (a contradiction); otherwise the interval includes 1 (no evidence
+    of the expected direction in these patients, nor of the opposite). Rows without an interval are left out:
+    a penalised estimate's side is not evidence."""
+    keep, certain = [], []
+    for k, (name, kind, code) in enumerate(glass.columns_):
+        f = glass.schema[name]
+        row = ors.iloc[k]
+        wrong = sure = False
+        if f.risk_direction is not None and not row["no_interval"] and np.isfinite(row["low"]):
+            later = 1
+            if kind != "numeric":
+                position = {text: next((i for i, c in enumerate(f.codes) if same_value(c.value, text)), None)
+                            for text in (code, glass.reference_[name])}
+                at, ref = position[code], position[glass.reference_[name]]
+                later = 0 if at is None or ref is None or at == ref else (1 if at > ref else -1)
+            expected = later if f.risk_direction == "increases" else -later
+            if expected > 0:
+                wrong, sure = row["odds_ratio"] < 1.0, row["high"] < 1.0
+            elif expected < 0:
+                wrong, sure = row["odds_ratio"] > 1.0, row["low"] > 1.0
+        keep.append(bool(wrong))
+        certain.append(bool(sure))
+    out = ors.assign(certain=certain)
+    return out[np.array(keep, dtype=bool)] if len(out) else out
+
+
 def rank_order(values: np.ndarray) -> np.ndarray:
     """1 = largest |value|; ties keep feature order."""
     order = np.argsort(-np.abs(values), kind="stable")
@@ -201,5 +231,6 @@ def fit_glassbox(schema: Schema, df_train: pd.DataFrame, y_train) -> GlassBox:
     return GlassBox(schema).fit(df_train, y)
 
 
-__all__ = ["GlassBox", "fit_glassbox", "compare_global", "rank_order", "feature_label", "NEGLIGIBLE_SHAP",
+__all__ = ["GlassBox", "fit_glassbox", "compare_global", "odds_ratio_contradictions", "rank_order", "feature_label",
+           "NEGLIGIBLE_SHAP",
            "NEGLIGIBLE_LOGODDS", "RANK_GAP"]

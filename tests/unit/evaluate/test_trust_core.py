@@ -245,3 +245,40 @@ def test_a_missing_odds_ratio_interval_says_why():
     assert ors["low"].isna().all() and (ors["no_interval"] == "separated").all()
     fine = GlassBox(schema).fit(df[["exposed", "age"]], rng.integers(0, 2, n).astype(float))
     assert (fine.odds_ratios()["no_interval"] == "").all()
+
+
+def test_an_odds_ratio_against_clinical_knowledge_is_named_and_none_otherwise():
+    """QA: the logistic second opinion showed age's odds ratio below 1 (older = lower risk) without a word;
+    the network's own contradictions are said, so the second opinion's must be too."""
+    from core.data import cleveland_schema, demo_cohort
+    from core.evaluate import odds_ratio_contradictions
+    schema = cleveland_schema()
+    df = demo_cohort(n=400, seed=3)
+    features = [f.name for f in schema.model_features]
+    honest = GlassBox(schema).fit(df[features], (df["num"] > 0).astype(float).to_numpy())
+    assert not odds_ratio_contradictions(honest, honest.odds_ratios())["certain"].any()
+    rng = np.random.default_rng(0)
+    # A selected sample where the older patients were the healthier ones: age "protects", sex as usual.
+    z = -(df["age"] - 55) / 4 + 1.5 * df["sex"] - 0.8
+    y = (rng.random(len(df)) < _sigmoid(z.to_numpy())).astype(float)
+    flipped = GlassBox(schema).fit(df[features], y)
+    ors = flipped.odds_ratios()
+    named = odds_ratio_contradictions(flipped, ors)
+    sure = named[named["certain"]]
+    assert sure["feature"].tolist() == ["age"] and (sure["high"] < 1).all()
+    assert "sex" not in named["feature"].tolist()
+    unsure = named[~named["certain"]]  # on the wrong side by its point estimate only: its interval holds 1
+    assert ((unsure["low"] < 1) & (1 < unsure["high"])).all()
+
+
+def test_cleveland_age_odds_ratio_below_one_is_flagged_as_no_evidence(cleveland_path):
+    """On Cleveland the adjusted age odds ratio is 0.87 (0.56-1.35): not a contradiction, but below 1."""
+    from core.data import load_cohort
+    from core.evaluate import odds_ratio_contradictions
+    cohort = load_cohort(cleveland_path)
+    df, y = cohort.df.reset_index(drop=True), np.asarray(cohort.y, dtype=float)
+    glass = GlassBox(cohort.schema).fit(df, y)
+    named = odds_ratio_contradictions(glass, glass.odds_ratios())
+    age = named[named["feature"] == "age"]
+    assert len(age) == 1 and not age["certain"].iloc[0] and age["odds_ratio"].iloc[0] < 1 < age["high"].iloc[0]
+    assert not named["certain"].any()
