@@ -233,11 +233,13 @@ def _check_paths(args) -> None:
         else:
             _writable_store()
     if command in ("train", "evaluate") and (args.engine or args.address or args.workers is not None):
-        from core.workflow.engine import check_workers, resolve_address  # light: Ray itself is imported later
+        from core.workflow.engine import check_reachable, check_workers, resolve_address  # Ray: imported later
         if args.engine is None:
             raise CoreError("--address and --workers need --engine local or ray")
-        resolve_address(args.engine, args.address)
+        address = resolve_address(args.engine, args.address)
         check_workers(args.workers)
+        if address is not None:
+            check_reachable(address)
     if command == "validate" and args.recalibrate:
         from core.model.store import check_name
         check_name(args.recalibrate)

@@ -2,7 +2,7 @@
 
 * :func:`ray_session`: ``engine="local"`` starts a Ray instance on this machine (``workers`` CPUs, default
   all of them) and shuts it down afterwards; ``engine="ray"`` attaches to an existing cluster at
-  ``address`` or $RAY_ADDRESS. Workers find this repository through PYTHONPATH (set in the job's runtime
+  ``address`` or $RAY_ADDRESS (a HOST:PORT nobody listens at is refused at once). Workers find this repository through PYTHONPATH (set in the job's runtime
   environment), and their logs stay out of the driver's output. When Ray is already initialised in this
   process (a test, a notebook), that instance is used and left running.
 * :class:`RayMap`: ``run(fn, shared, items)`` runs ``fn(shared, item)`` for every item as a Ray task (one
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -46,6 +47,22 @@ def resolve_address(engine: str, address: str | None) -> str | None:
     if not address:
         raise CoreError("--engine ray needs --address (or $RAY_ADDRESS): the cluster to run on")
     return address
+
+
+def check_reachable(address: str) -> None:
+    """CoreError unless something listens at a HOST:PORT ``address``: ray.init would otherwise retry an
+    unreachable head for minutes, printing Ray's C++ warnings. "auto" and ray:// addresses are Ray's to
+    resolve and are not checked here."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise CoreError(f"--address {address}: give the head node's HOST:PORT (e.g. 10.0.0.5:6379), or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise CoreError(f"cannot reach the Ray cluster at {address} ({exc.strerror or type(exc).__name__}); "
+                        "is it running? (`ray status` on its head node)") from None
 
 
 def check_workers(workers: int | None) -> None:
@@ -77,6 +94,8 @@ def ray_session(engine: str, address: str | None = None, workers: int | None = N
     env.update({k: os.environ[k] for k in ONEDNN_SWITCH if k in os.environ})
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
               "runtime_env": {"env_vars": env}}
+    if engine == "ray":
+        check_reachable(address)
     try:
         if engine == "ray":
             ray.init(address=address, **kwargs)
@@ -170,4 +189,4 @@ def fitting_run(engine: str | None, address: str | None = None,
         yield RayMap(workers)
 
 
-__all__ = ["ENGINES", "RayMap", "check_workers", "cpu_count", "fitting_run", "ray_session", "resolve_address"]
+__all__ = ["ENGINES", "RayMap", "check_reachable", "check_workers", "cpu_count", "fitting_run", "ray_session", "resolve_address"]

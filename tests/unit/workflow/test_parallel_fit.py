@@ -169,6 +169,24 @@ def test_evaluate_on_a_two_node_cluster_prints_the_serial_numbers(capsys, tmp_pa
     assert done.stdout == serial
 
 
+def test_an_unreachable_cluster_is_one_line_at_once(capsys, monkeypatch):
+    """Nothing listens at the address: refused before the cohort is read (ray.init would retry for minutes)."""
+    import time
+
+    from ray_cluster import free_port
+
+    from core.cli import main
+    address = f"127.0.0.1:{free_port()}"
+    t0 = time.perf_counter()
+    for command in (["evaluate", "--cv", "2x1"], ["train", "--members", "3"]):
+        assert main(command + ["--engine", "ray", "--address", address]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: cannot reach the Ray cluster at {address} (") and "\n" not in err
+    assert time.perf_counter() - t0 < 20
+    with pytest.raises(CoreError, match="HOST:PORT"):
+        engine.check_reachable("head-node-without-port")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--engine", "ray"], "error: --engine ray needs --address (or $RAY_ADDRESS): the cluster to run on"),
     (["--engine", "local", "--workers", "0"], "error: --workers must be at least 1"),
