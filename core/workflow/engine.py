@@ -2,8 +2,9 @@
 
 * :func:`ray_session`: ``engine="local"`` starts a Ray instance on this machine (``workers`` CPUs, default
   all of them) and shuts it down afterwards; ``engine="ray"`` attaches to an existing cluster at
-  ``address`` or $RAY_ADDRESS (a HOST:PORT nobody listens at is refused at once). Workers find this repository through PYTHONPATH (set in the job's runtime
-  environment), and their logs stay out of the driver's output. When Ray is already initialised in this
+  ``address`` or $RAY_ADDRESS (a HOST:PORT nobody listens at is refused at once). Workers find this
+  repository through PYTHONPATH (set in the job's runtime environment), and their logs stay out of the
+  driver's output. When Ray is already initialised in this
   process (a test, a notebook), that instance is used and left running.
 * :class:`RayMap`: ``run(fn, shared, items)`` runs ``fn(shared, item)`` for every item as a Ray task (one
   CPU each) and returns the results in the items' order: what ``cross_validate(run=...)`` and
