@@ -222,6 +222,11 @@ def job_panel(job: ScoringJob) -> None:
         st.caption(t("scoring.job_model", model=job.model_label or t("sidebar.unsaved_model")))
         if job.with_reasons and job.lang != lang():  # the reasons' words were written when it ran
             st.caption(t("scoring.job_reasons_lang", language=LANGUAGES.get(job.lang, job.lang)))
+        unread = job.total - len(job.scored.table)
+        if unread > 0:  # a part of the file that could not be read: said, never a silently shorter table
+            reasons = "; ".join(sorted({str(b.get("error")) for b in (job.manifest or {}).get("bad_files") or []}))
+            st.warning(t("scoring.job_unread", n=f"{unread:,}", total=f"{job.total:,}", reason=reasons or "—"),
+                       icon=":material/warning:")
         show_result(job.scored, job.name, bad=job.bad_rows())
     elif job.status == "cancelled":
         st.info(t("scoring.job_cancelled", done=f"{job.rows_done:,}", total=f"{job.total:,}"), icon=":material/cancel:")

@@ -210,3 +210,28 @@ def test_the_page_stays_in_its_own_run_without_reasons(trained):
     assert "score_job" not in at.session_state
     assert at.session_state["sc_result"][1].with_reasons is False
     assert not [b for b in at.button if b.key == "sc_job_start"]
+
+
+def test_a_part_of_the_file_that_cannot_be_read_is_said_not_a_silently_shorter_table(trained, monkeypatch):
+    import core.workflow.batch as batch
+    from core.errors import CoreError
+    read_part = batch.read_part
+
+    def unreadable_middle(part):
+        if part.id.endswith("p00001"):
+            raise CoreError("ward.csv: rows 501-1000 read as 499 rows instead of 500")
+        return read_part(part)
+
+    monkeypatch.setattr(batch, "read_part", unreadable_middle)
+    data = demo_cohort(n=1200, seed=4).to_csv(index=False).encode()
+    at = scoring_page(trained)
+    at.segmented_control(key="sc_source@en").set_value("upload").run()
+    at.file_uploader(key="sc_upload").set_value(("ward.csv", data, "text/csv")).run()
+    at.button(key="sc_job_start").click().run()
+    finish(at)
+    job = at.session_state["score_job"]
+    assert job.status == "done" and len(job.scored.table) == 700
+    assert list(job.scored.table["row"]) == list(range(1, 501)) + list(range(1001, 1201))
+    warning = tr("scoring.job_unread", n="500", total="1,200",
+                 reason="ward.csv: rows 501-1000 read as 499 rows instead of 500")
+    assert warning in texts(at.warning)
