@@ -33,7 +33,7 @@ from core.data import from_model, input_range, number_text, to_model, unit_optio
 from ui import figures
 from ui.common import markdown_text, need_model
 from ui.models import audit_identity
-from ui.i18n import feature_label, feature_value, lang, lang_key, t
+from ui.i18n import feature_label, feature_value, lang, lang_key, outcome_name, outcome_words, t
 from ui.numbers import NotANumber, parse_number
 from ui.resume import keep
 from ui.shell import ensure_shell
@@ -457,17 +457,22 @@ def similar_panel(model, values: dict, cohort, fits: bool) -> None:
     st.caption(t("similar.source", name=markdown_text(cohort_title(cohort)), n=cohort.n))
     m1, m2, m3 = st.columns(3)
     rate_help = t("similar.outcome_rate_help", k=similar.k, n=MIN_PER_CLASS)
+    named = outcome_name(model.schema)
+    rate_label = (t("similar.outcome_rate_named", outcome=named, k=similar.k) if named
+                  else t("similar.outcome_rate", k=similar.k))
     if similar.outcome_too_few:
-        m1.metric(t("similar.outcome_rate", k=similar.k), t("metric.too_few"), border=True, help=rate_help)
+        m1.metric(rate_label, t("metric.too_few"), border=True, help=rate_help)
     else:
-        m1.metric(t("similar.outcome_rate", k=similar.k), f"{similar.outcome_rate:.0%}", border=True, help=rate_help)
+        m1.metric(rate_label, f"{similar.outcome_rate:.0%}", border=True, help=rate_help)
         m1.caption(t("metric.interval", low=f"{similar.outcome_low:.0%}", high=f"{similar.outcome_high:.0%}"))
     m2.metric(t("similar.mean_risk"), f"{similar.mean_risk:.1%}", border=True)
-    m3.metric(t("patient.risk"), f"{similar.patient_risk:.1%}", border=True)
+    m3.metric(t("patient.risk_of", outcome=named) if named else t("patient.risk"), f"{similar.patient_risk:.1%}",
+              border=True)
     shown = similar.table.copy()
     for f in pre.features:
         shown[f.name] = [feature_value(f, v) for v in shown[f.name]]
-    shown["outcome"] = [t("similar.yes") if v == 1 else t("similar.no") for v in shown["outcome"]]
+    positive, negative = outcome_words(model.schema)
+    shown["outcome"] = [positive if v == 1 else negative for v in shown["outcome"]]
     shown["risk"] = shown["risk"] * 100
     labels = {"row": t("similar.row"), "distance": t("similar.distance"), "outcome": t("similar.outcome"),
               "risk": t("similar.risk"), **{f.name: feature_label(f) for f in pre.features}}

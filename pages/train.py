@@ -222,7 +222,7 @@ def results_panel(cohort) -> None:
     c1.plotly_chart(figures.roc(roc_frame(result.test_y, result.test_risk), auc), key="roc")
     c2.plotly_chart(figures.calibration(calibration_table(result.test_y, result.test_risk, n_bins=5)),
                     key="calibration")
-    c3.plotly_chart(figures.confusion(metrics), key="confusion")
+    c3.plotly_chart(figures.confusion(metrics, model.schema), key="confusion")
 
 
 def show_proposed_threshold(result, proposed: float) -> None:

@@ -37,7 +37,7 @@ from core.metrics import (
 from core.model import BandCutoffs, as_bundle_meta, band_summary, model_bands, model_meta
 from core.workflow import bands_sentence, useful_ranges_text
 from ui.common import need_model, show_table
-from ui.i18n import lang, lang_key, t
+from ui.i18n import lang, lang_key, outcome_name, t
 from ui.models import save_and_activate
 from ui.shell import ensure_shell
 from ui.state import active_cohort, session_cache, set_model
@@ -46,6 +46,7 @@ ensure_shell()  # when this page runs without app.py
 st.title(t("trust.title"))
 st.caption(t("trust.intro"))
 model = need_model()
+named = outcome_name(model.schema)  # what the risk is a risk of: the cohort's words (None: the UCI wording)
 cohort = active_cohort()
 # A saved model's metadata is shared read-only between sessions: changes are copies (BundleMeta.updated)
 # that go back through the session.
@@ -142,8 +143,9 @@ def bands_panel(y, risk) -> None:
         t("trust.bands_band"): [band_label(r["band"]) for r in rows],
         t("trust.bands_range"): [ranges[r["band"]] for r in rows],
         t("trust.bands_patients"): [f"{r['per_100']:.0f}" for r in rows],
-        t("trust.bands_events"): [f"{r['events_per_100']:.0f}" for r in rows],
-        t("trust.bands_rate"): [pct(r["rate"]) for r in rows]}))
+        (t("trust.bands_events_named", outcome=named) if named else t("trust.bands_events")):
+            [f"{r['events_per_100']:.0f}" for r in rows],
+        (t("trust.bands_rate_named", outcome=named) if named else t("trust.bands_rate")): [pct(r["rate"]) for r in rows]}))
     st.caption(t("trust.bands_per_100", n=len(y)))
     with st.form("trust_bands_form"):
         who = st.text_input(t("trust.bands_set_by"), max_chars=80, key="trust_bands_who")
@@ -204,7 +206,8 @@ with tabs[0]:
         st.markdown(t("trust.calibration_in_force", method=method_name(method)))
         rows = [("calibration_slope", t("metric.calibration_slope"), 2), ("calibration_intercept",
                 t("metric.calibration_intercept"), 2), ("ece", t("trust.ece"), 3), ("brier", t("metric.brier"), 3),
-                ("mean_risk", t("trust.mean_risk"), 3), ("observed_rate", t("trust.observed_rate"), 3)]
+                ("mean_risk", t("trust.mean_risk"), 3), ("observed_rate",
+                 (t("trust.observed_rate_named", outcome=named) if named else t("trust.observed_rate")), 3)]
         table = pd.DataFrame({t("card.metric"): [label for _, label, _ in rows],
                               t("trust.before"): [num(report["before"][k], d) for k, _, d in rows],
                               t("trust.after"): [num(report["after"][k], d) for k, _, d in rows]})
@@ -297,7 +300,8 @@ with tabs[2]:
             figure(plots.subgroup_auc(table[~table["too_few"]], title=t("trust.subgroup_fig")), "trust_subgroups")
             shown = pd.DataFrame({
                 t("trust.sg_column"): table["column"], t("trust.sg_group"): table["group"],
-                t("trust.sg_n"): table["n"], t("trust.sg_events"): table["events"],
+                t("trust.sg_n"): table["n"], (t("trust.sg_events_named", outcome=named) if named
+                                                                               else t("trust.sg_events")): table["events"],
                 t("trust.sg_prevalence"): table["prevalence"].map(pct),
                 t("trust.sg_mean_risk"): table["mean_risk"].map(pct),
                 t("trust.sg_auc"): [t("trust.sg_too_few", n=MIN_PER_CLASS) if few else f"{num(a)} ({num(lo)}–{num(hi)})"

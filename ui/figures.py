@@ -8,15 +8,16 @@ from __future__ import annotations
 import pandas as pd
 
 from core import plots
-from ui.i18n import feature_label, feature_value, lang, t
+from ui.i18n import feature_label, feature_value, lang, outcome_name, outcome_words, t
 
 
 def _names(fig, mapping: dict) -> None:
     fig.for_each_trace(lambda tr: tr.update(name=mapping.get(tr.name, tr.name)))
 
 
-def _outcome_names() -> dict:
-    return {"no disease": t("fig.no_disease"), "disease": t("fig.disease")}
+def _outcome_names(schema=None) -> dict:
+    positive, negative = outcome_words(schema)
+    return {"no disease": negative, "disease": positive}
 
 
 def distribution(cohort, feature):
@@ -26,7 +27,7 @@ def distribution(cohort, feature):
         values = values.map(lambda v: None if pd.isna(v) else feature_value(feature, v))
     label = feature_label(feature) + (f" ({feature.display_unit(lang())})" if feature.unit and not coded else "")
     fig = plots.distribution_by_outcome(values, pd.Series(cohort.y, index=values.index), label, coded)
-    _names(fig, _outcome_names())
+    _names(fig, _outcome_names(cohort.schema))
     # The legend between the title and the plot: below it, it sat on the codes' names under the bars
     fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left"),
                       title=dict(y=0.98, yanchor="top"), margin=dict(t=70), height=320 if coded else 280)
@@ -56,9 +57,13 @@ def calibration(table: pd.DataFrame):
     return fig
 
 
-def confusion(m: dict):
+def confusion(m: dict, schema=None):
     fig = plots.confusion_matrix(m["tn"], m["fp"], m["fn"], m["tp"])
-    fig.update_traces(x=[t("fig.pred_negative"), t("fig.pred_positive")], y=[t("fig.no_disease"), t("fig.disease")])
+    positive, negative = outcome_words(schema)
+    name = outcome_name(schema)
+    predicted = ([t("fig.pred_negative_named", outcome=name), t("fig.pred_positive_named", outcome=name)] if name
+                 else [t("fig.pred_negative"), t("fig.pred_positive")])
+    fig.update_traces(x=predicted, y=[negative, positive])
     fig.update_layout(title=t("fig.confusion", threshold=f"{m['threshold']:.0%}"))
     return fig
 

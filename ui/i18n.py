@@ -45,3 +45,18 @@ def lang_key(base: str) -> str:
                 st.session_state[key] = st.session_state[f"{base}@{other}"]
                 break
     return key
+
+
+def outcome_name(schema) -> str | None:
+    """What the risk is a risk of, in the session's language: the cohort's own words (Schema.outcome_name);
+    None for the UCI layouts, whose wording ("disease") the translation table has."""
+    return schema.outcome_name(lang()) if schema is not None else None
+
+
+def outcome_words(schema) -> tuple[str, str]:
+    """(with the outcome, without it) as legends and table cells say them: "disease" / "no disease", or the
+    cohort's own outcome (issue 16.10: one outcome name on every page, charts and tables included)."""
+    name = outcome_name(schema)
+    if name:
+        return t("outcome.with", outcome=name), t("outcome.without", outcome=name)
+    return t("fig.disease"), t("fig.no_disease")

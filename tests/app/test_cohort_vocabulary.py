@@ -45,6 +45,11 @@ def editor_frame(at: AppTest) -> pd.DataFrame:
     return at.data_editor[0].value
 
 
+def tables(at: AppTest) -> list[pd.DataFrame]:
+    from tables import shown_tables
+    return shown_tables(at.main)
+
+
 def report(at: AppTest) -> str:
     return "\n".join(p.message for p in at.session_state["cohort"].problems)
 
@@ -200,6 +205,18 @@ def test_a_rare_outcome_gets_its_name_and_a_proposed_threshold_on_every_page():
     at.switch_page("pages/trust.py").run()
     no_exceptions(at)
     assert any("with 10-year coronary heart disease." in c.value for c in at.caption)
+    # Issue 16.10 / QA: the outcome's name in the tables, the charts and the similar patients too.
+    outcome = "10-year coronary heart disease"
+    assert any(c == f"With {outcome}" for df in tables(at) for c in df.columns), [list(d.columns) for d in tables(at)]
+    at.switch_page("pages/train.py").run()
+    confusion = next(c for c in at.get("plotly_chart") if "Confusion" in c.proto.spec or "confusion" in c.proto.spec)
+    assert f"predicted no {outcome}" in confusion.proto.spec and f"no {outcome}" in confusion.proto.spec
+    assert '"disease"' not in confusion.proto.spec
+    at.switch_page("pages/patient.py").run()
+    no_exceptions(at)
+    at.segmented_control(key="pt_more").set_value("similar").run()  # the section under the result
+    no_exceptions(at)
+    assert any(m.label == f"{outcome} among these 10" for m in at.metric), [m.label for m in at.metric]
 
 
 def test_a_uci_site_file_without_any_cholesterol_trains_and_every_page_renders():

@@ -167,10 +167,10 @@ def test_similar_patients_come_from_the_active_cohort():
     assert any(c.startswith("From the active cohort: ") and f"({cohort.n} patients)" in c for c in texts(at.caption))
     rate = metric(at, tr("similar.outcome_rate", k=10)).value
     outcomes = table[tr("similar.outcome")]
-    assert percent(rate) == pytest.approx(100 * (outcomes == tr("similar.yes")).mean(), abs=0.5)
+    assert percent(rate) == pytest.approx(100 * (outcomes == tr("fig.disease")).mean(), abs=0.5)
     # with its Wilson 95% interval under it
     from core.metrics import wilson_interval
-    low, high = wilson_interval(int((outcomes == tr("similar.yes")).sum()), 10)
+    low, high = wilson_interval(int((outcomes == tr("fig.disease")).sum()), 10)
     assert tr("metric.interval", low=f"{float(low):.0%}", high=f"{float(high):.0%}") in texts(at.caption)
 
 
