@@ -280,10 +280,11 @@ if with_reasons and len(table) > background_rows():
             st.error(t("scoring.job_no_bundle", reason=store_reason(exc)), icon=":material/error:")
             st.stop()
         info = st.session_state.get("model_info") or {}
-        if upload is not None:  # the file as uploaded: the job reads it as `python -m core score` would
-            suffix = Path(upload.name).suffix.lower()
+        suffix = Path(upload.name).suffix.lower() if upload is not None else ""
+        if upload is not None and suffix != ".xlsx":  # the file as uploaded: read as `python -m core score` would
             data = {"data": upload.getvalue(), "suffix": suffix if suffix in {f".{x}" for x in UPLOAD_TYPES} else ".csv"}
-        else:
+        else:  # the cohort, or a workbook as read here (the job would read a workbook whole, as one part: no
+            # progress until the end), as Parquet in parts
             data = {"table": table}
         job = ScoringJob(bundle, name=title, total=len(table), with_reasons=True, lang=lang(), model=model,
                          model_label=info.get("name"), **data)

@@ -5,6 +5,7 @@ so that the demo cohort counts as large. The model is a real (small) trained net
 from its bundle, verified, as the CLI does."""
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -235,3 +236,27 @@ def test_a_part_of_the_file_that_cannot_be_read_is_said_not_a_silently_shorter_t
     warning = tr("scoring.job_unread", n="500", total="1,200",
                  reason="ward.csv: rows 501-1000 read as 499 rows instead of 500")
     assert warning in texts(at.warning)
+
+
+def test_an_uploaded_workbook_is_scored_in_parts(trained, monkeypatch):
+    """A workbook is read here (the batch reader would read it whole as one part: no progress until the
+    end) and handed to the job as Parquet in parts; same numbers as score_cohort."""
+    import core.workflow.batch as batch
+    from core.workflow import score_cohort
+    parts = []
+    run_part = batch.run_part
+    monkeypatch.setattr(batch, "run_part", lambda model, part, *a: parts.append(part.id) or run_part(model, part, *a))
+    df = demo_cohort(n=1200, seed=6)
+    buffer = io.BytesIO()
+    df.to_excel(buffer, index=False)
+    at = scoring_page(trained)
+    at.segmented_control(key="sc_source@en").set_value("upload").run()
+    at.file_uploader(key="sc_upload").set_value(("ward.xlsx", buffer.getvalue(), "application/octet-stream")).run()
+    no_exceptions(at)
+    at.button(key="sc_job_start").click().run()
+    finish(at)
+    job = at.session_state["score_job"]
+    assert job.status == "done", job.error
+    assert len(parts) == 3  # 500 + 500 + 200 rows
+    expected = score_cohort(trained.model, df, with_reasons=True).table
+    np.testing.assert_allclose(job.scored.table["risk"], expected["risk"], rtol=0, atol=1e-12)
