@@ -170,14 +170,18 @@ def split_unit(name: str) -> tuple[str, str | None]:
     """(stem, unit) of a column name whose end says its unit: 'age_days' -> ('age', 'days'),
     'totChol_mmol' -> ('totchol', 'mmol/L'), 'Chol [mg/dL]' -> ('chol', 'mg/dl'), 'age in days' ->
     ('age', 'days'); (name, None) when it names no unit."""
-    text = unicodedata.normalize("NFKC", str(name)).strip().lower()
+    written = unicodedata.normalize("NFKC", str(name)).strip()
+    text = written.lower()
     bracket = re.fullmatch(r"(.*?)\s*[(（\[]([^)）\]]*)[)）\]]\s*", text)
     if bracket and bracket.group(1).strip():
         unit = NAME_UNITS.get(_unit_key(bracket.group(2)))
         return (bracket.group(1).strip(), unit) if unit else (text, None)
+    # camelCase words are words too ('totCholMmol', 'ageDays'): a separator before each inner capital
+    # (marked with \0, dropped from the stem: 'totCholMmol' -> 'totchol', as 'totChol_mmol')
+    split = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "\0", written).lower()
     # every separator from the right: 'ldl_mg_dl' is ('ldl', 'mg_dl'), not ('ldl_mg', 'dl')
-    for sep in reversed(list(_SEPARATORS.finditer(text))):
-        stem, tail = text[:sep.start()], _unit_key(text[sep.end():])
+    for sep in reversed(list(re.finditer(r"[\s_\-.\0]+", split))):
+        stem, tail = split[:sep.start()].replace("\0", ""), _unit_key(split[sep.end():].replace("\0", ""))
         if not stem.strip():
             continue
         if tail in NAME_UNITS:

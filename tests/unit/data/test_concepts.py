@@ -263,7 +263,10 @@ def test_distinct_measurements_are_not_taken_for_record_numbers():
     ("age_days", "age", "days"), ("totChol_mmol", "totchol", "mmol/L"), ("glucose_mmol", "glucose", "mmol/L"),
     ("ldl_mg_dl", "ldl", "mg/dl"), ("Chol [mg/dL]", "chol", "mg/dl"), ("age in days", "age", "days"),
     ("Age_YRS", "age", "years"), ("weight-lb", "weight", "lb"), ("sysBP.mmHg", "sysbp", "mmHg"),
-    ("chol (mmol/L)", "chol", "mmol/L"), ("hdl_mmoll", "hdl", "mmol/L"), ("resting_bp", "resting_bp", None)])
+    ("chol (mmol/L)", "chol", "mmol/L"), ("hdl_mmoll", "hdl", "mmol/L"), ("resting_bp", "resting_bp", None),
+    # QA: camelCase names with the unit as the last word
+    ("totCholMmol", "totchol", "mmol/L"), ("ageDays", "age", "days"), ("cholMgDl", "chol", "mg/dl"),
+    ("RestingBP", "restingbp", None), ("HbA1c", "hba1c", None)])
 def test_a_unit_in_the_column_name_is_split_off(name, stem, unit):
     from core.data.concepts import split_unit
     assert split_unit(name) == (stem, unit)
@@ -344,3 +347,13 @@ def test_a_chinese_export_with_text_codes_loads_with_the_concepts_meaning():
 def test_text_codes_that_are_not_the_concepts_are_still_refused():
     (m,) = propose_mapping(pd.DataFrame({"性别": ["男", "女", "未知"] * 10}))
     assert m.concept is None and any("their meaning is not the vocabulary's" in e for e in m.evidence)
+
+
+def test_a_camel_case_name_with_its_unit_maps_to_the_concept_in_that_unit():
+    """QA: 'totCholMmol' was not split, so its cholesterol in mmol/L was read without a unit from the name."""
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"ageDays": rng.uniform(14000, 25000, 60).round(), "totCholMmol": rng.uniform(3.5, 7, 60),
+                       "TenYearCHD": rng.integers(0, 2, 60)})
+    proposals = {m.column: m for m in propose_mapping(df)}
+    assert (proposals["totCholMmol"].concept, proposals["totCholMmol"].unit) == ("total_cholesterol", "mmol/L")
+    assert (proposals["ageDays"].concept, proposals["ageDays"].unit) == ("age", "days")
