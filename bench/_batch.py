@@ -78,7 +78,8 @@ def _run(bundle: str, inputs: list[str], out: Path, engine: str, workers: int | 
 
     def progress(info: dict) -> None:
         while len(driver_memory) < len(checkpoints) and info["rows_done"] >= checkpoints[len(driver_memory)]:
-            driver_memory.append({"rows_done": info["rows_done"], **_rss_mb()})
+            driver_memory.append({"rows_done": info["rows_done"], "elapsed_s": round(time.perf_counter() - t0, 1),
+                                  **_rss_mb()})
 
     t0, t0_unix, cpu0, os0 = time.perf_counter(), time.time(), time.process_time(), os.times()
     result = score(bundle, inputs, out, Options(reasons=True, top=3), engine=engine, workers=workers,
