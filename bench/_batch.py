@@ -5,11 +5,12 @@ process and on Ray Data with 2 workers on this machine, and a larger run for mem
     python -m bench._batch big BUNDLE_DIR ROWS     # Ray with 2 workers on a larger population: its driver's
                                                    # peak RSS (the driver never loads TensorFlow) and the workers'
 
-Rates are "steady": each worker's rows over its own span, from its first part's start to its last part's
-end (each part report carries its wall-clock start and end), summed over the workers; so Ray's start-up
-and each worker's start (Ray's worker process, imports, the bundle load) are reported separately
-(``startup_s``, ``actors_*``) instead of diluting a short run. ``window_rows_per_s`` is rows over the
-first part's start to the last part's end (it also counts one worker scoring while the other starts).
+Rates are "steady": rows per second from the moment every worker was ready to the last part's end (each
+part report carries its wall-clock start and end and its actor's ready time; see ``_steady``), so Ray's
+start-up and each worker's start (Ray's worker process, imports, the bundle load) are reported
+separately (``startup_s``, ``actors_*``) instead of diluting a short run. ``window_rows_per_s`` is rows
+over the first part's start to the last part's end (it also counts one worker scoring while the other
+starts).
 """
 from __future__ import annotations
 
@@ -30,20 +31,24 @@ def batch_scoring_big(bundle_dir: str, rows: int, timeout: float = 3600) -> dict
     return run_subprocess("bench._batch", ["big", bundle_dir, str(rows)], timeout)
 
 
-def _steady(manifest: dict) -> dict:
-    """The job's rate once its workers score: each worker's rows over its own span (its first part's
-    start to its last part's end), summed over the workers; and the rows over the whole window (the
-    first part's start to the last part's end), which also counts the time one worker scored while
-    another was still starting, and the tail when one had no part left."""
+def _steady(manifest: dict, workers: int = 1) -> dict:
+    """The job's rate once its workers score: rows per second from the moment the last of the first
+    ``workers`` actors was ready (inline: the first part's start) to the last part's end, a part
+    running across that moment counted for the share of its time after it. This window holds the tail
+    (a worker with no part left) and any worker lost and restarted; it leaves out the start-up (Ray's,
+    each actor's). ``window_rows_per_s``: all rows over the first part's start to the last part's end
+    (it also counts one worker scoring alone while another starts)."""
     reports = [r for r in manifest["parts"].values() if not r.get("error")]
-    window = max(r["ended_at"] for r in reports) - min(r["started_at"] for r in reports)
-    by_worker: dict[int, list[dict]] = {}
+    first, last = min(r["started_at"] for r in reports), max(r["ended_at"] for r in reports)
+    ready = sorted({r["actor_ready_at"] for r in reports if r.get("actor_ready_at") is not None})
+    since = max(first, ready[workers - 1] if len(ready) >= workers else first)
+    rows = 0.0
     for r in reports:
-        by_worker.setdefault(r["worker_pid"], []).append(r)
-    per_worker = [sum(r["rows"] for r in rs) / (max(r["ended_at"] for r in rs) - min(r["started_at"] for r in rs))
-                  for rs in by_worker.values()]
-    return {"steady_rows_per_s": sum(per_worker), "steady_rows_per_s_by_worker": sorted(per_worker),
-            "window_rows_per_s": sum(r["rows"] for r in reports) / window, "steady_s": window}
+        span = r["ended_at"] - r["started_at"]
+        after = max(0.0, r["ended_at"] - max(r["started_at"], since))
+        rows += r["rows"] * (after / span if span > 0 else float(r["started_at"] >= since))
+    return {"steady_rows_per_s": rows / (last - since), "steady_from_s": since - first, "steady_s": last - since,
+            "window_rows_per_s": sum(r["rows"] for r in reports) / (last - first), "window_s": last - first}
 
 
 def _population(folder: Path, rows: int, files: int = 4) -> list[str]:
@@ -88,10 +93,10 @@ def _run(bundle: str, inputs: list[str], out: Path, engine: str, workers: int | 
     os1 = os.times()
     m = result.manifest
     assert m["complete"] and not m["parts_failed"], m["bad_files"]
-    steady = _steady(m)
+    workers = m["engine"].get("workers") or 1
+    steady = _steady(m, workers)
     reports = list(m["parts"].values())
     cpu = sum(r["cpu_s"] for r in reports)
-    workers = m["engine"].get("workers") or 1
     actors = {r["worker_pid"]: r for r in reports if r.get("actor_ready_at")}
     startup = {
         # When each actor was ready to score (its bundle loaded), from the job's start; and its own load.
@@ -101,7 +106,8 @@ def _run(bundle: str, inputs: list[str], out: Path, engine: str, workers: int | 
             if r.get("actor_process_started_at")),
         "actors_bundle_load_s": sorted(r["actor_load_s"] for r in actors.values()),
         "workers_imported_tensorflow": any(r.get("worker_tensorflow") for r in reports)}
-    return {"rows": m["rows"]["total"], "wall_s": wall, **steady, "startup_s": wall - steady["steady_s"],
+    driver_memory.append({"rows_done": m["rows"]["total"], "elapsed_s": round(wall, 1), **_rss_mb()})
+    return {"rows": m["rows"]["total"], "wall_s": wall, **steady, "startup_s": wall - steady["window_s"],
             "part_rows": part_rows, "parts": len(reports), **startup,
             # What else used the cores: this driver (planning, Ray Data's executor, the manifest), and the
             # processes it started and waited for (Ray's raylet and GCS, and through them the workers).
@@ -111,7 +117,10 @@ def _run(bundle: str, inputs: list[str], out: Path, engine: str, workers: int | 
             "driver_memory": driver_memory, "workers_memory": _workers_memory(reports, checkpoints),
             # per CPU-second of the workers: the rate of one free core; the share: how much of its cores
             # the job got on this shared machine (1.0 = every worker on a core of its own all the time)
-            "rows_per_worker_cpu_s": m["rows"]["total"] / cpu, "cpu_share": cpu / (steady["steady_s"] * workers),
+            "rows_per_worker_cpu_s": m["rows"]["total"] / cpu,
+            "rows_per_scoring_thread_cpu_s": m["rows"]["total"] / sum(r["thread_cpu_s"] for r in reports),
+            "cpu_share": cpu / (steady["window_s"] * workers),
+            "workers_started": len({r["worker_pid"] for r in reports}),  # > workers: one was lost and restarted
             "worker_peak_rss_mb": max(r.get("worker_peak_rss_mb") or 0 for r in reports),
             "workers": m["engine"].get("workers")}
 

@@ -363,7 +363,7 @@ def write_part(df, output: Path, part: Part) -> dict:
 def run_part(model, part: Part, options: Options, output: Path) -> dict:
     """Score and write one part; a part that cannot be read becomes a report with its error (the file
     is bad), never an exception that would stop the job."""
-    t0, started, cpu = time.perf_counter(), time.time(), time.process_time()
+    t0, started, cpu, thread_cpu = time.perf_counter(), time.time(), time.process_time(), time.thread_time()
     try:
         df, report = score_part(model, part, options)
         report.update(write_part(df, output, part))
@@ -376,6 +376,9 @@ def run_part(model, part: Part, options: Options, output: Path) -> dict:
                   "error": f"internal error while scoring ({type(exc).__name__})"}
     report["seconds"] = time.perf_counter() - t0
     report["cpu_s"] = time.process_time() - cpu  # this process's CPU time: the rate per core on a busy machine
+    # This thread's alone: the scoring itself, without what the process's other threads (a Ray worker's
+    # own: gRPC, event loop, metrics) used meanwhile.
+    report["thread_cpu_s"] = time.thread_time() - thread_cpu
     # Wall-clock start and end (for the job's steady rate across workers) and the worker's own memory.
     report["started_at"], report["ended_at"] = started, time.time()
     report["worker_pid"] = os.getpid()

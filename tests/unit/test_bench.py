@@ -51,14 +51,22 @@ def _report(pid, start, end, rows, peak=300.0):
     return {"worker_pid": pid, "started_at": start, "ended_at": end, "rows": rows, "worker_peak_rss_mb": peak}
 
 
-def test_batch_steady_rate_is_each_workers_own_span_summed():
-    """A worker that started 10 s late does not count as idle in the steady rate (its start-up is apart);
-    the window rate, over the whole first-start-to-last-end span, does count it."""
+def test_batch_steady_rate_counts_from_when_every_worker_was_ready():
+    """Worker 2 was ready 10 s after worker 1: the steady window starts then; worker 1's part running
+    across that moment counts for its share after it. A worker restarted later (pid 3) does not move the
+    window's start. The window rate counts everything from the first part's start."""
     from bench._batch import _steady
-    parts = [_report(1, 0, 10, 1000), _report(1, 10, 20, 1000), _report(2, 10, 20, 1000)]
-    out = _steady({"parts": {str(k): r for k, r in enumerate(parts)}})
-    assert out["steady_rows_per_s_by_worker"] == [100.0, 100.0] and out["steady_rows_per_s"] == 200.0
-    assert out["steady_s"] == 20 and out["window_rows_per_s"] == 150.0
+    ready = {1: 0.0, 2: 10.0, 3: 25.0}
+    parts = [_report(1, 0, 12, 1200), _report(1, 12, 22, 1000), _report(2, 10, 20, 1000), _report(2, 20, 22, 200),
+             _report(3, 25, 30, 500)]
+    for r in parts:
+        r["actor_ready_at"] = ready[r["worker_pid"]]
+    out = _steady({"parts": {str(k): r for k, r in enumerate(parts)}}, workers=2)
+    assert out["steady_from_s"] == 10 and out["steady_s"] == 20
+    assert abs(out["steady_rows_per_s"] - (200 + 1000 + 1000 + 200 + 500) / 20) < 1e-9
+    assert out["window_s"] == 30 and abs(out["window_rows_per_s"] - 3900 / 30) < 1e-9
+    inline = _steady({"parts": {"a": _report(1, 5, 15, 1000)}})
+    assert inline["steady_rows_per_s"] == inline["window_rows_per_s"] == 100.0
 
 
 def test_batch_worker_memory_is_read_at_each_row_checkpoint_and_at_the_end():

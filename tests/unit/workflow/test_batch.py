@@ -237,6 +237,7 @@ def ray_cluster():
         "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
     cluster.add_node(num_cpus=1, temp_dir=temp)
     cluster.wait_for_nodes()
+    cluster.temp_dir = temp  # whose workers this test may kill (see _scorer_pids)
     try:
         yield cluster
     finally:
@@ -245,15 +246,22 @@ def ray_cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _scorer_pids() -> list[int]:
+def _scorer_pids(session_dir: str) -> list[int]:
+    """The scoring actors of *this* test's cluster: a PartScorer worker whose raylet (its parent) runs in
+    the cluster's own temp folder. Any PartScorer on the machine would also match other sessions' jobs
+    (a benchmark's 1M-row run lost a worker to this test)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
+                if b"PartScorer" not in cmdline or b"ray::" not in cmdline:
+                    continue
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                parent_cmdline = Path("/proc", parent, "cmdline").read_bytes()
+            except (OSError, IndexError):
                 continue
-            if b"PartScorer" in cmdline and b"ray::" in cmdline:
+            if session_dir.encode() in parent_cmdline:
                 pids.append(int(entry.name))
     return pids
 
@@ -271,7 +279,7 @@ def test_ray_cluster_worker_killed_mid_job_loses_and_duplicates_nothing(trained,
     try:
         deadline = time.monotonic() + 300  # a busy CI machine: each actor starts Ray and loads the bundle
         while time.monotonic() < deadline and job.poll() is None:
-            pids = _scorer_pids()
+            pids = _scorer_pids(ray_cluster.temp_dir)
             written_at_kill = len(list(out.glob("part-*.parquet")))
             if written_at_kill >= 2 and pids:
                 killed = pids[0]
