@@ -31,7 +31,7 @@ from core.evaluate import patient_uncertainty
 from core.model import model_bands
 from core.data import from_model, input_range, number_text, to_model, unit_options
 from ui import figures
-from ui.common import markdown_text, need_model
+from ui.common import NOT_MEASURED, markdown_text, need_model
 from ui.models import audit_identity
 from ui.i18n import feature_label, feature_value, lang, lang_key, outcome_name, outcome_words, t
 from ui.numbers import NotANumber, parse_number
@@ -87,7 +87,8 @@ def fill_form(model, values: dict, only: bool = False) -> None:
             continue
         value = values.get(f.name)
         if f.is_coded:
-            st.session_state[coded_key(f)] = value
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            st.session_state[coded_key(f)] = NOT_MEASURED if missing else value
             continue
         unit = current_unit(f)
         missing = value is None or (isinstance(value, float) and math.isnan(value))
@@ -154,10 +155,15 @@ def input_widget(f, pre, j: int) -> tuple[object, str | None]:
     risk is not computed until it is corrected."""
     label = feature_label(f)
     if f.is_coded:
-        options = list(pre.categories_[f.name]) if f.is_categorical else f.code_values()
-        return st.selectbox(label, options, key=coded_key(f), index=None,
-                            format_func={v: feature_value(f, v) for v in options}.get,
-                            placeholder=t("patient.missing_placeholder"), persist_state="session"), None
+        # "Not measured" is an option of its own, not an empty select: an empty (index=None) select was
+        # cleared by Esc, silently turning a finding into "not measured" and moving the risk (QA).
+        options = [NOT_MEASURED] + (list(pre.categories_[f.name]) if f.is_categorical else f.code_values())
+        key = coded_key(f)
+        if st.session_state.get(key, NOT_MEASURED) is None:  # a form saved before this option existed
+            st.session_state[key] = NOT_MEASURED
+        names = {v: feature_value(f, v) for v in options[1:]} | {NOT_MEASURED: t("patient.missing_placeholder")}
+        chosen = st.selectbox(label, options, key=key, format_func=names.get, persist_state="session")
+        return (None if chosen is None or chosen == NOT_MEASURED else chosen), None
     units = unit_options(f)
     unit = current_unit(f)
     unit_shown = shown_unit(f, unit)

@@ -14,6 +14,7 @@ TRAIN_PAGE = "pages/train.py"
 COHORT_PAGE = "pages/cohort.py"
 # Tables up to this many rows are drawn as Markdown, longer ones as st.dataframe (scroll, sort): see show_table.
 STATIC_TABLE_MAX_ROWS = 50
+NOT_MEASURED = "not measured"  # a coded field's own "not measured" option (its value; shown translated)
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 

@@ -89,4 +89,4 @@ def test_chinese_units_are_translated_and_labels_stand_above_coded_fields():
     no_exceptions(at)
     assert field(at, "age").label == "年龄 (岁)"
     ca = next(s for s in at.selectbox if str(s.key).startswith("pt_ca@"))
-    assert ca.label == "荧光透视着色的主要血管数" and ca.options == ["0 支", "1 支", "2 支", "3 支"]  # no label inside
+    assert ca.label == "荧光透视着色的主要血管数" and ca.options == ["未测量", "0 支", "1 支", "2 支", "3 支"]  # no label inside

@@ -12,6 +12,7 @@ from core.plots import wrap_label
 from core.model import RiskModel, TrainConfig
 from conftest import ROOT
 from i18n_table import tr
+from ui.common import NOT_MEASURED
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def patient_page(model, lang: str = "en") -> AppTest:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_an_empty_field_gives_a_range_and_is_never_a_reason(ensemble, lang):
     at = patient_page(ensemble, lang)
-    at.selectbox(key=f"pt_ca@{lang}").set_value(None).run()
+    at.selectbox(key=f"pt_ca@{lang}").set_value(NOT_MEASURED).run()
     assert [e.value for e in at.exception] == []
     label = cleveland_schema()["ca"].display_label(lang)
     markdown = [m.value for m in at.markdown]
@@ -58,7 +59,7 @@ def test_an_empty_field_gives_a_range_and_is_never_a_reason(ensemble, lang):
 
 def test_the_risk_curve_with_an_input_not_measured(ensemble):
     at = patient_page(ensemble)
-    at.selectbox(key="pt_ca@en").set_value(None).run()
+    at.selectbox(key="pt_ca@en").set_value(NOT_MEASURED).run()
     at.segmented_control(key="pt_more").set_value("sensitivity").run()
     assert [e.value for e in at.exception] == []
     chart = json.loads(at.get("plotly_chart")[-1].proto.spec)

@@ -110,3 +110,30 @@ def test_the_band_filter_shows_the_bands_listed_after_leaving_and_switching_lang
     choose(page, sidebar(page).get_by_test_id("stSelectbox"), "English")
     wait_idle(page)
     check("en")
+
+
+def test_escape_in_a_coded_field_keeps_its_value_and_the_risk(server, page):
+    """QA: Esc in an open coded field (chest pain type) turned it into 'not measured' and moved the risk
+    88.9% -> 82.3%; 'not measured' is now an option to choose, not what an empty select means."""
+    from browser_util import risk_text
+    open_dashboard(page, server)
+    train(page, epochs=15)
+    go_to(page, "nav.patient")
+    expect(page.get_by_test_id("stMetric").first).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    from core.data import cleveland_schema
+    chest_pain = cleveland_schema()["cp"].display_label("en")
+    select = page.get_by_test_id("stSelectbox").filter(has_text=chest_pain)
+    value = select.locator("input").input_value()
+    before = risk_text(page)
+    assert value and value != tr("patient.missing_placeholder")
+    select.locator("input").click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    assert select.locator("input").input_value() == value
+    assert risk_text(page) == before
+    choose(page, select, tr("patient.missing_placeholder"))  # chosen on purpose: the estimate says so
+    wait_idle(page)
+    head = tr("patient.missing_range", risk="@", low="@", high="@", features="@").split("**")[0]
+    expect(page.get_by_test_id("stMarkdown").filter(has_text=head).filter(has_text=chest_pain).first).to_be_visible()
