@@ -266,6 +266,21 @@ def _scorer_pids(session_dir: str) -> list[int]:
     return pids
 
 
+def test_the_kill_picks_only_this_clusters_workers(tmp_path):
+    """Another session's scoring worker (same process title, another raylet) is never a candidate: the
+    first version of _scorer_pids matched any PartScorer on the machine and killed a benchmark's worker."""
+    other = subprocess.Popen(["bash", "-c", "exec -a 'ray::MapWorker(MapBatches(PartScorer)).submit' sleep 60"])
+    try:
+        deadline = time.monotonic() + 10
+        while b"PartScorer" not in Path(f"/proc/{other.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b"PartScorer" in Path(f"/proc/{other.pid}/cmdline").read_bytes()
+        assert other.pid not in _scorer_pids(str(tmp_path))
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_ray_cluster_worker_killed_mid_job_loses_and_duplicates_nothing(trained, inputs, ref, ray_cluster, tmp_path):
     _, bundle = trained
     folder, _ = inputs
