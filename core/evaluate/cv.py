@@ -158,17 +158,10 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
     tasks); each fold seeds everything it draws, so the numbers are the same. ``should_stop`` is then only
     asked once all folds are done.
     """
-    from sklearn.model_selection import RepeatedStratifiedKFold
-
     config = config or TrainConfig()
     y = as_outcome(y, len(df))
-    counts = np.bincount(y.astype(int), minlength=2)
-    if counts.min() < n_splits:
-        raise CohortError(f"{n_splits}-fold cross-validation needs at least {n_splits} patients of each outcome; "
-                          f"the smaller class has {int(counts.min())}")
     started = time.perf_counter()
-    splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
-    splits = [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(np.zeros(len(y)), y)]
+    splits = _splits(y, n_splits, n_repeats, seed)
     total = len(splits)
     # What a fold needs, as built here: the cohort's table and outcomes, the fold rows, the schema and the
     # settings as JSON (a Ray worker rebuilds them; the in-process run goes through the same rebuild).
@@ -201,6 +194,17 @@ def cross_validate(df: pd.DataFrame, y, schema: Schema, config: TrainConfig | No
     return CVResult(folds=folds, summary=summary, paired=paired, predictions=pd.concat(predicted, ignore_index=True),
                     n_splits=n_splits, n_repeats=n_repeats,
                     seconds=time.perf_counter() - started, config=config.model_dump(mode="json"))
+
+
+def _splits(y: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    counts = np.bincount(y.astype(int), minlength=2)
+    if counts.min() < n_splits:
+        raise CohortError(f"{n_splits}-fold cross-validation needs at least {n_splits} patients of each outcome; "
+                          f"the smaller class has {int(counts.min())}")
+    splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
+    return [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(np.zeros(len(y)), y)]
 
 
 def fit_fold(shared: dict, k: int) -> tuple[list[dict], list[pd.DataFrame]]:
@@ -279,8 +283,10 @@ def _candidate_config(base: TrainConfig, candidate: dict) -> TrainConfig:
 def grid_search(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GRID, base: TrainConfig | None = None,
                 n_splits: int = 5, n_repeats: int = 1, seed: int = 0, run: Callable | None = None) -> pd.DataFrame:
     """Mean cross-validated AUC of every candidate of ``grid`` (identical folds for all), best first.
-    ``run``: as in :func:`cross_validate` (each candidate's folds spread over it)."""
+    ``run``: as in :func:`cross_validate`; every candidate's folds go to it in one call."""
     base = base or TrainConfig()
+    if run is not None:
+        return _grid_search_on(run, df, y, schema, tuple(grid), base, n_splits, n_repeats, seed)
     rows = []
     for k, candidate in enumerate(grid):
         result = cross_validate(df, y, schema, _candidate_config(base, candidate), n_splits=n_splits,
@@ -288,6 +294,32 @@ def grid_search(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GRID, base: 
         rows.append({"candidate": k, **candidate, "roc_auc": result.mean("mlp", "roc_auc")})
     # Stable: on a tie the earlier candidate wins, the same way in the inner and the full search.
     return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _grid_search_on(run: Callable, df, y, schema: Schema, grid: tuple, base: TrainConfig, n_splits: int,
+                    n_repeats: int, seed: int) -> pd.DataFrame:
+    """grid_search with every candidate's folds in one ``run`` (all of a cluster's cores busy at once, not
+    one candidate's few folds at a time): the same folds, fits and mean AUC as one cross_validate each."""
+    y = as_outcome(y, len(df))
+    splits = _splits(y, n_splits, n_repeats, seed)
+    shared = {"df": df, "y": y, "splits": splits, "schema": schema.to_json(), "n_splits": n_splits,
+              "baseline": False, "configs": [_candidate_config(base, c).model_dump(mode="json") for c in grid]}
+    done = run(fit_grid_fold, shared, [(c, k) for c in range(len(grid)) for k in range(len(splits))])
+    rows = []
+    for c, candidate in enumerate(grid):
+        folds = pd.DataFrame([row for fold_rows, _ in done[c * len(splits):(c + 1) * len(splits)]
+                              for row in fold_rows])
+        summary = _summarise(folds, "model", SUMMARY_METRICS)  # as CVResult.mean reads it
+        auc = summary[(summary["model"] == "mlp") & (summary["metric"] == "roc_auc")]["mean"].iloc[0]
+        rows.append({"candidate": c, **candidate, "roc_auc": float(auc)})
+    return pd.DataFrame(rows).sort_values("roc_auc", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def fit_grid_fold(shared: dict, item: tuple[int, int]) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Fold k of candidate c of a grid search (``item`` = (c, k)): :func:`fit_fold` with that candidate's
+    settings."""
+    c, k = item
+    return fit_fold({**shared, "config": shared["configs"][c]}, k)
 
 
 def nested_cross_validate(df: pd.DataFrame, y, schema: Schema, grid=SELECTION_GRID, base: TrainConfig | None = None,

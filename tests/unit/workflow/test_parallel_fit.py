@@ -66,6 +66,24 @@ def test_ensemble_members_on_ray_equal_the_serial_fit(cohort, ray_local):
     assert not spread.stopped_by_user_ and spread.config.members == 3
 
 
+def test_a_grid_search_on_ray_equals_the_serial_one_in_one_call(cohort, ray_local):
+    """Every candidate's folds go to Ray in one call (a cluster's cores all busy), with the serial AUCs."""
+    from core.evaluate import grid_search
+    grid = ({"l2": 0.01, "learning_rate": 0.01}, {"l2": 0.05, "learning_rate": 0.003})
+    base = TrainConfig(epochs=6, patience=3, seed=2)
+    serial = grid_search(cohort.df, cohort.y, cohort.schema, grid, base, n_splits=2, n_repeats=1, seed=4)
+    calls = []
+    spread_on = engine.RayMap(workers=2)
+
+    def run(fn, shared, items, progress=None):
+        calls.append(list(items))
+        return spread_on(fn, shared, calls[-1], progress)
+
+    spread = grid_search(cohort.df, cohort.y, cohort.schema, grid, base, n_splits=2, n_repeats=1, seed=4, run=run)
+    assert calls == [[(0, 0), (0, 1), (1, 0), (1, 1)]]
+    pd.testing.assert_frame_equal(serial, spread, check_exact=True)
+
+
 def test_a_fold_whose_worker_dies_is_retried_and_the_numbers_do_not_change(cohort, ray_local, tmp_path):
     """The worker fitting fold 2 dies (the process exits, as on a lost node) the first time; Ray runs the
     fold again on a fresh worker and the result is the serial one."""
