@@ -204,7 +204,12 @@ def results_panel(cohort) -> None:
                              config={"displayModeBar": False})
     if result is None:  # a loaded bundle keeps its metrics, not the test patients' risks
         metrics = meta.metrics
-        st.caption(t("train.stored_metrics"))
+        site = getattr(meta.extra, "site_update", None) or {}
+        if site:
+            st.caption(t("train.stored_metrics_site", n=site.get("n", "?"), site=site.get("site", "?"),
+                         method=site.get("method", "?")))
+        else:
+            st.caption(t("train.stored_metrics"))
         metric_grid(metrics)
         return
     st.caption(t("train.results_help", n=len(result.test_y), train=result.sizes["train"],

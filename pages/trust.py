@@ -203,7 +203,8 @@ with tabs[0]:
     if need_split():
         report = cached("calibration", None, lambda: calibration_report(model, df_test, y_test))
         method = report["method"]
-        st.markdown(t("trust.calibration_in_force", method=method_name(method)))
+        site = getattr(model.calibration_, "site_update", None)
+        st.markdown(t("trust.calibration_in_force", method=t("card.recal_site", site=site) if site else method_name(method)))
         rows = [("calibration_slope", t("metric.calibration_slope"), 2), ("calibration_intercept",
                 t("metric.calibration_intercept"), 2), ("ece", t("trust.ece"), 3), ("brier", t("metric.brier"), 3),
                 ("mean_risk", t("trust.mean_risk"), 3), ("observed_rate",

@@ -32,6 +32,8 @@ def info_from_meta(meta: BundleMeta, source: str, path: Path | None = None) -> d
             # its 95% interval (stored with the metrics), or too few test patients for one
             "test_auc_low": m.get("roc_auc_low"), "test_auc_high": m.get("roc_auc_high"),
             "test_auc_too_few": bool(m.get("roc_auc_too_few")),
+            # a site-updated model's metrics are the site's held-out patients', not a test split's
+            "auc_site": (getattr(meta.extra, "site_update", None) or {}).get("site"),
             "source": source, "path": str(path) if path else None}
     if path is not None:
         from core.model import bundle_digest, version_label  # the store alone: no TensorFlow

@@ -83,7 +83,11 @@ def draw_shell(pages=None) -> None:
             st.caption(t("sidebar.no_model"))
         else:
             st.text(info.get("name") or t("sidebar.unsaved_model"))
-            st.caption(t("sidebar.model_stats", created=info.get("created", "—"), auc=auc_text(info)))
+            if info.get("auc_site"):
+                st.caption(t("sidebar.model_stats_site", created=info.get("created", "—"), site=info["auc_site"],
+                             auc=auc_text(info)))
+            else:
+                st.caption(t("sidebar.model_stats", created=info.get("created", "—"), auc=auc_text(info)))
         job = st.session_state.get("train_job")
         if job is not None and job.running:
             # Redrawn every second on its own (the Train page's bar is a fragment too): the sidebar said

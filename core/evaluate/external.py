@@ -33,7 +33,7 @@ from core.metrics.decision import decision_curve
 from core.metrics.discrimination import binary_metrics
 from core.metrics.intervals import auc_interval, interval_fields, metric_intervals
 from core.model.meta import as_bundle_meta
-from core.model.recalibration import Calibration
+from core.model.recalibration import SITE_UPDATE_SOURCE, Calibration
 
 PREVALENCE_GAP = 0.10  # absolute difference from the training prevalence worth a message
 MIN_EXTERNAL = 30
@@ -229,7 +229,7 @@ def recalibrate_intercept(model, result: ExternalResult):
     delta = _intercept_shift(cal, result.logits, result.y)
     new_cal = Calibration(method="platt", a=cal.a if cal.method == "platt" else 1.0,
                           b=(cal.b if cal.method == "platt" else 0.0) + delta, n=result.n,
-                          source=f"external intercept update: {result.name}", chosen_by="user")
+                          source=f"{SITE_UPDATE_SOURCE}{result.name}", chosen_by="user")
     updated = copy.copy(model)
     updated.metadata_ = copy.deepcopy(getattr(model, "metadata_", {}))
     updated.set_calibration(new_cal)

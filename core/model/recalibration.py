@@ -38,6 +38,9 @@ def _sigmoid(z):
 
 
 
+SITE_UPDATE_SOURCE = "external intercept update: "
+
+
 @dataclass
 class Calibration:
     """A fitted recalibration map (``method`` none / platt / isotonic) with its JSON parameters."""
@@ -54,6 +57,13 @@ class Calibration:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"calibration method must be one of {METHODS}")
+
+    @property
+    def site_update(self) -> str | None:
+        """The site whose patients an intercept update was fitted on (core.evaluate.recalibrate_intercept),
+        else None. Stored as a Platt map with the slope kept, but not Platt scaling: the pages say which."""
+        prefix = SITE_UPDATE_SOURCE
+        return self.source[len(prefix):] if self.method == "platt" and self.source.startswith(prefix) else None
 
     # ---- application ------------------------------------------------------------------------------
     def apply_logits(self, logits: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from core.metrics.bootstrap import N_BOOT
 from core.model.bands import BandCutoffs
 from core.model.bundle import model_meta
 from core.model.meta import BundleMeta, as_bundle_meta
+from core.model.recalibration import SITE_UPDATE_SOURCE
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc", "brier",
                "calibration_slope", "calibration_intercept")
@@ -295,11 +296,16 @@ def trust_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
     method = calibration.get("method", "none")
     if method != "none":
         names = {"platt": tr("card.recal_platt", lang), "isotonic": tr("card.recal_isotonic", lang)}
+        source = str(calibration.get("source") or "")
+        if method == "platt" and source.startswith(SITE_UPDATE_SOURCE):  # not Platt scaling: the slope was kept
+            names["platt"] = tr("card.recal_site", lang, site=source[len(SITE_UPDATE_SOURCE):])
         paragraphs = [tr("card.recal_text", lang, method=names.get(method, method), n=calibration.get("n", "?"),
-                         source=str(calibration.get("source") or tr("card.not_recorded", lang)))]
+                         source=source or tr("card.not_recorded", lang))]
         if method == "platt":
-            paragraphs.append(tr("card.recal_platt_params", lang, a=_num(calibration.get("a"), 3, lang),
-                                 b=_num(calibration.get("b"), 3, lang)))
+            b = calibration.get("b")
+            sign = "−" if isinstance(b, (int, float)) and b < 0 else "+"  # "+ -0.245" read as a typo
+            paragraphs.append(tr("card.recal_platt_params", lang, a=_num(calibration.get("a"), 3, lang), sign=sign,
+                                 b=_num(abs(b) if isinstance(b, (int, float)) else b, 3, lang)))
         else:
             paragraphs.append(tr("card.recal_isotonic_note", lang))
         scores = calibration.get("cv_brier") or {}

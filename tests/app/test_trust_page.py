@@ -87,6 +87,18 @@ def test_trust_page_with_a_trained_model(model_store):
     assert note.count(tr("metric.interval", low="@", high="@").split("@")[0]) == 2, note  # CITL and Brier
     saved_meta = at.session_state["model_meta"].to_json_dict()
     assert saved_meta["metrics"]["n"] == site_n
+    # QA: the sidebar and the Train page called the site's held-out metrics "test" metrics, and the
+    # Calibration tab called the intercept update "Platt scaling".
+    captions = [c.value for c in at.sidebar.caption]
+    assert any(tr("sidebar.model_stats_site", created="@", site="site_b.csv", auc="@").split("@")[1] in c
+               for c in captions), captions
+    assert not any(" · test AUC " in c for c in captions)
+    assert any(tr("card.recal_site", site="site_b.csv") in m for m in texts(at.markdown))
+    at.switch_page("pages/train.py").run()
+    no_exceptions(at)
+    assert any(c.startswith(tr("train.stored_metrics_site", n=site_n, site="site_b.csv", method="@").split("(")[0])
+               for c in texts(at.caption)), texts(at.caption)
+    at.switch_page(PAGE).run()
     assert saved_meta["extra"]["site_update"]["evaluated_on"].startswith("held-out site patients")
 
     # The same page in Chinese, with the saved model.

@@ -208,6 +208,10 @@ def test_site_update_is_measured_on_held_out_site_patients_and_saved_as_such(tra
     assert f"{m['brier']:.3f} ({m['brier_low']:.3f}–{m['brier_high']:.3f})" in card
     site = extra["site_update"]
     assert site["brier_low"] < site["brier"] < site["brier_high"]
+    # QA: the card called the intercept update "Platt scaling" and wrote "+ -0.245".
+    assert "Platt scaling" not in card and "an intercept update at site.csv" in card
+    assert "+ -" not in card
+    assert ("logit − " in card) or ("logit + " in card)
 
 
 # ---- 3. recalibration is not fitted on the patients that chose the epoch --------------------------------
