@@ -57,6 +57,7 @@ def machine() -> dict:
         info["load_average_start"] = list(os.getloadavg())
     except OSError:
         pass
+    info["sched_autogroup"] = _autogroup()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -74,6 +75,16 @@ def machine() -> dict:
         except md.PackageNotFoundError:
             pass
     return info
+
+
+def _autogroup() -> bool | None:
+    """Linux autogroup scheduling: the cores are shared fairly between sessions, so a multi-process job
+    (Ray's driver and workers are one session) gets no more CPU than one process while another session
+    is busy. None where the kernel does not say."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
 
 
 # ---- the table ----------------------------------------------------------------------------------------
@@ -227,7 +238,7 @@ def batch_only(args, data: Path, out: Path) -> int:
 
     results = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
     run = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "load_average_start": list(os.getloadavg())}
+           "load_average_start": list(os.getloadavg()), "sched_autogroup": _autogroup()}
     errors = {}
 
     def section(name, fn):
