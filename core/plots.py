@@ -63,7 +63,8 @@ def history_frame(history: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
 
 
-def training_curves(history: dict, metric: str, best_epoch: int | None = None, max_epochs: int | None = None) -> go.Figure:
+def training_curves(history: dict, metric: str, best_epoch: int | None = None, max_epochs: int | None = None,
+                    best_label: str = "best") -> go.Figure:
     frame = history_frame(history)
     frame = frame[frame.metric == metric]
     fig = go.Figure()
@@ -71,7 +72,7 @@ def training_curves(history: dict, metric: str, best_epoch: int | None = None, m
         part = frame[frame.split == split]
         fig.add_trace(go.Scatter(x=part.epoch, y=part.value, mode="lines", name=split, line=dict(dash=dash)))
     if best_epoch:
-        fig.add_vline(x=best_epoch, line=dict(color="grey", dash="dot"), annotation_text="best")
+        fig.add_vline(x=best_epoch, line=dict(color="grey", dash="dot"), annotation_text=best_label)
     fig.update_layout(title=CURVE_NAMES.get(metric, metric), xaxis_title="epoch", height=280, **_LAYOUT)
     if max_epochs:
         fig.update_xaxes(range=[1, max_epochs])
@@ -287,7 +288,8 @@ def subgroup_auc(table: pd.DataFrame, title: str = "AUC by subgroup") -> go.Figu
     return fig
 
 
-def odds_ratio_forest(table: pd.DataFrame, title: str = "Odds ratios (95% CI)") -> go.Figure:
+def odds_ratio_forest(table: pd.DataFrame, title: str = "Odds ratios (95% CI)",
+                      axis_title: str = "odds ratio") -> go.Figure:
     """table: label, term, odds_ratio, low, high (core.glassbox.GlassBox.odds_ratios); log x-axis."""
     labels = [f"{a} — {b}" for a, b in zip(table["label"], table["term"])]
     high = table["high"].fillna(table["odds_ratio"])
@@ -299,12 +301,13 @@ def odds_ratio_forest(table: pd.DataFrame, title: str = "Odds ratios (95% CI)") 
     fig.add_vline(x=1.0, line=dict(color="grey", dash="dot"))
     fig.update_xaxes(type="log")
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=title, xaxis_title="odds ratio", height=max(260, 40 + 26 * len(labels)), **_LAYOUT)
+    fig.update_layout(title=title, xaxis_title=axis_title, height=max(260, 40 + 26 * len(labels)), **_LAYOUT)
     return fig
 
 
 def importance_side_by_side(table: pd.DataFrame, title: str = "What each model relies on",
-                            names: tuple[str, str] = ("MLP (mean |SHAP|)", "logistic (mean |log-odds|)")) -> go.Figure:
+                            names: tuple[str, str] = ("MLP (mean |SHAP|)", "logistic (mean |log-odds|)"),
+                            axis_title: str = "share of importance") -> go.Figure:
     """table: label, mlp_mean_abs_shap, lr_mean_abs_logodds (core.glassbox.compare_global). Each model's
     importance as a share of its own total, so the two scales can sit on one axis."""
     mlp = table["mlp_mean_abs_shap"] / max(float(table["mlp_mean_abs_shap"].sum()), 1e-12)
@@ -312,7 +315,7 @@ def importance_side_by_side(table: pd.DataFrame, title: str = "What each model r
     fig = go.Figure()
     fig.add_trace(go.Bar(y=table["label"], x=mlp, orientation="h", name=names[0], marker_color="#2E86C1"))
     fig.add_trace(go.Bar(y=table["label"], x=lr, orientation="h", name=names[1], marker_color="#9AA5B1"))
-    fig.update_layout(title=title, barmode="group", xaxis_title="share of importance",
+    fig.update_layout(title=title, barmode="group", xaxis_title=axis_title,
                       height=max(300, 40 + 30 * len(table)), **_LAYOUT)
     fig.update_xaxes(tickformat=".0%")
     fig.update_yaxes(autorange="reversed")

@@ -436,7 +436,7 @@ with tabs[4]:
             # for the cell, with the full reason in a note under the table (a long cell text was cut off).
             no_interval = {"separated": t("trust.or_no_ci_separated_cell"),
                            "not_estimable": t("trust.or_no_ci_not_estimable_cell")}
-            figure(plots.odds_ratio_forest(ors, title=t("trust.or_fig")), "trust_or")
+            figure(plots.odds_ratio_forest(ors, title=t("trust.or_fig"), axis_title=t("trust.or_axis")), "trust_or")
             st.dataframe(pd.DataFrame({
                 t("trust.or_feature"): ors["label"], t("trust.or_term"): ors["term"],
                 t("trust.or_value"): ors["odds_ratio"].map(lambda v: num(v, 2)),
@@ -457,7 +457,8 @@ with tabs[4]:
                     st.caption(t("trust.or_wrong_side", **words))
             side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
             fig = plots.importance_side_by_side(side, title=t("trust.side_fig"),
-                                                names=(t("trust.side_mlp"), t("trust.side_lr")))
+                                                names=(t("trust.side_mlp"), t("trust.side_lr")),
+                                                axis_title=t("trust.side_axis"))
             figure(fig, "trust_side")
             flipped = side[side["disagree"]]["label"].tolist()
             if flipped:

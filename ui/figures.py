@@ -35,7 +35,8 @@ def distribution(cohort, feature):
 
 
 def training_curve(history: dict, metric: str, best_epoch=None, max_epochs=None):
-    fig = plots.training_curves(history, metric, best_epoch=best_epoch, max_epochs=max_epochs)
+    fig = plots.training_curves(history, metric, best_epoch=best_epoch, max_epochs=max_epochs,
+                                best_label=t("fig.best"))
     titles = {"loss": t("fig.loss"), "accuracy": t("fig.accuracy"), "auc": t("fig.auc")}
     _names(fig, {"training": t("fig.training"), "validation": t("fig.validation")})
     fig.update_layout(title=titles.get(metric, metric), xaxis_title=t("fig.epoch"),

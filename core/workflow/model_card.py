@@ -17,7 +17,8 @@ from core.data.schema import Schema
 from core.evaluate.directions import contradiction_sentence, directions_from_json, directions_to_json, model_directions
 from core.evaluate.subgroups import MIN_PER_CLASS
 from core.evaluate.trust import WIDE_INTERVAL
-from core.i18n import tr
+from core.data.demo import DEMO_NAME
+from core.i18n import LANGUAGES, tr, unit_text
 from core.metrics.bootstrap import N_BOOT
 from core.model.bands import BandCutoffs
 from core.model.bundle import model_meta
@@ -138,8 +139,11 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
     sections.append(Section(tr("card.intended_use", lang), paragraphs=[
         intended, bands_sentence(BandCutoffs.from_dict(meta.bands), lang)]))
 
+    source = str(cohort.get("name") or na)
+    if cohort.get("synthetic") and source == DEMO_NAME:  # the shipped demo's name is ours: in the language
+        source = tr("cohort.demo_name", lang)
     rows = [[tr("card.item", lang), tr("card.value", lang)],
-            [tr("card.source", lang), str(cohort.get("name") or na)],
+            [tr("card.source", lang), source],
             [tr("card.synthetic", lang), _num(cohort.get("synthetic"), lang=lang) if "synthetic" in cohort else na],
             [tr("card.rows", lang), _num(cohort.get("rows"), lang=lang) if cohort.get("rows") is not None else na],
             [tr("card.prevalence", lang), _pct(cohort.get("prevalence"), lang)],
@@ -162,7 +166,7 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
             elif f.get("min") is not None or f.get("max") is not None:
                 low, high = (_num(f.get(k), 3, lang).rstrip('0').rstrip('.') for k in ("min", "max"))
                 span = f"{low}–{high}"
-                span += f" {f['unit']}" if f.get("unit") else ""
+                span += f" {unit_text(f['unit'], lang)}" if f.get("unit") else ""  # "18–100 岁"
             else:
                 span = na
             table.append([f["name"], label, kinds.get(f.get("kind", ""), str(f.get("kind", ""))), span])
@@ -231,6 +235,30 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
     sections += disclosure_sections(meta, lang)
     sections.append(Section(tr("card.limits", lang), bullets=known_limits(meta, lang)))
     return sections
+
+
+def _subgroup_namer(schema: dict, lang: str):
+    """A stored subgroup ("sex", "male"; saved in the language of the session that computed it) as the
+    card's language says it: the feature's label and the code's label ("性别：男"); bands stay as numbers."""
+    features = {f["name"]: f for f in (schema or {}).get("features", []) if isinstance(f, dict) and "name" in f}
+    missing = {tr("value.missing", other): tr("value.missing", lang) for other in LANGUAGES}
+
+    def label(item: dict) -> str:
+        return str((item.get("label_zh") if lang == "zh" and item.get("label_zh") else item.get("label"))
+                   or item.get("name") or item.get("value"))
+
+    def name(column, group) -> str:
+        f = features.get(column)
+        if f is None:
+            return f"{column}: {group}"
+        codes = {}
+        for code in f.get("codes") or []:
+            for said in (code.get("label"), code.get("label_zh"), code.get("value")):
+                if said is not None:
+                    codes[str(said)] = label(code)
+        shown = codes.get(str(group), missing.get(str(group), str(group)))
+        return tr("card.sg_row", lang, feature=label(f), group=shown)
+    return name
 
 
 def _metric_cell(metrics: dict, key: str, lang: str) -> str:
@@ -345,10 +373,11 @@ def trust_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
         if groups:
             sg = [[tr("card.sg_group", lang), tr("card.rows", lang), tr("card.prevalence", lang),
                    tr("card.sg_auc", lang), tr("card.sg_citl", lang)]]
+            group_name = _subgroup_namer(meta.feature_schema, lang)
             for g in groups:
                 flag = " *" if g.get("small") else ""
                 too_few = g.get("too_few")
-                sg.append([f"{g.get('column')}: {g.get('group')}{flag}", _num(g.get("n"), lang=lang),
+                sg.append([f"{group_name(g.get('column'), g.get('group'))}{flag}", _num(g.get("n"), lang=lang),
                            _pct(g.get("prevalence"), lang),
                            tr("trust.sg_too_few", lang, n=MIN_PER_CLASS) if too_few else
                            _interval(g.get("auc"), g.get("auc_low"), g.get("auc_high"), lang),

@@ -192,3 +192,20 @@ def test_too_few_test_patients_with_disease_says_so_instead_of_a_number():
     md = card_markdown(meta(metrics=metrics))
     assert f"| {tr('metric.roc_auc')} | {tr('metric.too_few')} |" in md
     assert f"{metrics['roc_auc']:.3f}" not in md.split(tr("metric.roc_auc"))[1].split("\n")[0]
+
+
+def test_chinese_card_says_units_subgroups_and_the_demo_name_in_chinese():
+    """QA (issue 16.9): "18–100 years", subgroup rows "sex: male", "age: < 45" and the demo cohort's English
+    name on the Chinese card. A subgroup is stored in the language of the session that computed it."""
+    from core.data.demo import DEMO_NAME
+    groups = [{"column": "sex", "group": "male", "n": 30, "prevalence": 0.5, "small": False, "too_few": True},
+              {"column": "sex", "group": "female", "n": 12, "prevalence": 0.3, "small": True, "too_few": True},
+              {"column": "age", "group": "< 45", "n": 20, "prevalence": 0.2, "small": False, "too_few": True}]
+    m = meta(extra={**meta()["extra"], "trust": {"n_test": 46, "roc_auc": 0.9, "subgroups": groups},
+                    "cohort": cohort_dict(name=DEMO_NAME, synthetic=True)})
+    md = card_markdown(m, lang="zh")
+    cells = {c.strip() for line in md.splitlines() if line.startswith("|") for c in line.split("|")}
+    assert {"性别：男", "性别：女 *", "年龄：< 45", "18–100 岁", tr("cohort.demo_name", "zh")} <= cells, cells
+    assert not re.search(r"\byears\b|sex:|age:|male|Synthetic|sigmoid", md)
+    english = card_markdown(m, lang="en")
+    assert "| Sex: male |" in english and "| Age: < 45 |" in english and "18–100 years" in english
