@@ -138,7 +138,7 @@ class GlassBox:
         for k, (name, kind, code) in enumerate(self.columns_):
             f = self.schema[name]
             if kind == "numeric":
-                unit = f" {f.display_unit(lang)}" if f.unit else ""  # "8.75 岁" in Chinese
+                unit = f" {f.display_unit(lang)}" if f.unit else ""  # the unit in the language
                 term = tr("glassbox.per_sd", lang, sd=f"{self.sd_.get(name, float('nan')):.3g}", unit=unit)
             else:
                 versus = _code_label(f, self.reference_[name], lang)

@@ -166,7 +166,7 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
             elif f.get("min") is not None or f.get("max") is not None:
                 low, high = (_num(f.get(k), 3, lang).rstrip('0').rstrip('.') for k in ("min", "max"))
                 span = f"{low}–{high}"
-                span += f" {unit_text(f['unit'], lang)}" if f.get("unit") else ""  # "18–100 岁"
+                span += f" {unit_text(f['unit'], lang)}" if f.get("unit") else ""  # the unit in the language
             else:
                 span = na
             table.append([f["name"], label, kinds.get(f.get("kind", ""), str(f.get("kind", ""))), span])
@@ -239,7 +239,7 @@ def card_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
 
 def _subgroup_namer(schema: dict, lang: str):
     """A stored subgroup ("sex", "male"; saved in the language of the session that computed it) as the
-    card's language says it: the feature's label and the code's label ("性别：男"); bands stay as numbers."""
+    card's language says it: the feature's label and the code's label, in the language; bands stay as numbers."""
     features = {f["name"]: f for f in (schema or {}).get("features", []) if isinstance(f, dict) and "name" in f}
     missing = {tr("value.missing", other): tr("value.missing", lang) for other in LANGUAGES}
 
