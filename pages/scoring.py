@@ -23,7 +23,7 @@ from core.workflow import audit_path, log_table
 from core.data import check_features, read_table
 from core.errors import CoreError
 from core.workflow import csv_bytes
-from core.model import model_bands
+from core.model import as_bundle_meta, model_bands
 from core.workflow import bands_sentence
 from core.workflow import percent_range
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
@@ -126,7 +126,9 @@ def show_result(scored, name, bad: tuple[list[dict], int] | None = None) -> None
     c0.metric(t("scoring.patients"), f"{len(full):,}", border=True)
     for col, band in zip((c1, c2, c3), BANDS):
         share = counts[band] / len(full) if len(full) else 0.0
-        col.metric(band_name(band), f"{counts[band]:,}", delta=f"{share:.0%}", delta_color="off", border=True)
+        # the share under the count, without an arrow (an arrow reads as a change since last time)
+        col.metric(band_name(band), f"{counts[band]:,}", delta=f"{share:.0%}", delta_color="off", delta_arrow="off",
+                   border=True)
     st.caption(t("scoring.timing", seconds=f"{scored.seconds:.2f}") + " " + bands_sentence(model_bands(model), lang()))
     if not scored.with_interval:
         st.caption(t("scoring.no_interval"))
@@ -266,6 +268,11 @@ else:
     table, name = read_source(source_id, lambda: (cohort.df, cohort.name))
 title = cohort_title(cohort) if source == "active" else name
 st.caption(t("scoring.which", name=title, n=len(table)))
+trained_on = as_bundle_meta(st.session_state.get("model_meta"))
+if source == "active" and trained_on.fingerprint == cohort.fingerprint:
+    # The clinical standard: no number reported on the data it was fitted on, or said so beside it (QA).
+    st.warning(t("scoring.in_sample", n=f"{(trained_on.n_train or 0) + (trained_on.n_val or 0):,}", total=f"{len(table):,}"),
+               icon=":material/warning:")
 
 # Reasons on by default at any size: a large cohort scores in the background, so they cost no wait on screen.
 with_reasons = st.checkbox(t("scoring.with_reasons"), value=True, key="sc_reasons",

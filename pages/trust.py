@@ -454,7 +454,8 @@ with tabs[4]:
                 if row["certain"]:
                     st.warning(t("trust.or_contradiction", **words), icon=":material/warning:")
                 else:
-                    st.caption(t("trust.or_wrong_side", **words))
+                    side = t("trust.or_below") if row["odds_ratio"] < 1 else t("trust.or_above")
+                    st.caption(t("trust.or_wrong_side", side=side, **words))
             side = cached("glass_global", lang(), lambda: compare_global(model, glass, df_test, lang()))
             fig = plots.importance_side_by_side(side, title=t("trust.side_fig"),
                                                 names=(t("trust.side_mlp"), t("trust.side_lr")),

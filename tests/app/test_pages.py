@@ -561,3 +561,14 @@ def test_the_sidebar_gives_the_test_auc_with_its_interval_or_says_too_few():
                   + tr("metric.interval", low=f"{low:.2f}", high=f"{high:.2f}") + ")").split("@ · ")[1]
     assert any(c.endswith(expected) for c in texts(at.sidebar.caption)), texts(at.sidebar.caption)
     assert auc_text({"test_auc": 0.9, "test_auc_too_few": True}) == tr("metric.too_few")
+
+
+def test_scoring_the_cohort_the_model_was_trained_on_says_the_risks_are_in_sample():
+    """QA: all 303 Cleveland patients were scored into bands with no word that 257 of them trained the model."""
+    at = new_app()
+    train(at, epochs=3)
+    sizes = at.session_state["train_result"].sizes
+    at.switch_page("pages/scoring.py").run()
+    no_exceptions(at)
+    expected = tr("scoring.in_sample", n=f"{sizes['train'] + sizes['validation']:,}", total="303")
+    assert expected in texts(at.warning), texts(at.warning)
