@@ -28,9 +28,9 @@ from core.workflow import bands_sentence
 from core.workflow import percent_range
 from core.workflow import BANDS, excel_bytes, filter_scored, score_cohort
 from ui.common import file_slug, need_model, rule_text, show_problems
-from ui.i18n import LANGUAGES, feature_label, lang, lang_key, t
+from ui.i18n import feature_label, lang, lang_key, t
 from ui.models import audit_identity, model_bundle_dir, store_reason
-from ui.scoring_job import ScoringJob, background_rows, progress_text
+from ui.scoring_job import ScoringJob, background_rows, progress_text, seconds_text
 from ui.shell import ensure_shell
 from ui.state import active_cohort, cohort_title, session_cache
 
@@ -64,7 +64,7 @@ def read_source(source_id, load):
     table, name, error = session_cache("scoring_input", key, read)
     if error:
         if name is not None:
-            st.caption(t("scoring.which", name=name, n=len(table)))
+            st.caption(t("scoring.which", name=name, n=f"{len(table):,}"))
         st.error(error, icon=":material/error:")
         st.stop()
     return table, name
@@ -129,7 +129,7 @@ def show_result(scored, name, bad: tuple[list[dict], int] | None = None) -> None
         # the share under the count, without an arrow (an arrow reads as a change since last time)
         col.metric(band_name(band), f"{counts[band]:,}", delta=f"{share:.0%}", delta_color="off", delta_arrow="off",
                    border=True)
-    st.caption(t("scoring.timing", seconds=f"{scored.seconds:.2f}") + " " + bands_sentence(model_bands(model), lang()))
+    st.caption(t("scoring.timing", seconds=seconds_text(scored.seconds)) + " " + bands_sentence(model_bands(model), lang()))
     if not scored.with_interval:
         st.caption(t("scoring.no_interval"))
     if bad is not None:
@@ -223,7 +223,8 @@ def job_panel(job: ScoringJob) -> None:
             write_audit(rows, rows["risk"], rows["risk_band"])
         st.caption(t("scoring.job_model", model=job.model_label or t("sidebar.unsaved_model")))
         if job.with_reasons and job.lang != lang():  # the reasons' words were written when it ran
-            st.caption(t("scoring.job_reasons_lang", language=LANGUAGES.get(job.lang, job.lang)))
+            names = {"en": t("language.en"), "zh": t("language.zh")}  # in the page's language: "英文"
+            st.caption(t("scoring.job_reasons_lang", language=names.get(job.lang, job.lang)))
         unread = job.total - len(job.scored.table)
         if unread > 0:  # a part of the file that could not be read: said, never a silently shorter table
             reasons = "; ".join(sorted({str(b.get("error")) for b in (job.manifest or {}).get("bad_files") or []}))
@@ -267,7 +268,7 @@ else:
     source_id = ("active", cohort.name, cohort.fingerprint, token)
     table, name = read_source(source_id, lambda: (cohort.df, cohort.name))
 title = cohort_title(cohort) if source == "active" else name
-st.caption(t("scoring.which", name=title, n=len(table)))
+st.caption(t("scoring.which", name=title, n=f"{len(table):,}"))
 trained_on = as_bundle_meta(st.session_state.get("model_meta"))
 if source == "active" and trained_on.fingerprint == cohort.fingerprint:
     # The clinical standard: no number reported on the data it was fitted on, or said so beside it (QA).

@@ -256,6 +256,11 @@ def progress_text(snap: dict) -> str:
     return " · ".join(parts)
 
 
+def seconds_text(seconds: float) -> str:
+    """A measured time in seconds: whole from 10 s on ("152 s", not "152.51 s"); a short run keeps hundredths."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2f}"
+
+
 def duration_text(seconds: float) -> str:
     from ui.i18n import t
     seconds = max(float(seconds), 1.0)

@@ -98,13 +98,15 @@ def test_a_large_cohort_is_a_background_job_with_score_cohorts_numbers(trained, 
     at.selectbox(key="lang_choice").set_value(other).run()
     no_exceptions(at)
     assert at.session_state["score_job"] is job
-    assert tr("scoring.job_reasons_lang", other, language={"en": "English", "zh": "简体中文"}[lang]) in texts(at.caption)
+    # the language's name in the page's language ("原因以英文表述", not "原因以 English 表述")
+    assert tr("scoring.job_reasons_lang", other, language=tr(f"language.{lang}", other)) in texts(at.caption)
 
 
 def test_a_reload_comes_back_to_the_running_job_and_cancel_stops_it(trained):
     big = demo_cohort(n=20_000, seed=3)
     cohort = cohort_from_frame(big, cleveland_schema(), name="big", synthetic=False)
     at = scoring_page(trained, cohort=cohort)
+    assert tr("scoring.which", name="big", n="20,000") in texts(at.caption)  # as everywhere else ("20000" was shown)
     at.button(key="sc_job_start").click().run()
     no_exceptions(at)
     job = at.session_state["score_job"]

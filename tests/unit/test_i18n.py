@@ -135,3 +135,17 @@ def test_t_formats_in_the_session_language(monkeypatch):
     monkeypatch.setattr(i18n, "lang", lambda: "en")
     assert i18n.t("sidebar.cohort_stats", n=303, prevalence="46%") == "303 patients · outcome prevalence 46%"
     assert i18n.t("no.such.key") == "no.such.key"
+
+
+def test_small_texts_say_each_thing_once_and_chinese_needs_no_space_before_de():
+    """QA: "Proposed threshold 0.50: 0.5, as the outcome is common" said the number twice; "血清胆固醇 的单位";
+    "Scored in 152.51 s"."""
+    from core.i18n import tr
+    from ui.scoring_job import seconds_text
+    for lang in ("en", "zh"):
+        rule = tr("train.rule_fixed", lang, prevalence="46%")
+        assert "0.5" not in tr("train.threshold_proposed", lang, threshold="@", rule=rule, n=1, flagged=1, tp=1, fn=1,
+                                fp=1, sensitivity=1, specificity=1).replace("@", "")
+    assert tr("patient.unit", "zh", label="血清胆固醇") == "血清胆固醇的单位"
+    assert tr("language.en", "zh") == "英文" and tr("language.zh", "en") == "Chinese"
+    assert (seconds_text(152.51), seconds_text(10.4), seconds_text(2.345)) == ("153", "10", "2.35")
