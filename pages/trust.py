@@ -68,6 +68,16 @@ def with_interval(value, interval: dict, digits: int) -> str:
     return f"{num(value, digits)} ({t('metric.interval', low=num(interval['low'], digits), high=num(interval['high'], digits))})"
 
 
+def site_metric(col, label: str, value, interval: dict | None, digits: int) -> None:
+    """A site's measure with its 95% interval under it, or "too few patients" instead of a number."""
+    if interval and interval.get("too_few"):
+        col.metric(label, t("metric.too_few"), help=t("metric.too_few_help", n=MIN_PER_CLASS))
+        return
+    col.metric(label, num(value, digits))
+    if interval and interval.get("low") is not None and interval.get("high") is not None:
+        col.caption(t("metric.interval", low=num(interval["low"], digits), high=num(interval["high"], digits)))
+
+
 def method_name(method: str) -> str:
     names = {"auto": t("trust.method_auto"), "platt": t("trust.method_platt"), "isotonic": t("trust.method_isotonic"),
              "none": t("trust.method_none")}
@@ -347,13 +357,19 @@ with tabs[3]:
             cols[1].metric(t("trust.ext_prevalence"), pct(result.prevalence),
                            delta=None if result.training_prevalence is None else
                            f"{(result.prevalence - result.training_prevalence) * 100:+.0f} pp", delta_color="off")
-            cols[2].metric(t("metric.roc_auc"), num(result.metrics["roc_auc"]),
-                           help=t("trust.auc_ci", low=num(result.auc_low), high=num(result.auc_high)))
-            cols[3].metric(t("metric.brier"), num(result.metrics["brier"]))
+            # Each measure with its 95% interval under it, or "too few patients" (QA: a 200-patient site's AUC,
+            # Brier and calibration were bare numbers while the test split's had intervals).
+            iv = result.intervals
+            auc_iv = {"too_few": bool((iv.get("roc_auc") or {}).get("too_few")), "low": result.auc_low,
+                      "high": result.auc_high}
+            site_metric(cols[2], t("metric.roc_auc"), result.metrics["roc_auc"], auc_iv, 3)
+            site_metric(cols[3], t("metric.brier"), result.metrics["brier"], iv.get("brier"), 3)
             cols = st.columns(3)
-            cols[0].metric(t("metric.calibration_intercept"), num(result.calibration["calibration_intercept"], 2))
-            cols[1].metric(t("metric.calibration_slope"), num(result.calibration["calibration_slope"], 2))
-            cols[2].metric(t("trust.ece"), num(result.calibration["ece"]))
+            site_metric(cols[0], t("metric.calibration_intercept"), result.calibration["calibration_intercept"],
+                        iv.get("calibration_intercept"), 2)
+            site_metric(cols[1], t("metric.calibration_slope"), result.calibration["calibration_slope"],
+                        iv.get("calibration_slope"), 2)
+            cols[2].metric(t("trust.ece"), num(result.calibration["ece"]), help=t("trust.ece_no_interval"))
             for message in result.messages:
                 code = message["code"]
                 if code == "prevalence_shift":

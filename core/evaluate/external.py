@@ -58,12 +58,16 @@ class ExternalResult:
     y: np.ndarray | None = None
     risk: np.ndarray | None = None
     logits: np.ndarray | None = None  # (members, rows), uncalibrated: what a recalibration is fitted on
+    # 95% intervals (core.metrics.metric_intervals: Brier, calibration slope and intercept, the proportions)
+    intervals: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The JSON a model card / CLI reports (no patient rows)."""
         return {"name": self.name, "n": self.n, "prevalence": self.prevalence,
                 "training_prevalence": self.training_prevalence,
                 "roc_auc": self.metrics["roc_auc"], "auc_low": self.auc_low, "auc_high": self.auc_high,
+                **{f"{name}_{end}": (self.intervals.get(name) or {}).get(end) for name in
+                   ("brier", "calibration_intercept", "calibration_slope") for end in ("low", "high")},
                 "brier": self.metrics["brier"], "calibration_intercept": self.calibration["calibration_intercept"],
                 "calibration_slope": self.calibration["calibration_slope"], "ece": self.calibration["ece"],
                 "mean_risk": self.calibration["mean_risk"], "messages": [message_text(m) for m in self.messages],
@@ -185,7 +189,7 @@ def validate_external(model, cohort: Cohort) -> ExternalResult:
                           metrics=metrics, auc_low=low, auc_high=high, calibration=cal,
                           curve=calibration_curve_ci(y, risk), decision=decision_curve(y, risk),
                           messages=messages, problems=list(cohort.problems), y=y, risk=risk,
-                          logits=model.base_logits_raw(raw))
+                          logits=model.base_logits_raw(raw), intervals=metric_intervals(y, risk, 0.5))
 
 
 def message_text(message: dict) -> str:

@@ -393,8 +393,11 @@ def trust_sections(meta: BundleMeta | dict, lang: str = "en") -> list[Section]:
         for e in external:
             ext.append([str(e.get("name")), _num(e.get("n"), lang=lang), _pct(e.get("prevalence"), lang),
                         _interval(e.get("roc_auc"), e.get("auc_low"), e.get("auc_high"), lang),
-                        _num(e.get("brier"), 3, lang), _num(e.get("calibration_intercept"), 2, lang),
-                        _num(e.get("calibration_slope"), 2, lang), _num(bool(e.get("recalibrated")), lang=lang)])
+                        _interval(e.get("brier"), e.get("brier_low"), e.get("brier_high"), lang),
+                        _interval(e.get("calibration_intercept"), e.get("calibration_intercept_low"),
+                                  e.get("calibration_intercept_high"), lang, 2),
+                        _interval(e.get("calibration_slope"), e.get("calibration_slope_low"),
+                                  e.get("calibration_slope_high"), lang, 2), _num(bool(e.get("recalibrated")), lang=lang)])
             after = e.get("after_update")
             if after:  # the updated model at that site, on patients the update was not fitted on
                 ext.append([tr("card.ext_after_row", lang, site=str(e.get("name")), method=str(after.get("method"))),

@@ -2,6 +2,8 @@
 curve for a trained model, recalibrates, validates on an uploaded second site and saves the update."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -66,11 +68,17 @@ def test_trust_page_with_a_trained_model(model_store):
     assert any(s.startswith(tr("trust.recalibrated", method=tr("trust.method_platt"))) for s in texts(at.success))
 
     # External validation of the upload; then the intercept update saved as a new version.
+    before = [c for c in texts(at.caption) if c.startswith(tr("metric.interval", low="@", high="@").split("@")[0])]
     at.file_uploader(key="trust_external_file").set_value(("site_b.csv", _other_site_csv(), "text/csv")).run()
     no_exceptions(at)
     warnings = texts(at.warning)
     assert any("less common here" in w for w in warnings), warnings
     assert widget(at.metric, tr("trust.ext_patients")).value == str(len(_other_site_csv().splitlines()) - 1)
+    # QA: the site's AUC, Brier and calibration had no intervals; each has one now, of non-zero width
+    shown = [c for c in texts(at.caption) if c.startswith(tr("metric.interval", low="@", high="@").split("@")[0])]
+    shown = shown[len(before):]  # the ones the site's file added
+    ends = [tuple(float(x) for x in re.findall(r"-?\d+\.\d+", c)[:2]) for c in shown]
+    assert len(ends) == 4 and all(lo < hi for lo, hi in ends), shown
     assert at.session_state["model_meta"].extra.external_validations[0]["name"] == "site_b.csv"
     at.form(key="trust_ext_recalibrate").text_input[0].set_value("site-b-model")
     submit = [b for b in at.get("form_submit_button") if b.label == tr("trust.ext_recalibrate")]
