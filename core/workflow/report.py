@@ -187,7 +187,9 @@ def build_report(model, values: dict, *, meta: dict | None = None, model_name: s
         # each network's risk over the plausible values of what is missing, as the reported risk is
         members = pooled_member_risks(model, result.explanation.raw)[:, 0]
         interval = tuple(float(x) for x in np.percentile(members, [10, 90]))
-    inputs = [(f.display_label(lang), f.format_value(values.get(f.name), lang)) for f in pre.features]
+    # an input left empty reads as on the form ("not measured"), not "missing" (QA)
+    inputs = [(f.display_label(lang), tr("patient.missing_placeholder", lang) if _is_missing(values.get(f.name))
+               else f.format_value(values.get(f.name), lang)) for f in pre.features]
     missing = [schema[n].display_label(lang) for n in result.check.missing]
     # the inputs not measured last, as "not measured" (never reasons); with them the bars add up to the risk
     contributions = [(r.subject, float(r.shap)) for r in result.reasons] + \
@@ -223,6 +225,10 @@ def _missing_note(report: PatientReport) -> str:
     low, high = _range_ends(report.missing_range)
     return tr("patient_report.missing_note", report.lang, features=features, low=low, high=high,
               settles=report.settles)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _range_ends(pair) -> tuple[str, str]:

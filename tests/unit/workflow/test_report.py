@@ -50,7 +50,7 @@ def test_the_english_pdf_opens_on_one_page_and_holds_the_patient(model, patient)
     for expected in ("Heart-disease risk report", "151 mmHg", "287 mg/dl", "Resting blood pressure",
                      f"{report.risk:.1%}", "ward-mlp", "v3", "0.912", "f" * 64, "2026-03-04 05:06 UTC",
                      "Decision support only", "resting blood pressure were 125 instead of 151",
-                     "missing", report.reasons[0].split(":")[0], "not the effect of a treatment",
+                     "not measured", report.reasons[0].split(":")[0], "not the effect of a treatment",
                      "the probability that stenosis is already present"):
         assert squash(expected) in flat, expected
     assert report.band in ("low", "intermediate", "high") and f"Risk band: {report.band}" in text
