@@ -498,8 +498,15 @@ with tabs[4]:
                 t("trust.pt_mlp"): [f"{v * 100:+.1f}" for v in tbl["mlp_shap"]], t("trust.pt_mlp_rank"): tbl["mlp_rank"],
                 t("trust.pt_lr"): [f"{v:+.2f}" for v in tbl["lr_logodds"]], t("trust.pt_lr_rank"): tbl["lr_rank"],
                 t("trust.pt_disagree"): tbl["disagree"].map(kinds)}), hide_index=True)
+            if both["risks_differ"]:
+                st.warning(t("trust.pt_risks_differ", mlp=pct(both["mlp_risk"]), lr=pct(both["lr_risk"]),
+                             gap=f"{abs(both['mlp_risk'] - both['lr_risk']) * 100:.0f}",
+                             bands=t("trust.pt_bands_differ") if both["bands"][0] != both["bands"][1] else ""),
+                           icon=":material/warning:")
             if both["disagreements"]:
                 st.warning(t("trust.pt_disagreements", n=len(both["disagreements"])), icon=":material/warning:")
+            elif both["risks_differ"]:  # the reasons agree, the risks do not: "the models agree" would mislead
+                st.caption(t("trust.pt_reasons_agree"))
             else:
                 st.caption(t("trust.pt_agree"))
 

@@ -13,12 +13,18 @@ from core.evaluate.glassbox import (
     feature_label,
     rank_order,
 )
+from core.model.bands import model_bands, risk_band
 from core.workflow.risk import patient_risk
+
+# Risks this far apart (absolute) are a disagreement whatever the reasons say: 19% against 38% was reported
+# as "the two models agree" (QA). 10 points is a setting, not a guideline value.
+RISK_GAP = 0.10
 
 
 def compare_patient(model, glass: GlassBox, values: dict, lang: str = "en", top: int = 3) -> dict:
     """Both models for one patient (dict feature -> value): their risks, their reasons side by side and
-    the features where they disagree (opposite directions, or a top reason of one ranked low by the other)."""
+    the features where they disagree (opposite directions, or a top reason of one ranked low by the other),
+    and whether the risks themselves differ (``risks_differ``: RISK_GAP apart or in different bands)."""
     mlp = patient_risk(model, values, with_reasons=True, lang=lang, top=len(model.preprocessor_.features))
     frame = pd.DataFrame([{name: values.get(name) for name in model.preprocessor_.feature_names}])
     for f in model.preprocessor_.features:
@@ -40,7 +46,11 @@ def compare_patient(model, glass: GlassBox, values: dict, lang: str = "en", top:
                      "lr_logodds": float(logodds[j]), "lr_rank": int(lr_rank[j]),
                      "disagree": "direction" if opposite else ("rank" if rank_gap else "")})
     table = pd.DataFrame(rows).sort_values("mlp_rank", kind="stable").reset_index(drop=True)
+    cutoffs = model_bands(model)
+    bands = (str(risk_band(float(mlp.risk), cutoffs)), str(risk_band(lr_risk, cutoffs)))
     return {"mlp_risk": float(mlp.risk), "lr_risk": lr_risk, "table": table,
+            # the risks themselves: apart by RISK_GAP or more, or in different risk bands
+            "risks_differ": abs(float(mlp.risk) - lr_risk) >= RISK_GAP or bands[0] != bands[1], "bands": bands,
             "mlp_top": table.nsmallest(top, "mlp_rank")["feature"].tolist(),
             "lr_top": table.nsmallest(top, "lr_rank")["feature"].tolist(),
             "disagreements": table[table["disagree"] != ""]["feature"].tolist()}
