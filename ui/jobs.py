@@ -187,7 +187,11 @@ def progress_text(snap: dict, max_epochs: int) -> str:
     epoch = snap["network_epoch"] if snap["networks"] > 1 else snap["epoch"]
     parts.append(t("train.progress", epoch=epoch, epochs=max_epochs, seconds=f"{snap['elapsed']:.0f}"))
     left = snap.get("seconds_left")
-    if left is not None:
+    if left is not None and left < 1 and snap["network"] >= snap["networks"]:
+        # The networks' time is up; the test metrics and their bootstrap intervals follow (seconds): "about
+        # 1 s left" stood still for 12 s (QA).
+        parts.append(t("train.progress_finishing"))
+    elif left is not None:
         parts.append(t("train.progress_left", seconds=f"{max(left, 1):.0f}"))
     elif snap.get("early_stopping"):  # the first network may stop at any epoch: no basis yet
         parts.append(t("train.progress_left_unknown"))

@@ -57,3 +57,12 @@ def test_a_job_reports_network_k_of_n_in_the_page_s_and_the_sidebar_s_words():
     assert text.startswith(tr("train.progress_network", network=2, networks=3))
     assert tr("train.progress", epoch=5, epochs=20, seconds="0") in text
     assert job.wait(10)
+
+
+def test_the_last_networks_time_up_says_finishing_not_one_second_left():
+    """QA: 'about 1 s left' stood for 12 s while the test metrics and intervals were computed."""
+    snap = {"networks": 5, "network": 5, "network_epoch": 29, "epoch": 29, "elapsed": 14.0, "seconds_left": 0.0,
+            "early_stopping": True}
+    assert progress_text(snap, 100).endswith(tr("train.progress_finishing"))
+    snap.update(network=4, seconds_left=0.0)  # a network still to come: the estimate stands
+    assert progress_text(snap, 100).endswith(tr("train.progress_left", seconds="1"))
