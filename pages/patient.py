@@ -583,8 +583,13 @@ ensure_shell()  # when this page runs without app.py
 st.title(t("patient.title"))
 model = need_model()
 token = st.session_state.get("model_token")
-if st.session_state.get("pt_token") != token:  # a new model: a fresh form with typical values
+if st.session_state.get("pt_token") != token:  # a new model
     st.session_state["pt_token"] = token
     st.session_state["pt_history"] = {"key": None, "risk": None, "previous": None}
-    prefill()
+    # The patient being entered stays when the new model takes the same inputs (QA: training on another
+    # cohort reset the form to typical values and the patient was lost); otherwise a fresh, typical form.
+    features = list(model.preprocessor_.feature_names)
+    if st.session_state.get("pt_features") != features:  # (set_model keeps the form only for the same inputs)
+        prefill()
+    st.session_state["pt_features"] = features
 patient_view()

@@ -25,7 +25,7 @@ from ui.models import restore_draft
 PARAM = "session"
 MAX_SESSIONS = 200
 KEEP = ("cohort", "model", "model_info", "model_meta", "model_token", "train_job", "train_result", "score_job", "lang",
-        "pt_token")
+        "pt_token", "pt_features")
 _lock = threading.Lock()
 _kept: OrderedDict[str, dict] = OrderedDict()
 

@@ -7,6 +7,7 @@ Nothing here imports TensorFlow: the first page and the sidebar must draw before
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import uuid
@@ -94,6 +95,9 @@ def active_model():
 def set_model(model, info: dict, meta, train_result=None) -> None:
     """Make ``model`` this session's model (``meta``: its core.model.BundleMeta); everything computed for
     the previous one is dropped."""
+    previous = st.session_state.get("model")
+    same_inputs = (previous is not None and hasattr(previous, "preprocessor_") and hasattr(model, "preprocessor_")
+                   and list(previous.preprocessor_.feature_names) == list(model.preprocessor_.feature_names))
     token = uuid.uuid4().hex
     if info.get("source") != "store":  # trained or changed here: the audit trail still tells it apart
         # A changed copy (the Trust page's) carries its original's info: the saved version's or draft's
@@ -107,8 +111,19 @@ def set_model(model, info: dict, meta, train_result=None) -> None:
     st.session_state["train_result"] = train_result
     st.session_state["explain_cache"] = {}
     _drop_session_caches()
+    # Everything the Patient page computed for the old model goes. The patient being entered stays when the
+    # new model takes the same inputs (QA: training again reset the form and the patient was lost).
+    form = _patient_form_key(model.preprocessor_.feature_names) if same_inputs else None
     for key in [k for k in st.session_state if str(k).startswith("pt_")]:
-        del st.session_state[key]  # the what-if form is rebuilt for the new model's features
+        if form is None or not form.match(str(key)):
+            del st.session_state[key]
+
+
+def _patient_form_key(features) -> "re.Pattern":
+    """The Patient page's form keys: each input's value (pt_<name>, pt_<name>__<unit>, pt_<name>@<lang>), its
+    unit choice, where the values came from, and the row chosen."""
+    names = "|".join(re.escape(str(n)) for n in features)
+    return re.compile(rf"^pt_(?:(?:unit_|unit_prev_)?(?:{names})(?:__.*|@.*)?|source(?:@.*)?|row|features)$")
 
 
 def cohort_fits_model(cohort: Cohort, model) -> bool:

@@ -572,3 +572,21 @@ def test_scoring_the_cohort_the_model_was_trained_on_says_the_risks_are_in_sampl
     no_exceptions(at)
     expected = tr("scoring.in_sample", n=f"{sizes['train'] + sizes['validation']:,}", total="303")
     assert expected in texts(at.warning), texts(at.warning)
+
+
+def test_a_new_model_with_the_same_inputs_keeps_the_patient_being_entered():
+    """QA: after training on the Cleveland file the Patient form was reset to typical values; the patient
+    entered was lost."""
+    at = new_app()
+    train(at, epochs=3)
+    at.switch_page("pages/patient.py").run()
+    age = next(w for w in at.text_input if str(w.key).startswith("pt_age"))
+    age.set_value("61").run()
+    chol = next(w for w in at.text_input if str(w.key).startswith("pt_chol"))
+    chol.set_value("287").run()
+    no_exceptions(at)
+    train(at, epochs=4)  # a new model, same inputs
+    at.switch_page("pages/patient.py").run()
+    no_exceptions(at)
+    assert next(w for w in at.text_input if str(w.key).startswith("pt_age")).value == "61"
+    assert next(w for w in at.text_input if str(w.key).startswith("pt_chol")).value == "287"
