@@ -484,7 +484,7 @@ with tabs[4]:
             st.subheader(t("trust.glass_patient"))
             position = st.selectbox(t("trust.glass_patient_pick"), list(range(len(splits.test))),
                                     format_func=lambda k: t("trust.test_patient", k=k + 1, row=int(splits.test[k]) + 1),
-                                    key="trust_glass_patient")
+                                    key=lang_key("trust_glass_patient"))  # its words follow the language
             from core.workflow import patient_from_row
             values = patient_from_row(model, df_all, int(splits.test[position]))
             both = compare_patient(model, glass, values, lang=lang())
@@ -493,11 +493,17 @@ with tabs[4]:
             c2.metric(t("trust.glass_risk_lr"), pct(both["lr_risk"]))
             tbl = both["table"]
             kinds = {"direction": t("trust.disagree_direction"), "rank": t("trust.disagree_rank"), "": ""}
+            # The disagreement next to the feature, and each model's rank beside its value: as six columns the
+            # last ("Disagreement") was cut off at 1280 px. Widths hold the longest words of either language.
             st.dataframe(pd.DataFrame({
-                t("trust.or_feature"): tbl["label"],
-                t("trust.pt_mlp"): [f"{v * 100:+.1f}" for v in tbl["mlp_shap"]], t("trust.pt_mlp_rank"): tbl["mlp_rank"],
-                t("trust.pt_lr"): [f"{v:+.2f}" for v in tbl["lr_logodds"]], t("trust.pt_lr_rank"): tbl["lr_rank"],
-                t("trust.pt_disagree"): tbl["disagree"].map(kinds)}), hide_index=True)
+                t("trust.or_feature"): tbl["label"], t("trust.pt_disagree"): tbl["disagree"].map(kinds),
+                t("trust.pt_mlp"): [f"{v * 100:+.1f} ({r})" for v, r in zip(tbl["mlp_shap"], tbl["mlp_rank"])],
+                t("trust.pt_lr"): [f"{v:+.2f} ({r})" for v, r in zip(tbl["lr_logodds"], tbl["lr_rank"])]}),
+                hide_index=True, column_config={
+                    t("trust.or_feature"): st.column_config.TextColumn(width=250),
+                    t("trust.pt_disagree"): st.column_config.TextColumn(width=160),
+                    t("trust.pt_mlp"): st.column_config.TextColumn(width=185),
+                    t("trust.pt_lr"): st.column_config.TextColumn(width=205)})
             if both["risks_differ"]:
                 st.warning(t("trust.pt_risks_differ", mlp=pct(both["mlp_risk"]), lr=pct(both["lr_risk"]),
                              gap=f"{abs(both['mlp_risk'] - both['lr_risk']) * 100:.0f}",

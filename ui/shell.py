@@ -36,6 +36,26 @@ WRAP_LABELS = """<style>
 </style>"""
 
 
+# Streamlit writes its file uploader's own words ("Upload", "50MB per file") in English, with no option to
+# translate them (1.67): each is hidden (font size 0) and the table's words are drawn in its place. Style only.
+UPLOADER_WORDS = """<style>
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p {{ font-size: 0; }}
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p::after {{
+  content: "{button}"; font-size: 0.875rem; }}
+[data-testid="stFileUploaderDropzoneInstructions"] span {{ font-size: 0; }}
+[data-testid="stFileUploaderDropzoneInstructions"] span::after {{ content: "{limit}"; font-size: 0.875rem; }}
+</style>"""
+
+
+def css_text(text: str) -> str:
+    """A string as a CSS content value holds it (quotes and backslashes escaped, no line break)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("<", "\\3c ")
+
+
+def uploader_words() -> str:
+    mb = int(st.get_option("server.maxUploadSize"))
+    return UPLOADER_WORDS.format(button=css_text(t("uploader.button")), limit=css_text(t("uploader.limit", mb=mb)))
+
 
 def auc_text(info: dict) -> str:
     """The test AUC as the sidebar shows it: never a bare number from a small test split (its 95% interval,
@@ -98,7 +118,7 @@ def draw_shell(pages=None) -> None:
             st.fragment(scoring_status, run_every=1.0)()
         st.warning(t("notice.decision_support"), icon=":material/medical_information:")
     st.caption(f":material/medical_information: {t('notice.short')}")
-    st.html(WRAP_LABELS)
+    st.html(WRAP_LABELS + uploader_words())
     _run.drawn = True
 
 

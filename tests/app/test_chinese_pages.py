@@ -138,4 +138,26 @@ def test_pages_of_a_trained_network_in_chinese_have_no_english_left(tmp_path, mo
         left = english_left(at, data_words)
         if left:
             found[page] = sorted(left)
+        if page == "pages/trust.py":
+            disagreement_has_room(at)
     assert found == {}, repr(found)[:3000]
+
+
+def disagreement_has_room(at) -> None:
+    """The second opinion's patient table gives every column room for its words (QA: its last column,
+    "Disagreement", was cut off at 1280 px): 14 px per character of Chinese, 7 of Latin, 16 of padding; the
+    disagreement words in both languages; and the whole table within the page's 818 px."""
+    from test_pages import tr
+
+    def needed(text: str) -> float:
+        return 16 + sum(14 if ord(c) > 0x2e80 else 7 for c in text)
+    header = tr("trust.pt_disagree", "zh")
+    table = next(d for d in at.dataframe if header in d.value.columns)
+    widths = {name: spec.get("width", 0) for name, spec in json.loads(table.proto.columns).items()}
+    for column in table.value.columns:
+        longest = max([needed(str(column))] + [needed(str(v)) for v in table.value[column]])
+        assert widths.get(column, 0) >= longest, (column, widths)
+    for lang in ("en", "zh"):
+        for key in ("trust.disagree_direction", "trust.disagree_rank"):
+            assert widths[header] >= needed(tr(key, lang)), (lang, key, widths)
+    assert sum(widths.values()) <= 818
