@@ -149,8 +149,14 @@ def adopt_finished_job() -> None:
     set_model(result.model, info_from_meta(meta, "trained"), meta, train_result=result)
     keep_draft(result.model, meta)
     numbers = dict(epochs=result.model.epochs_run_, best=result.model.best_epoch_, seconds=f"{job.seconds:.1f}")
-    st.session_state["train_note"] = (t("train.stopped_note", **numbers) if job.status == "stopped"
-                                      else t("train.done_note", **numbers))
+    networks = int(getattr(result.model, "n_members_", 1) or 1)
+    if job.status == "stopped":
+        note = t("train.stopped_note", **numbers)
+    elif networks > 1:  # the epochs are the first network's: say so (QA)
+        note = t("train.done_note_ensemble", networks=networks, **numbers)
+    else:
+        note = t("train.done_note", **numbers)
+    st.session_state["train_note"] = note
 
 
 def model_bundle_dir() -> Path:

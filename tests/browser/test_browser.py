@@ -139,8 +139,10 @@ def test_training_shows_progress_curves_and_test_metrics(server, page):
     page.get_by_test_id("stFormSubmitButton").get_by_role("button").click()
     expect(page.get_by_role("heading", name=tr("train.results"))).to_be_visible(timeout=120_000)
     assert page.evaluate("window.__progressSeen"), "no progress bar was drawn while training"
-    finished = tr("train.done_note", epochs=15, best="", seconds="").split(",")[0]  # "Training finished: 15 epochs"
-    expect(page.get_by_test_id("stAlertContentSuccess").filter(has_text=finished)).to_be_visible()
+    # the dashboard's default is a 5-network ensemble: the note says the epochs are the first network's
+    note = tr("train.done_note_ensemble", networks=5, seconds="@", epochs=15, best="@").split("@")
+    expect(page.get_by_test_id("stAlertContentSuccess").filter(has_text=note[0]).filter(has_text=note[1].split("(")[0]
+                                                                                   )).to_be_visible()
     wait_idle(page)
     main = page.get_by_test_id("stMain")
     charts = main.get_by_test_id("stPlotlyChart")
