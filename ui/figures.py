@@ -27,7 +27,7 @@ def distribution(cohort, feature):
         values = values.map(lambda v: None if pd.isna(v) else feature_value(feature, v))
     label = feature_label(feature) + (f" ({feature.display_unit(lang())})" if feature.unit and not coded else "")
     fig = plots.distribution_by_outcome(values, pd.Series(cohort.y, index=values.index), label, coded)
-    _names(fig, _outcome_names(cohort.schema))
+    _names(fig, _outcome_names(getattr(cohort, "schema", None)))
     # The legend between the title and the plot: below it, it sat on the codes' names under the bars
     fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left"),
                       title=dict(y=0.98, yanchor="top"), margin=dict(t=70), height=320 if coded else 280)
