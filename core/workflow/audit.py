@@ -116,15 +116,23 @@ def audit_key() -> bytes:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under a private name, then linked into place (a link fails if the name exists): a reader
+    # sees no file or a complete key, never the empty file an exclusive create shows before its write (seen
+    # in CI: threads starting at once read it empty and refused it).
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it a moment ago: use theirs
-        return _read_key_file(path)
-    try:
-        os.write(fd, (secrets.token_hex(_KEY_BYTES) + "\n").encode("ascii"))
-        os.fsync(fd)
+        try:
+            os.write(fd, (secrets.token_hex(_KEY_BYTES) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process or thread made it a moment ago: use theirs
+            pass
     finally:
-        os.close(fd)
+        tmp.unlink(missing_ok=True)
     return _read_key_file(path)
 
 

@@ -98,6 +98,29 @@ def test_by_default_the_hash_is_keyed_and_cannot_be_undone_by_guessing(tmp_path,
     assert inputs_hash(dict(PATIENT, age=77.77)) != logged
 
 
+def test_threads_making_the_key_at_once_all_get_the_same_complete_key(tmp_path, monkeypatch):
+    """CI: writers starting at once read the key file between its exclusive create and its write, found it
+    empty and refused it ('does not hold a hexadecimal key'), so half the audit lines were never written."""
+    for attempt in range(15):
+        monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / f"k{attempt}" / "audit.key"))
+        barrier, keys, errors = threading.Barrier(12), [], []
+
+        def make():
+            barrier.wait()
+            try:
+                keys.append(audit_key())
+            except OSError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=make) for _ in range(12)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        assert errors == [] and len(keys) == 12 and len(set(keys)) == 1
+        assert sorted(p.name for p in (tmp_path / f"k{attempt}").iterdir()) == ["audit.key"]  # no temporary left
+
+
 def test_a_key_file_others_can_read_is_refused(tmp_path):
     audit_key()
     key_path = tmp_path / "keys" / "audit.key"
