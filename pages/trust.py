@@ -36,7 +36,7 @@ from core.metrics import (
 )
 from core.model import BandCutoffs, as_bundle_meta, band_summary, model_bands, model_meta
 from core.workflow import bands_sentence, useful_ranges_text
-from ui.common import need_model, show_table
+from ui.common import need_model, show_problems, show_table
 from ui.i18n import lang, lang_key, outcome_name, t
 from ui.models import save_and_activate
 from ui.shell import ensure_shell
@@ -385,7 +385,9 @@ with tabs[3]:
                     text = message_text(message)
                 st.warning(text, icon=":material/warning:")
             if result.problems:
-                st.caption(t("trust.ext_problems", n=len(result.problems)))
+                # Said and listed (column, rows, rule, what was done), as the Cohort page does (QA: a count alone).
+                with st.expander(t("trust.ext_problems", n=len(result.problems)), icon=":material/rule:"):
+                    show_problems(result.problems)
             c1, c2 = st.columns(2)
             with c1:
                 fig = plots.calibration_bands({t("fig.model"): result.curve}, title=t("trust.calibration_fig"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.data import demo_cohort
@@ -189,3 +190,20 @@ def test_external_validation_takes_a_statlog_dat_and_refuses_through_the_transla
     # the message comes from the table by its key (its zh text: test_external_refusals_are_translated)
     expected = tr("trust.external_error", message=tr("external.no_outcome", target="num"))
     assert expected in texts(at.error)
+
+
+def test_an_external_files_data_problems_are_listed_not_only_counted():
+    """QA: 'N data problems were found' with no way to see which."""
+    from tables import shown_tables
+    at = new_app()
+    train(at, epochs=3)
+    at.switch_page(PAGE).run()
+    df = demo_cohort(n=120, seed=4)
+    df.loc[[3, 7], "trestbps"] = 400  # impossible: set to missing, and said
+    at.file_uploader(key="trust_external_file").set_value(("site_c.csv", df.to_csv(index=False).encode(),
+                                                          "text/csv")).run()
+    no_exceptions(at)
+    problems = [e for e in at.expander if e.label.startswith(tr("trust.ext_problems", n="@").split("@")[0])]
+    assert len(problems) == 1
+    listed = pd.concat(shown_tables(problems[0]))
+    assert "trestbps" in " ".join(listed.astype(str).to_numpy().ravel())
