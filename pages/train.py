@@ -37,6 +37,7 @@ from core.model import (
 from core.data import DEMO_NAME
 from core.workflow import cohort_summary, option_names, training_metadata
 from ui import figures
+from ui.common import metric_with_interval
 from ui.i18n import lang, t
 from ui.jobs import TrainingJob, progress_text
 from ui.models import activate_saved, draft_time, save_and_activate, show_store_error
@@ -276,13 +277,7 @@ def metric_grid(metrics: dict, intervals: dict | None = None) -> None:
     for start in range(0, len(shown), 4):
         cols = st.columns(4)
         for col, key in zip(cols, shown[start:start + 4]):
-            value, iv = metrics.get(key), intervals.get(key)
-            if iv and iv["too_few"]:
-                col.metric(metric_name(key), t("metric.too_few"), help=t("metric.too_few_help", n=MIN_PER_CLASS))
-                continue
-            col.metric(metric_name(key), "—" if value is None or value != value else f"{value:.3f}")
-            if iv:
-                col.caption(t("metric.interval", low=f"{iv['low']:.3f}", high=f"{iv['high']:.3f}"))
+            metric_with_interval(col, metric_name(key), metrics.get(key), intervals.get(key))
     if intervals:
         st.caption(t("metric.interval_note", boot=N_BOOT, n=MIN_PER_CLASS))
 

@@ -36,7 +36,7 @@ from core.metrics import (
 )
 from core.model import BandCutoffs, as_bundle_meta, band_summary, model_bands, model_meta
 from core.workflow import bands_sentence, useful_ranges_text
-from ui.common import need_model, show_problems, show_table
+from ui.common import metric_with_interval, need_model, show_problems, show_table
 from ui.i18n import lang, lang_key, outcome_name, t
 from ui.models import save_and_activate
 from ui.shell import ensure_shell
@@ -66,16 +66,6 @@ def with_interval(value, interval: dict, digits: int) -> str:
     if interval.get("too_few"):
         return t("metric.too_few")
     return f"{num(value, digits)} ({t('metric.interval', low=num(interval['low'], digits), high=num(interval['high'], digits))})"
-
-
-def site_metric(col, label: str, value, interval: dict | None, digits: int) -> None:
-    """A site's measure with its 95% interval under it, or "too few patients" instead of a number."""
-    if interval and interval.get("too_few"):
-        col.metric(label, t("metric.too_few"), help=t("metric.too_few_help", n=MIN_PER_CLASS))
-        return
-    col.metric(label, num(value, digits))
-    if interval and interval.get("low") is not None and interval.get("high") is not None:
-        col.caption(t("metric.interval", low=num(interval["low"], digits), high=num(interval["high"], digits)))
 
 
 def method_name(method: str) -> str:
@@ -362,12 +352,12 @@ with tabs[3]:
             iv = result.intervals
             auc_iv = {"too_few": bool((iv.get("roc_auc") or {}).get("too_few")), "low": result.auc_low,
                       "high": result.auc_high}
-            site_metric(cols[2], t("metric.roc_auc"), result.metrics["roc_auc"], auc_iv, 3)
-            site_metric(cols[3], t("metric.brier"), result.metrics["brier"], iv.get("brier"), 3)
+            metric_with_interval(cols[2], t("metric.roc_auc"), result.metrics["roc_auc"], auc_iv, 3)
+            metric_with_interval(cols[3], t("metric.brier"), result.metrics["brier"], iv.get("brier"), 3)
             cols = st.columns(3)
-            site_metric(cols[0], t("metric.calibration_intercept"), result.calibration["calibration_intercept"],
+            metric_with_interval(cols[0], t("metric.calibration_intercept"), result.calibration["calibration_intercept"],
                         iv.get("calibration_intercept"), 2)
-            site_metric(cols[1], t("metric.calibration_slope"), result.calibration["calibration_slope"],
+            metric_with_interval(cols[1], t("metric.calibration_slope"), result.calibration["calibration_slope"],
                         iv.get("calibration_slope"), 2)
             cols[2].metric(t("trust.ece"), num(result.calibration["ece"]), help=t("trust.ece_no_interval"))
             for message in result.messages:

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import format_rows
+from core.metrics import MIN_PER_CLASS
 from ui.i18n import feature_label, t
 
 TRAIN_PAGE = "pages/train.py"
@@ -16,6 +17,18 @@ COHORT_PAGE = "pages/cohort.py"
 STATIC_TABLE_MAX_ROWS = 50
 NOT_MEASURED = "not measured"  # a coded field's own "not measured" option (its value; shown translated)
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def metric_with_interval(col, label: str, value, interval: dict | None, digits: int = 3) -> None:
+    """A measure with its 95% interval under it ({"low", "high", "too_few"}), or "too few patients" instead
+    of a number (the Train page's test metrics, the Trust page's site metrics)."""
+    if interval and interval.get("too_few"):
+        col.metric(label, t("metric.too_few"), help=t("metric.too_few_help", n=MIN_PER_CLASS))
+        return
+    shown = value is not None and math.isfinite(value)
+    col.metric(label, f"{value:.{digits}f}" if shown else "—")
+    if interval and interval.get("low") is not None and interval.get("high") is not None:
+        col.caption(t("metric.interval", low=f"{interval['low']:.{digits}f}", high=f"{interval['high']:.{digits}f}"))
 
 
 def need_model():

@@ -48,7 +48,25 @@ def import_shared_modules() -> None:
         pass
 
 
-class TrainingJob:
+class BackgroundJob:
+    """What a page asks of a job in a background thread (training, cohort scoring): is it running, has it
+    finished, wait for it. A subclass sets ``status`` and the Event ``_done`` (set once, when it ends)."""
+    status: str
+    _done: threading.Event
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set() and self.status == "running"
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
+class TrainingJob(BackgroundJob):
     def __init__(self, cohort, config, train=None):
         if train is None:
             from core.workflow import train_on_cohort as train
@@ -125,17 +143,6 @@ class TrainingJob:
 
     def stop(self) -> None:
         self.stop_event.set()
-
-    @property
-    def running(self) -> bool:
-        return not self._done.is_set() and self.status == "running"
-
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
 
     def snapshot(self) -> dict:
         """A consistent copy for drawing: epoch, history lists, status, and progress over the whole job."""

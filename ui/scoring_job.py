@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import CoreError
+from ui.jobs import BackgroundJob, import_shared_modules
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def write_cohort_parquet(df: pd.DataFrame, path: Path, row_group_rows: int) -> N
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=max(row_group_rows, 1))
 
 
-class ScoringJob:
+class ScoringJob(BackgroundJob):
     """Score ``total`` patients with the bundle at ``model_dir``; ``table`` (a DataFrame: the active cohort)
     or ``data`` (an uploaded file's bytes, with ``suffix``) is the input. ``model``: the session's model
     (the same as the bundle), used only for an ensemble's spread once the job is done."""
@@ -122,7 +123,6 @@ class ScoringJob:
 
     # ---- the thread --------------------------------------------------------------------------
     def start(self) -> "ScoringJob":
-        from ui.jobs import import_shared_modules
         import_shared_modules()  # the thread may import TensorFlow (loading the bundle)
         self.status = "running"
         self.started = time.perf_counter()
@@ -206,17 +206,6 @@ class ScoringJob:
     @property
     def cancelling(self) -> bool:
         return self._cancel.is_set() and not self.finished
-
-    @property
-    def running(self) -> bool:
-        return not self._done.is_set() and self.status == "running"
-
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
 
     def snapshot(self) -> dict:
         """rows_done, total, elapsed, rows_per_s and seconds_left (None while there is no basis)."""
