@@ -54,37 +54,37 @@ def test_a_full_disk_while_saving_is_a_message_on_the_train_and_trust_pages(mode
     assert at.session_state["model_meta"].name == "heart-mlp"
 
 
-def test_a_saved_model_whose_metadata_was_edited_is_refused_by_name(model_store):
+def saved_then_loaded_with_edited_metadata(model_store, edit):
+    """Train and save a model, change its metadata.json on disk through ``edit(dict)``, and load it again
+    from the Train page (the cached bundle forgotten, as after a restart)."""
     at = new_app()
     train(at, epochs=5)
     widget(at.button, tr("train.save")).click().run()
     no_exceptions(at)
     meta_path = model_store / "heart-mlp" / "v1" / "metadata.json"
     meta = json.loads(meta_path.read_text())
-    meta["calibration"] = {"method": "platt", "a": 1, "b": 3}
+    edit(meta)
     meta_path.write_text(json.dumps(meta))
     from ui.state import forget_saved_bundles
     forget_saved_bundles()
     at.switch_page("pages/train.py").run()
     widget(at.button, tr("train.load")).click().run()
+    return at
+
+
+def test_a_saved_model_whose_metadata_was_edited_is_refused_by_name(model_store):
+    at = saved_then_loaded_with_edited_metadata(
+        model_store, lambda meta: meta.update(calibration={"method": "platt", "a": 1, "b": 3}))
     assert [e.value for e in at.exception] == []
     assert any("metadata.json does not match its recorded SHA-256" in e for e in texts(at.error)), texts(at.error)
 
 
 def test_a_model_saved_before_metadata_was_hashed_loads_with_a_warning_on_its_card(model_store):
-    at = new_app()
-    train(at, epochs=5)
-    widget(at.button, tr("train.save")).click().run()
-    no_exceptions(at)
-    meta_path = model_store / "heart-mlp" / "v1" / "metadata.json"
-    meta = json.loads(meta_path.read_text())
-    del meta["metadata_sha256"]
-    meta["version"] = 2  # as an older program wrote it
-    meta_path.write_text(json.dumps(meta))
-    from ui.state import forget_saved_bundles
-    forget_saved_bundles()
-    at.switch_page("pages/train.py").run()
-    widget(at.button, tr("train.load")).click().run()
+    def as_an_older_program_wrote_it(meta):
+        del meta["metadata_sha256"]
+        meta["version"] = 2
+
+    at = saved_then_loaded_with_edited_metadata(model_store, as_an_older_program_wrote_it)
     no_exceptions(at)
     at.switch_page("pages/model_card.py").run()
     no_exceptions(at)

@@ -14,7 +14,7 @@ from core.data import load_cohort
 from core.errors import CoreError
 from core.data import cleveland_schema
 
-from browser_util import (ROOT, BrowserMissing, choose, cohort_rows, go_to, launch_browser, nav_link, new_page,
+from browser_util import (ROOT, choose, cohort_rows, go_to, nav_link, new_page,
                           number_input, open_dashboard, text_input, risk_metric, risk_text, screenshot, sidebar,
                           start_server, stop_server, tr, upload_cohort, wait_idle, waterfall_signature, WATERFALL_JS,
                           write_cohort_csv, train)
@@ -23,7 +23,7 @@ SHOTS = ROOT / "docs" / "screenshots"
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError as exc:  # a broken environment must be red, not silently skipped
     raise ImportError("playwright is required for the browser tests (pip install -r requirements.txt)") from exc
 
@@ -32,40 +32,12 @@ except ImportError as exc:  # a broken environment must be red, not silently ski
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="module")
-def playwright_instance():
-    with sync_playwright() as playwright:
-        yield playwright
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_instance):
-    try:
-        browser = launch_browser(playwright_instance)
-    except BrowserMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield browser
-    browser.close()
-
-
+# browser, server and page: the shared fixtures (tests/browser_fixtures.py); a second server where a test
+# needs a fresh one:
 def _server(tmp_path_factory, name: str, **kwargs):
     base = tmp_path_factory.mktemp(name)
     (base / "store").mkdir()
     return start_server(base / "store", base / "streamlit.log", **kwargs)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = _server(tmp_path_factory, "dashboard")
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture
-def page(browser):
-    context, page = new_page(browser)
-    yield page
-    context.close()
 
 
 def cohort_stats(cohort) -> str:

@@ -85,6 +85,15 @@ def _rewrite_weights(keras_file: Path, edit) -> None:
             zf.writestr(name, data)
 
 
+def _weights_edited(bundle, tmp_path, name: str, member: str, edit):
+    """A copy of the bundle whose ``member`` has its weights rewritten by ``edit`` and every hash recomputed,
+    so that only the weights check can refuse it."""
+    bad = _copy(bundle, tmp_path, name)
+    _rewrite_weights(bad / member, edit)
+    write_meta(bad, read_meta(bad), rehash_files=True)
+    return bad
+
+
 def test_a_one_bit_edit_is_refused_before_any_weight_is_read(bundle, tmp_path):
     edited = _copy(bundle, tmp_path, "edited")
     data = bytearray((edited / "member_2.keras").read_bytes())
@@ -101,9 +110,7 @@ def test_weights_of_the_wrong_shape_are_refused_even_with_consistent_hashes(bund
         del group["0"]
         group["0"] = np.vstack([kernel, kernel[:1]])
 
-    bad = _copy(bundle, tmp_path, "shape")
-    _rewrite_weights(bad / "model.keras", wider_kernel)
-    write_meta(bad, read_meta(bad), rehash_files=True)
+    bad = _weights_edited(bundle, tmp_path, "shape", "model.keras", wider_kernel)
     with pytest.raises(BundleError, match="weights in model.keras do not match"):
         load_bundle(bad, keras=False)
 
@@ -113,9 +120,7 @@ def test_missing_weights_are_refused_even_with_consistent_hashes(bundle, tmp_pat
         name = next(k for k, g in h5["layers"].items() if g["vars"].attrs.get("name") == "risk")
         del h5["layers"][name]
 
-    bad = _copy(bundle, tmp_path, "missing")
-    _rewrite_weights(bad / "member_2.keras", drop_output_layer)
-    write_meta(bad, read_meta(bad), rehash_files=True)
+    bad = _weights_edited(bundle, tmp_path, "missing", "member_2.keras", drop_output_layer)
     with pytest.raises(BundleError, match="weights in member_2.keras do not match its layers"):
         load_bundle(bad, keras=False)
 

@@ -8,20 +8,14 @@ import pytest
 
 from core.errors import BundleError
 from core.model import store
-
-
-def _writer(tag):
-    def write(directory):
-        directory.mkdir(parents=True)
-        (directory / "metadata.json").write_text(json.dumps({"tag": tag}))
-    return write
+from test_store import metadata_writer
 
 
 def test_a_draft_is_listed_for_its_session_only_and_not_as_a_version(tmp_path):
-    first = store.save_draft(_writer("a"), "token-1", root=tmp_path)
+    first = store.save_draft(metadata_writer("a"), "token-1", root=tmp_path)
     time.sleep(0.01)
-    second = store.save_draft(_writer("b"), "token-1", root=tmp_path)
-    store.save_draft(_writer("c"), "token-2", root=tmp_path)
+    second = store.save_draft(metadata_writer("b"), "token-1", root=tmp_path)
+    store.save_draft(metadata_writer("c"), "token-2", root=tmp_path)
     mine = store.list_drafts(tmp_path, token="token-1")
     assert [d["path"] for d in mine] == [second, first]  # newest first
     assert json.loads((second / "metadata.json").read_text())["tag"] == "b"
@@ -32,19 +26,19 @@ def test_a_draft_is_listed_for_its_session_only_and_not_as_a_version(tmp_path):
 
 
 def test_signed_in_drafts_belong_to_the_user_not_to_an_anonymous_token(tmp_path):
-    store.save_draft(_writer("a"), "tok", user="dr.lee@example.org", root=tmp_path)
+    store.save_draft(metadata_writer("a"), "tok", user="dr.lee@example.org", root=tmp_path)
     assert store.list_drafts(tmp_path, token="tok") == []  # anonymous with the same token: not theirs
     assert len(store.list_drafts(tmp_path, token="other", user="dr.lee@example.org")) == 1
     assert store.list_drafts(tmp_path, token="tok", user="someone@example.org") == []
 
 
 def test_old_drafts_go_with_the_stale_cleanup(tmp_path, monkeypatch):
-    old = store.save_draft(_writer("old"), "tok", root=tmp_path)
+    old = store.save_draft(metadata_writer("old"), "tok", root=tmp_path)
     info = old.parent / "draft.json"
     meta = json.loads(info.read_text())
     meta["created"] -= 25 * 3600
     info.write_text(json.dumps(meta))
-    young = store.save_draft(_writer("young"), "tok", root=tmp_path)  # a save cleans up too
+    young = store.save_draft(metadata_writer("young"), "tok", root=tmp_path)  # a save cleans up too
     assert not old.exists() and young.exists()
     monkeypatch.setenv("HEART_RISK_DRAFT_HOURS", "0.5")
     meta = json.loads((young.parent / "draft.json").read_text())
@@ -80,8 +74,8 @@ def test_a_failed_draft_write_leaves_nothing(tmp_path):
 
 
 def test_delete_draft_refuses_a_named_version(tmp_path):
-    draft = store.save_draft(_writer("a"), "tok", root=tmp_path)
-    version = store.save_model(_writer("v"), "m", root=tmp_path)
+    draft = store.save_draft(metadata_writer("a"), "tok", root=tmp_path)
+    version = store.save_model(metadata_writer("v"), "m", root=tmp_path)
     with pytest.raises(BundleError):
         store.delete_draft(version, root=tmp_path)
     store.delete_draft(draft, root=tmp_path)
