@@ -70,6 +70,7 @@ def auc_text(info: dict) -> str:
         return f"{auc:.3f}"
     return f"{auc:.3f} ({t('metric.interval', low=f'{low:.2f}', high=f'{high:.2f}')})"
 
+
 def draw_shell(pages=None) -> None:
     """``pages``: app.py's function listing the pages, registered unlisted while the user is signed out."""
     init_session()
