@@ -235,11 +235,12 @@ def distribution_by_outcome(values: pd.Series, outcome: pd.Series, label: str, c
 
 
 # ---- trust: calibration with bands, decision curves, subgroups, two models side by side -------------------
-def calibration_bands(curves: dict[str, pd.DataFrame], title: str = "Calibration") -> go.Figure:
+def calibration_bands(curves: dict[str, pd.DataFrame], title: str = "Calibration",
+                      perfect: str = "perfect") -> go.Figure:
     """curves: name -> table with mean_predicted, observed_rate, low, high (Wilson band), n; one line each
-    with error bars, and the diagonal of perfect calibration."""
+    with error bars, and the diagonal of perfect calibration (named ``perfect``: a page passes its language's)."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line=dict(dash="dot", color="grey")))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=perfect, line=dict(dash="dot", color="grey")))
     for name, table in curves.items():
         fig.add_trace(go.Scatter(
             x=table["mean_predicted"], y=table["observed_rate"], mode="lines+markers", name=name,

@@ -216,9 +216,8 @@ with tabs[0]:
         curves = {t("trust.before"): report["curve_before"]}
         if method != "none":
             curves[t("trust.after")] = report["curve_after"]
-        fig = plots.calibration_bands(curves, title=t("trust.calibration_fig"))
+        fig = plots.calibration_bands(curves, title=t("trust.calibration_fig"), perfect=t("fig.perfect"))
         fig.update_layout(xaxis_title=t("fig.predicted"), yaxis_title=t("fig.observed"))
-        fig.for_each_trace(lambda tr: tr.update(name=t("fig.perfect")) if tr.name == "perfect" else None)
         figure(fig, "trust_calibration")
         st.caption(t("trust.calibration_note", bins=report["n_bins"]))
         if method == "isotonic":
@@ -380,7 +379,8 @@ with tabs[3]:
                     show_problems(result.problems)
             c1, c2 = st.columns(2)
             with c1:
-                fig = plots.calibration_bands({t("fig.model"): result.curve}, title=t("trust.calibration_fig"))
+                fig = plots.calibration_bands({t("fig.model"): result.curve}, title=t("trust.calibration_fig"),
+                                              perfect=t("fig.perfect"))
                 fig.update_layout(xaxis_title=t("fig.predicted"), yaxis_title=t("fig.observed"))
                 figure(fig, "trust_ext_calibration")
             with c2:

@@ -100,3 +100,12 @@ def test_the_page_s_distribution_puts_its_legend_above_the_plot(monkeypatch):
     cohort = SimpleNamespace(df=pd.DataFrame({"cp": [1.0, 4.0, 4.0]}), y=np.array([0.0, 1.0, 1.0]))
     fig = figures.distribution(cohort, schema["cp"])
     assert fig.layout.legend.yanchor == "bottom" and fig.layout.legend.y >= 1  # not over the codes' names
+
+
+def test_calibration_bands_take_the_diagonals_name_in_the_page_language():
+    """QA in Chromium: the external-validation chart's diagonal read "perfect" on the Chinese page (the
+    calibration tab renamed it afterwards, the external tab did not)."""
+    curve = pd.DataFrame({"mean_predicted": [0.2, 0.6], "observed_rate": [0.25, 0.55], "low": [0.1, 0.4],
+                          "high": [0.4, 0.7], "n": [20, 20]})
+    fig = plots.calibration_bands({"模型": curve}, perfect="理想校准")
+    assert [trace.name for trace in fig.data] == ["理想校准", "模型"]
